@@ -1,0 +1,1 @@
+"""keystone_syncext: keep many Keystone deployments in sync, same IDs everywhere."""

@@ -1,0 +1,51 @@
+"""The ``[sync]`` option group, registered on Keystone's own CONF."""
+
+from oslo_config import cfg
+
+GROUP_NAME = 'sync'
+
+site_id = cfg.StrOpt(
+    'site_id',
+    regex=r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    help='Name of this Keystone deployment (the site), unique among all '
+    'sites that sync with each other. It is stamped as the origin of the '
+    'changes made here and reported by the sync API. All API nodes of one '
+    'deployment share one site_id. Letters, digits, "_", "." and "-", at '
+    'most 64 characters.',
+)
+
+change_retention_days = cfg.IntOpt(
+    'change_retention_days',
+    default=7,
+    min=1,
+    help='How many days of the change log `keystone-syncext-manage purge` '
+    'keeps. A consumer whose cursor is older than the retained history '
+    'must reconcile instead of reading the feed.',
+)
+
+tombstone_retention_days = cfg.IntOpt(
+    'tombstone_retention_days',
+    default=30,
+    min=1,
+    help='How many days `keystone-syncext-manage purge` keeps the record of '
+    'a deleted resource (its tombstone). Keep it at least as long as '
+    'change_retention_days so that a reconcile can still tell a delete '
+    'from a resource that was never synced.',
+)
+
+GROUP_OPTS = [
+    site_id,
+    change_retention_days,
+    tombstone_retention_days,
+]
+ALL_OPTS = GROUP_OPTS
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    """Register the [sync] options on ``conf`` (idempotent)."""
+    conf.register_opts(GROUP_OPTS, group=GROUP_NAME)
+
+
+def list_opts():
+    """Options for oslo-config-generator (entry point ``oslo.config.opts``)."""
+    return [(GROUP_NAME, GROUP_OPTS)]

@@ -1,0 +1,77 @@
+"""Run keystone_syncext's alembic tree against a Keystone database.
+
+Plain functions taking an engine first, as alembic's own ``command``
+module does; the command line is a thin layer over them.
+"""
+
+import os
+import sys
+
+from alembic import command as alembic_command
+from alembic import config as alembic_config
+from alembic import migration as alembic_migration
+from alembic import script as alembic_script
+import sqlalchemy as sa
+
+from keystone_syncext.capture import install
+
+VERSION_TABLE = 'sync_alembic_version'
+
+
+def script_location() -> str:
+    """Where the ``alembic/`` tree is: beside the package in a source
+    checkout, under ``share/keystone_syncext`` once installed."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.path.join(here, '..', '..', 'alembic'),
+        os.path.join(sys.prefix, 'share', 'keystone_syncext', 'alembic'),
+    ]
+    for path in candidates:
+        if os.path.isfile(os.path.join(path, 'env.py')):
+            return os.path.normpath(path)
+    raise RuntimeError('keystone_syncext migrations not found in any of: '
+                       + ', '.join(os.path.normpath(p) for p in candidates))
+
+
+def _config(connection=None) -> alembic_config.Config:
+    cfg = alembic_config.Config()
+    cfg.set_main_option('script_location', script_location())
+    if connection is not None:
+        cfg.attributes['connection'] = connection
+    return cfg
+
+
+def head() -> str:
+    """The newest revision this code knows."""
+    script = alembic_script.ScriptDirectory.from_config(_config())
+    return script.get_current_head()
+
+
+def current(engine: sa.engine.Engine) -> str | None:
+    """The revision the database is at, or None if never migrated."""
+    with engine.connect() as conn:
+        ctx = alembic_migration.MigrationContext.configure(
+            conn, opts={'version_table': VERSION_TABLE})
+        return ctx.get_current_revision()
+
+
+def upgrade(engine: sa.engine.Engine, revision: str = 'head') -> dict:
+    """Upgrade to ``revision``; at head, also put back missing capture.
+
+    Returns what had to be put back (``{'columns': [...], 'triggers':
+    [...]}``), which is empty unless something, such as a Keystone upgrade
+    that rebuilt a table, removed it.
+    """
+    with engine.begin() as conn:
+        install.require_keystone_schema(conn)
+        alembic_command.upgrade(_config(conn), revision)
+    if current(engine) != head():
+        return {'columns': [], 'triggers': []}
+    with engine.begin() as conn:
+        return install.ensure(conn)
+
+
+def downgrade(engine: sa.engine.Engine, revision: str) -> None:
+    """Downgrade to ``revision`` ('base' removes everything we added)."""
+    with engine.begin() as conn:
+        alembic_command.downgrade(_config(conn), revision)

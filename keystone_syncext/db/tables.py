@@ -1,0 +1,76 @@
+"""The extension's own tables (SQLAlchemy Core), as the migrations create them.
+
+Keystone's tables are never mapped here: the extension reads and writes
+them through Keystone's managers or the triggers, so a schema change in a
+later Keystone release does not break this module.
+"""
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+# BIGINT everywhere, but SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
+# Microsecond timestamps: MySQL's DATETIME drops fractions unless told.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql',
+                                       'mariadb')
+
+change = sa.Table(
+    'sync_change', metadata,
+    # Capture order: assigned when the trigger runs, before commit.
+    sa.Column('id', BigId, primary_key=True, autoincrement=True),
+    # Feed order: assigned after commit by changes.stamp(), dense and
+    # increasing in the order rows became visible.
+    sa.Column('position', sa.BigInteger, nullable=True),
+    sa.Column('resource_type', sa.String(32), nullable=False),
+    sa.Column('resource_id', sa.String(255), nullable=False),
+    sa.Column('op', sa.String(8), nullable=False),
+    sa.Column('changed_at', Timestamp, nullable=False),
+    # NULL: made at this site. Otherwise the site_id of the sync API write.
+    sa.Column('origin', sa.String(64), nullable=True),
+    sa.Index('ix_sync_change_position', 'position', unique=True),
+    sa.Index('ix_sync_change_resource', 'resource_type', 'resource_id'),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+tombstone = sa.Table(
+    'sync_tombstone', metadata,
+    sa.Column('resource_type', sa.String(32), primary_key=True),
+    sa.Column('resource_id', sa.String(255), primary_key=True),
+    sa.Column('deleted_at', Timestamp, nullable=False),
+    sa.Column('origin', sa.String(64), nullable=True),
+    sa.Column('change_id', sa.BigInteger, nullable=True),
+    sa.Index('ix_sync_tombstone_deleted_at', 'deleted_at'),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+write_context = sa.Table(
+    'sync_write_context', metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('origin', sa.String(64), nullable=False),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+counter = sa.Table(
+    'sync_counter', metadata,
+    sa.Column('name', sa.String(32), primary_key=True),
+    sa.Column('value', sa.BigInteger, nullable=False),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+added_column = sa.Table(
+    'sync_added_column', metadata,
+    sa.Column('table_name', sa.String(64), primary_key=True),
+    sa.Column('column_name', sa.String(64), primary_key=True),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+# Counter rows.
+HEAD = 'position'              # last position handed out by stamp()
+PURGED_THROUGH = 'purged_through'  # positions <= this are gone
