@@ -1,1 +1,1 @@
-"""keystone_syncext: keep many Keystone deployments in sync, same IDs everywhere."""
+"""keystone_syncext: many Keystones in sync, same IDs everywhere."""

@@ -1,21 +1,43 @@
 """Turn the capture spec into triggers for SQLite, MySQL/MariaDB, PostgreSQL.
 
-Every trigger writes into ``sync_change`` (and ``sync_tombstone`` for
-deletes) inside the statement that changed the row, so capture commits or
-rolls back with Keystone's own transaction, whoever made it.
+Every trigger writes into ``sync_change`` inside the statement that changed
+the row, so capture commits or rolls back with Keystone's own transaction,
+whoever made it. Tombstones are kept by one trigger on ``sync_change``
+itself (a 'delete' row upserts the tombstone, a 'create' row removes it),
+so that logic exists once rather than in every table's trigger.
 
-The origin of a change is read from ``sync_write_context``: the sync API
-inserts one row there at the start of its transaction and deletes it before
-commit, so the row is only ever visible to that transaction (a rolled back
-transaction takes it along). With no such row the origin is NULL, meaning
-"this site".
+The triggers are deliberately small. Keystone on SQLite opens a new
+connection for nearly every query, and SQLite parses the whole schema,
+trigger bodies included, on each new connection: every byte of trigger
+text is paid for on every request, reads included. Hence the column
+defaults (``changed_at``, ``created_at``, ``updated_at``) instead of
+timestamps spelled out in each trigger.
+
+Origin of a change (the site whose sync API write caused it):
+
+- MySQL/PostgreSQL: the trigger reads ``sync_write_context``. The sync API
+  inserts one row there at the start of its transaction and deletes it
+  before commit, so the row is only ever visible to that transaction, and a
+  rollback takes it along.
+- SQLite: the sync API stamps ``origin`` on the change rows (and
+  tombstones) its transaction wrote, after its writes and before commit.
+  SQLite has one writer at a time, so those are exactly the rows with an id
+  above the highest one the transaction saw after taking the write lock.
+  This keeps the subquery out of every trigger (see the parse cost above).
+
+No origin (NULL) means "made at this site".
 """
 
 import dataclasses
 
+from sqlalchemy.dialects import mysql as sa_mysql
+from sqlalchemy.dialects import postgresql as sa_pg
+from sqlalchemy.dialects import sqlite as sa_sqlite
+
 from keystone_syncext.capture import spec
 
 ORIGIN_SQL = '(SELECT origin FROM sync_write_context LIMIT 1)'
+TOMBSTONE_TABLE = 'sync_change'
 
 
 def trigger_name(table: str, event: str) -> str:
@@ -31,14 +53,24 @@ class Trigger:
     drop: tuple[str, ...]
 
 
-class _Dialect:
-    """SQL spelling that differs between databases."""
+def _both(*conditions):
+    """AND together the conditions that are not None."""
+    present = [c for c in conditions if c]
+    if len(present) <= 1:
+        return present[0] if present else None
+    return ' AND '.join(f'({c})' for c in present)
 
+
+class _Dialect:
+    """SQL spelling that differs between databases, and the shared logic."""
+
+    sa_dialect = None
     now = ''
     dual = ''
+    with_origin = True
 
     def quote(self, name):
-        return f'"{name}"'
+        return self.sa_dialect.identifier_preparer.quote(name)
 
     def concat(self, parts):
         return " || ':' || ".join(parts)
@@ -46,20 +78,10 @@ class _Dialect:
     def distinct(self, a, b):
         return f'{a} IS DISTINCT FROM {b}'
 
-    def select_where(self, exprs, where, from_=''):
-        sql = 'SELECT ' + ', '.join(exprs)
-        if from_:
-            sql += ' FROM ' + from_
-        elif where:
-            sql += self.dual
-        if where:
-            sql += f' WHERE {where}'
-        return sql
-
-    def upsert_tombstone(self, select_sql):
-        raise NotImplementedError
-
-    # -- building blocks shared by all dialects ---------------------------
+    def changed(self, cols, a='OLD', b='NEW'):
+        q = self.quote
+        return ' OR '.join(self.distinct(f'{a}.{q(c)}', f'{b}.{q(c)}')
+                           for c in cols)
 
     def res_id(self, res, r):
         return self.concat([p.format(r=r) for p in res.id_parts])
@@ -70,104 +92,94 @@ class _Dialect:
     def cond(self, res, r):
         return res.condition.format(r=r) if res.condition else None
 
-    def record(self, type_sql, id_sql, op, where=None, from_=''):
-        select = self.select_where(
-            [type_sql, id_sql, f"'{op}'", self.now, ORIGIN_SQL], where, from_)
-        return ('INSERT INTO sync_change '
-                '(resource_type, resource_id, op, changed_at, origin) '
-                + select)
+    def log(self, type_sql, id_sql, op_sql, where=None, from_=None):
+        """INSERT a change row for each (type, id) the SELECT yields."""
+        cols, vals = 'resource_type, resource_id, op', [type_sql, id_sql,
+                                                          op_sql]
+        if self.with_origin:
+            cols += ', origin'
+            vals.append(ORIGIN_SQL)
+        sql = f'INSERT INTO sync_change ({cols}) SELECT {", ".join(vals)}'
+        if from_:
+            sql += f' FROM {from_}'
+        elif where:
+            sql += self.dual
+        return sql + (f' WHERE {where}' if where else '')
 
-    def tombstone(self, type_sql, id_sql, where=None, from_=''):
-        change = ('(SELECT MAX(sc.id) FROM sync_change sc WHERE '
-                  f'sc.resource_type = {type_sql} AND '
-                  f'sc.resource_id = {id_sql})')
-        select = self.select_where(
-            [type_sql, id_sql, self.now, ORIGIN_SQL, change], where, from_)
-        return self.upsert_tombstone(
-            'INSERT INTO sync_tombstone '
-            '(resource_type, resource_id, deleted_at, origin, change_id) '
-            + select)
+    def log_row(self, res, r, op_sql, guard=None):
+        return self.log(self.res_type(res, r), self.res_id(res, r), op_sql,
+                        _both(self.cond(res, r), guard))
 
-    def untombstone(self, res, r, guard=None):
-        sql = (f'DELETE FROM sync_tombstone WHERE resource_type = '
-               f'{self.res_type(res, r)} AND resource_id = '
-               f'{self.res_id(res, r)}')
-        return f'{sql} AND ({guard})' if guard else sql
+    def log_update(self, res):
+        """An update of a resource row; a changed key is a re-key: the old
+        id is deleted and the new one created."""
+        rekey = self.changed(res.key)
+        if res.synced:
+            op = f"CASE WHEN {rekey} THEN 'create' ELSE 'update' END"
+        else:
+            op = "'create'"  # only the key can change, and it did
+        return [self.log_row(res, 'OLD', "'delete'", rekey),
+                self.log_row(res, 'NEW', op)]
 
-    def created(self, res, r, guard=None):
-        """Statements recording that row ``r`` of ``res`` came to be."""
-        c = _both(self.cond(res, r), guard)
-        return [self.record(self.res_type(res, r), self.res_id(res, r),
-                            'create', c),
-                self.untombstone(res, r, guard)]
-
-    def deleted(self, res, r, guard=None):
-        """Statements recording that row ``r`` of ``res`` is gone."""
-        c = _both(self.cond(res, r), guard)
-        t, i = self.res_type(res, r), self.res_id(res, r)
-        return [self.record(t, i, 'delete', c), self.tombstone(t, i, c)]
-
-    def updated(self, res, r, guard=None):
-        return [self.record(self.res_type(res, r), self.res_id(res, r),
-                            'update', _both(self.cond(res, r), guard))]
-
-    def changed(self, cols, a='OLD', b='NEW'):
-        return ' OR '.join(
-            self.distinct(f'{a}.{self.quote(c)}', f'{b}.{self.quote(c)}')
-            for c in cols)
-
-    def owner_changed(self, child, r, guard=None):
-        """Record an update of the resource owning child row ``r``."""
+    def log_owner(self, child, rows):
+        """An update of the resource(s) owning the child rows ``rows``."""
         parent = spec.RESOURCE_BY_TABLE[child.parent]
-        alias = 'p'
-        where = _both(child.match.format(p=alias, r=r),
-                      self.cond(parent, alias), guard)
-        return self.record(self.res_type(parent, alias),
-                           self.res_id(parent, alias), 'update', where,
-                           from_=f'{self.quote(parent.table)} {alias}')
+        match = ' OR '.join(f'({child.match.format(p="p", r=r)})'
+                            for r in rows)
+        return self.log(self.res_type(parent, 'p'), self.res_id(parent, 'p'),
+                        "'update'", _both(match, self.cond(parent, 'p')),
+                        from_=f'{self.quote(parent.table)} p')
 
-    def touch_owner(self, child, r, guard=None):
-        """Move the owner's updated_at (its synced columns stay as they are,
-        so its own update trigger records nothing)."""
+    def touch_owner(self, child, rows):
+        """Move the owner's updated_at. Its synced columns stay as they are,
+        so its own update trigger logs nothing more."""
         parent = spec.RESOURCE_BY_TABLE[child.parent]
         table = self.quote(parent.table)
-        where = _both(child.match.format(p=table, r=r), guard)
-        return f'UPDATE {table} SET updated_at = {self.now} WHERE {where}'
+        match = ' OR '.join(f'({child.match.format(p=table, r=r)})'
+                            for r in rows)
+        return f'UPDATE {table} SET updated_at = {self.now} WHERE {match}'
 
     def child_body(self, child, event):
-        r = 'OLD' if event == 'del' else 'NEW'
-        stmts = [self.owner_changed(child, r), self.touch_owner(child, r)]
-        if event == 'upd':
-            # A row moved to another owner changes the old owner too.
-            moved = self.changed(child.link)
-            stmts += [self.owner_changed(child, 'OLD', moved),
-                      self.touch_owner(child, 'OLD', moved)]
-        return stmts
+        rows = {'ins': ['NEW'], 'del': ['OLD'], 'upd': ['NEW', 'OLD']}[event]
+        return [self.log_owner(child, rows), self.touch_owner(child, rows)]
 
-    def cascade_body(self, cascade, r='OLD'):
-        """What MySQL's silent foreign key cascade is about to remove."""
-        match = cascade.match.format(c='c', r=r)
+    def cascade_body(self, cascade):
+        """Log what a foreign key cascade is about to remove (MySQL only)."""
+        match = cascade.match.format(c='c', r='OLD')
         if cascade.child in spec.RESOURCE_BY_TABLE:
             res = spec.RESOURCE_BY_TABLE[cascade.child]
-            from_ = f'{self.quote(res.table)} c'
-            t, i = self.res_type(res, 'c'), self.res_id(res, 'c')
-            return [self.record(t, i, 'delete', match, from_),
-                    self.tombstone(t, i, match, from_)]
+            return [self.log(self.res_type(res, 'c'), self.res_id(res, 'c'),
+                             "'delete'", match,
+                             from_=f'{self.quote(res.table)} c')]
         child = spec.CHILD_BY_TABLE[cascade.child]
         parent = spec.RESOURCE_BY_TABLE[child.parent]
         owner = child.match.format(p='p', r='c')
         exists = (f'EXISTS (SELECT 1 FROM {self.quote(child.table)} c '
                   f'WHERE ({match}) AND {owner})')
-        return [self.record(self.res_type(parent, 'p'),
-                            self.res_id(parent, 'p'), 'update', exists,
-                            from_=f'{self.quote(parent.table)} p')]
+        return [self.log(self.res_type(parent, 'p'),
+                         self.res_id(parent, 'p'), "'update'", exists,
+                         from_=f'{self.quote(parent.table)} p')]
 
-    def when(self, condition, stmts):
+    def tombstone_body(self, where=None):
+        """The two statements of the trigger on sync_change that keeps
+        tombstones: forget on 'create', upsert on 'delete'."""
+        delete = ('DELETE FROM sync_tombstone WHERE resource_type = '
+                  'NEW.resource_type AND resource_id = NEW.resource_id')
+        select = ('SELECT NEW.resource_type, NEW.resource_id, '
+                  'NEW.changed_at, NEW.origin, NEW.id')
+        if where:
+            select += self.dual + f' WHERE {where}'
+        upsert = self.upsert_tombstone(
+            'INSERT INTO sync_tombstone (resource_type, resource_id, '
+            f'deleted_at, origin, change_id) {select}')
+        return delete, upsert
+
+    def upsert_tombstone(self, insert):
         raise NotImplementedError
 
     def triggers(self):
         """Every trigger of the current spec, in install order."""
-        out = []
+        out = [self.tombstone_trigger()]
         for res in spec.RESOURCES:
             out += self.resource_triggers(res)
         for child in spec.CHILDREN:
@@ -175,9 +187,15 @@ class _Dialect:
         return out
 
 
+def _body(stmts):
+    return ''.join(s + '; ' for s in stmts)
+
+
 class SQLite(_Dialect):
+    sa_dialect = sa_sqlite.dialect()
     # Microseconds, as SQLAlchemy writes them, so values sort as text.
-    now = "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+    now = "(strftime('%Y-%m-%d %H:%M:%f','now')||'000')"
+    with_origin = False
 
     def distinct(self, a, b):
         return f'{a} IS NOT {b}'
@@ -185,43 +203,45 @@ class SQLite(_Dialect):
     def upsert_tombstone(self, insert):
         return insert.replace('INSERT INTO', 'INSERT OR REPLACE INTO', 1)
 
-    def _trigger(self, table, event, timing_event, when, body):
+    def _trigger(self, table, event, timing, stmts, when=None):
         name = trigger_name(table, event)
         when_sql = f' WHEN {when}' if when else ''
-        sql = (f'CREATE TRIGGER IF NOT EXISTS {name} {timing_event} ON '
-               f'{self.quote(table)} FOR EACH ROW{when_sql} BEGIN '
-               + ''.join(s + '; ' for s in body) + 'END')
-        return Trigger(name, table, (sql,), (f'DROP TRIGGER IF EXISTS {name}',))
+        sql = (f'CREATE TRIGGER IF NOT EXISTS {name} {timing} ON '
+               f'{self.quote(table)}{when_sql} BEGIN {_body(stmts)}END')
+        return Trigger(name, table, (sql,),
+                       (f'DROP TRIGGER IF EXISTS {name}',))
+
+    def tombstone_trigger(self):
+        # SQLite has no IF: each statement carries its condition.
+        delete, upsert = self.tombstone_body("NEW.op = 'delete'")
+        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+            f"{delete} AND NEW.op = 'create'", upsert])
 
     def resource_triggers(self, res):
         t = self.quote(res.table)
-        stamp = (f'UPDATE {t} SET created_at = COALESCE(created_at, '
-                 f'{self.now}), updated_at = COALESCE(updated_at, created_at, '
-                 f'{self.now}) WHERE rowid = NEW.rowid')
-        # SQLite triggers have no IF: each statement carries its condition.
-        rekey = self.changed(res.key)
-        upd = self.deleted(res, 'OLD', rekey) + self.created(res, 'NEW', rekey)
-        if res.synced:
-            upd += self.updated(res, 'NEW', f'NOT ({rekey})')
-        upd.append(f'UPDATE {t} SET updated_at = {self.now} '
-                   'WHERE rowid = NEW.rowid')
+        stamp = (f'UPDATE {t} SET created_at = coalesce(created_at, '
+                 f'{self.now}), updated_at = coalesce(updated_at, '
+                 f'created_at, {self.now}) WHERE rowid = NEW.rowid')
+        touch = f'UPDATE {t} SET updated_at = {self.now} WHERE rowid = ' \
+                'NEW.rowid'
         return [
-            self._trigger(res.table, 'ins', 'AFTER INSERT', None,
-                          [stamp, *self.created(res, 'NEW')]),
+            self._trigger(res.table, 'ins', 'AFTER INSERT',
+                          [self.log_row(res, 'NEW', "'create'"), stamp]),
             self._trigger(res.table, 'upd', 'AFTER UPDATE',
-                          self.changed(res.key + res.synced), upd),
-            self._trigger(res.table, 'del', 'AFTER DELETE', None,
-                          self.deleted(res, 'OLD')),
+                          [*self.log_update(res), touch],
+                          when=self.changed(res.key + res.synced)),
+            self._trigger(res.table, 'del', 'AFTER DELETE',
+                          [self.log_row(res, 'OLD', "'delete'")]),
         ]
 
     def child_triggers(self, child):
         return [
-            self._trigger(child.table, 'ins', 'AFTER INSERT', None,
+            self._trigger(child.table, 'ins', 'AFTER INSERT',
                           self.child_body(child, 'ins')),
             self._trigger(child.table, 'upd', 'AFTER UPDATE',
-                          self.changed(child.link + child.synced),
-                          self.child_body(child, 'upd')),
-            self._trigger(child.table, 'del', 'AFTER DELETE', None,
+                          self.child_body(child, 'upd'),
+                          when=self.changed(child.link + child.synced)),
+            self._trigger(child.table, 'del', 'AFTER DELETE',
                           self.child_body(child, 'del')),
         ]
 
@@ -230,15 +250,14 @@ class SQLite(_Dialect):
 
 
 class MySQL(_Dialect):
+    sa_dialect = sa_mysql.dialect()
     now = 'UTC_TIMESTAMP(6)'
     dual = ' FROM DUAL'
 
-    def quote(self, name):
-        return f'`{name}`'
-
     def concat(self, parts):
-        return 'CONCAT(' + ", ':', ".join(parts) + ')' if len(parts) > 1 \
-            else parts[0]
+        if len(parts) == 1:
+            return parts[0]
+        return 'CONCAT(' + ", ':', ".join(parts) + ')'
 
     def distinct(self, a, b):
         return f'NOT ({a} <=> {b})'
@@ -248,58 +267,46 @@ class MySQL(_Dialect):
                 'VALUES(deleted_at), origin = VALUES(origin), '
                 'change_id = VALUES(change_id)')
 
-    def when(self, condition, stmts):
-        return [f'IF {condition} THEN ' + ''.join(s + '; ' for s in stmts)
-                + 'END IF']
-
-    def _trigger(self, table, event, timing_event, body):
+    def _trigger(self, table, event, timing, stmts):
         name = trigger_name(table, event)
-        sql = (f'CREATE TRIGGER {name} {timing_event} ON {self.quote(table)} '
-               'FOR EACH ROW BEGIN ' + ''.join(s + '; ' for s in body)
-               + 'END')
-        return Trigger(name, table, (sql,), (f'DROP TRIGGER IF EXISTS {name}',))
+        sql = (f'CREATE TRIGGER {name} {timing} ON {self.quote(table)} '
+               f'FOR EACH ROW BEGIN {_body(stmts)}END')
+        return Trigger(name, table, (sql,),
+                       (f'DROP TRIGGER IF EXISTS {name}',))
+
+    def tombstone_trigger(self):
+        delete, upsert = self.tombstone_body()
+        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+            f"IF NEW.op = 'create' THEN {delete}; "
+            f"ELSEIF NEW.op = 'delete' THEN {upsert}; END IF"])
 
     def resource_triggers(self, res):
-        rekey = self.changed(res.key)
-        ins = ['SET NEW.created_at = COALESCE(NEW.created_at, '
-               f'{self.now})',
-               'SET NEW.updated_at = COALESCE(NEW.updated_at, '
-               'NEW.created_at)',
-               *self.created(res, 'NEW')]
-        upd = (f'IF {rekey} THEN '
-               + ''.join(s + '; ' for s in self.deleted(res, 'OLD')
-                         + self.created(res, 'NEW'))
-               + f'SET NEW.updated_at = {self.now}; ')
-        if res.synced:
-            upd += (f'ELSEIF {self.changed(res.synced)} THEN '
-                    + ''.join(s + '; ' for s in self.updated(res, 'NEW'))
-                    + f'SET NEW.updated_at = {self.now}; ')
-        upd += 'END IF'
-        dele = self.deleted(res, 'OLD')
+        changed = self.changed(res.key + res.synced)
+        upd = (f'IF {changed} THEN {_body(self.log_update(res))}'
+               f'SET NEW.updated_at = {self.now}; END IF')
+        dele = [self.log_row(res, 'OLD', "'delete'")]
         for cascade in spec.CASCADES:
             if cascade.parent == res.table:
+                # MySQL runs foreign key cascades without firing triggers.
                 dele += self.cascade_body(cascade)
         return [
-            self._trigger(res.table, 'ins', 'BEFORE INSERT', ins),
+            self._trigger(res.table, 'ins', 'AFTER INSERT',
+                          [self.log_row(res, 'NEW', "'create'")]),
             self._trigger(res.table, 'upd', 'BEFORE UPDATE', [upd]),
             self._trigger(res.table, 'del', 'BEFORE DELETE', dele),
         ]
 
     def child_triggers(self, child):
-        upd = self.when(self.changed(child.link + child.synced),
-                        self.child_body(child, 'upd'))
-        triggers = [
+        changed = self.changed(child.link + child.synced)
+        upd = f'IF {changed} THEN {_body(self.child_body(child, "upd"))}' \
+              'END IF'
+        return [
             self._trigger(child.table, 'ins', 'AFTER INSERT',
                           self.child_body(child, 'ins')),
-            self._trigger(child.table, 'upd', 'AFTER UPDATE', upd),
+            self._trigger(child.table, 'upd', 'AFTER UPDATE', [upd]),
+            self._trigger(child.table, 'del', 'AFTER DELETE',
+                          self.child_body(child, 'del')),
         ]
-        dele = self.child_body(child, 'del')
-        for cascade in spec.CASCADES:
-            if cascade.parent == child.table:
-                dele += self.cascade_body(cascade)
-        triggers.append(self._trigger(child.table, 'del', 'AFTER DELETE',
-                                      dele))
-        return triggers
 
     def existing_triggers_sql(self):
         return ('SELECT trigger_name FROM information_schema.triggers '
@@ -307,6 +314,7 @@ class MySQL(_Dialect):
 
 
 class PostgreSQL(_Dialect):
+    sa_dialect = sa_pg.dialect()
     now = "(clock_timestamp() AT TIME ZONE 'UTC')"
 
     def upsert_tombstone(self, insert):
@@ -314,72 +322,55 @@ class PostgreSQL(_Dialect):
                 'SET deleted_at = EXCLUDED.deleted_at, origin = '
                 'EXCLUDED.origin, change_id = EXCLUDED.change_id')
 
-    def when(self, condition, stmts):
-        return [f'IF {condition} THEN ' + ''.join(s + '; ' for s in stmts)
-                + 'END IF']
-
-    def _trigger(self, table, event, timing_event, body, returns):
+    def _trigger(self, table, event, timing, stmts, returns):
         name = trigger_name(table, event)
         func = f'{name}_fn'
+        qtable = self.quote(table)
         create_func = (
             f'CREATE OR REPLACE FUNCTION {func}() RETURNS trigger '
-            'LANGUAGE plpgsql AS $sync$ BEGIN '
-            + ''.join(s + '; ' for s in body)
-            + f'RETURN {returns}; END $sync$')
+            f'LANGUAGE plpgsql AS $sync$ BEGIN {_body(stmts)}'
+            f'RETURN {returns}; END $sync$')
         create_trig = (
-            f'DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE '
-            f"tgname = '{name}' AND tgrelid = '{self.quote(table)}'::regclass)"
-            f' THEN CREATE TRIGGER {name} {timing_event} ON '
-            f'{self.quote(table)} FOR EACH ROW EXECUTE FUNCTION {func}(); '
-            'END IF; END $sync$')
-        drop = (f'DROP TRIGGER IF EXISTS {name} ON {self.quote(table)}',
+            'DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE '
+            f"tgname = '{name}' AND tgrelid = '{qtable}'::regclass) THEN "
+            f'CREATE TRIGGER {name} {timing} ON {qtable} FOR EACH ROW '
+            f'EXECUTE FUNCTION {func}(); END IF; END $sync$')
+        drop = (f'DROP TRIGGER IF EXISTS {name} ON {qtable}',
                 f'DROP FUNCTION IF EXISTS {func}()')
         return Trigger(name, table, (create_func, create_trig), drop)
 
+    def tombstone_trigger(self):
+        delete, upsert = self.tombstone_body()
+        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+            f"IF NEW.op = 'create' THEN {delete}; "
+            f"ELSIF NEW.op = 'delete' THEN {upsert}; END IF"], 'NULL')
+
     def resource_triggers(self, res):
-        rekey = self.changed(res.key)
-        ins = [f'NEW.created_at := COALESCE(NEW.created_at, {self.now})',
-               'NEW.updated_at := COALESCE(NEW.updated_at, NEW.created_at)',
-               *self.created(res, 'NEW')]
-        upd = (f'IF {rekey} THEN '
-               + ''.join(s + '; ' for s in self.deleted(res, 'OLD')
-                         + self.created(res, 'NEW'))
-               + f'NEW.updated_at := {self.now}; ')
-        if res.synced:
-            upd += (f'ELSIF {self.changed(res.synced)} THEN '
-                    + ''.join(s + '; ' for s in self.updated(res, 'NEW'))
-                    + f'NEW.updated_at := {self.now}; ')
-        upd += 'END IF'
+        changed = self.changed(res.key + res.synced)
+        upd = (f'IF {changed} THEN {_body(self.log_update(res))}'
+               f'NEW.updated_at := {self.now}; END IF')
         return [
-            self._trigger(res.table, 'ins', 'BEFORE INSERT', ins, 'NEW'),
+            self._trigger(res.table, 'ins', 'AFTER INSERT',
+                          [self.log_row(res, 'NEW', "'create'")], 'NULL'),
             self._trigger(res.table, 'upd', 'BEFORE UPDATE', [upd], 'NEW'),
             self._trigger(res.table, 'del', 'AFTER DELETE',
-                          self.deleted(res, 'OLD'), 'OLD'),
+                          [self.log_row(res, 'OLD', "'delete'")], 'NULL'),
         ]
 
     def child_triggers(self, child):
-        upd = self.when(self.changed(child.link + child.synced),
-                        self.child_body(child, 'upd'))
+        changed = self.changed(child.link + child.synced)
+        upd = f'IF {changed} THEN {_body(self.child_body(child, "upd"))}' \
+              'END IF'
         return [
             self._trigger(child.table, 'ins', 'AFTER INSERT',
-                          self.child_body(child, 'ins'), 'NEW'),
-            self._trigger(child.table, 'upd', 'AFTER UPDATE', upd, 'NEW'),
+                          self.child_body(child, 'ins'), 'NULL'),
+            self._trigger(child.table, 'upd', 'AFTER UPDATE', [upd], 'NULL'),
             self._trigger(child.table, 'del', 'AFTER DELETE',
-                          self.child_body(child, 'del'), 'OLD'),
+                          self.child_body(child, 'del'), 'NULL'),
         ]
 
     def existing_triggers_sql(self):
         return 'SELECT tgname FROM pg_trigger WHERE NOT tgisinternal'
-
-
-def _both(*conditions):
-    """AND together the conditions that are not None."""
-    present = [c for c in conditions if c]
-    if not present:
-        return None
-    if len(present) == 1:
-        return present[0]
-    return ' AND '.join(f'({c})' for c in present)
 
 
 DIALECTS = {

@@ -74,11 +74,17 @@ def add_timestamp_columns(conn, now: datetime.datetime | None = None) -> None:
     """
     now = now or datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
     quote = ddl.for_dialect(conn.dialect.name).quote
+    col_type = tables.Timestamp.compile(dialect=conn.dialect)
+    default = ''
+    if conn.dialect.name != 'sqlite':
+        # SQLite cannot ADD COLUMN with a non-constant default; its
+        # insert trigger fills the timestamps instead.
+        default = ' DEFAULT ' + str(tables.UtcNow().compile(
+            dialect=conn.dialect))
     for table, column in missing_columns(conn):
-        col_type = tables.Timestamp.compile(dialect=conn.dialect)
         conn.exec_driver_sql(
             f'ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} '
-            f'{col_type} NULL')
+            f'{col_type} NULL{default}')
         conn.execute(tables.added_column.insert().values(
             table_name=table, column_name=column))
     for res in spec.RESOURCES:

@@ -7,8 +7,39 @@ later Keystone release does not break this module.
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext import compiler
+from sqlalchemy.sql import expression
 
 metadata = sa.MetaData()
+
+
+class UtcNow(expression.FunctionElement):
+    """The current UTC time with microseconds, usable as a column default.
+
+    Defaults rather than trigger code: see keystone_syncext.capture.ddl on
+    why trigger text must stay small.
+    """
+
+    type = sa.DateTime()
+    inherit_cache = True
+
+
+@compiler.compiles(UtcNow, 'sqlite')
+def _utcnow_sqlite(element, compiler, **kw):
+    return "(strftime('%Y-%m-%d %H:%M:%f','now')||'000')"
+
+
+@compiler.compiles(UtcNow, 'mysql')
+@compiler.compiles(UtcNow, 'mariadb')
+def _utcnow_mysql(element, compiler, **kw):
+    return '(UTC_TIMESTAMP(6))'
+
+
+@compiler.compiles(UtcNow, 'postgresql')
+def _utcnow_postgresql(element, compiler, **kw):
+    # now(), not clock_timestamp(): stable, so ADD COLUMN needs no rewrite.
+    return "(now() AT TIME ZONE 'UTC')"
+
 
 # BIGINT everywhere, but SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
@@ -26,7 +57,8 @@ change = sa.Table(
     sa.Column('resource_type', sa.String(32), nullable=False),
     sa.Column('resource_id', sa.String(255), nullable=False),
     sa.Column('op', sa.String(8), nullable=False),
-    sa.Column('changed_at', Timestamp, nullable=False),
+    sa.Column('changed_at', Timestamp, nullable=False,
+              server_default=UtcNow()),
     # NULL: made at this site. Otherwise the site_id of the sync API write.
     sa.Column('origin', sa.String(64), nullable=True),
     sa.Index('ix_sync_change_position', 'position', unique=True),

@@ -1,0 +1,213 @@
+"""Real Keystone servers as processes, each with its own config and database.
+
+Used by the functional tests, the benchmarks and the demo. A ``Site`` is one
+Keystone deployment: a directory with keystone.conf, fernet and credential
+keys, a database, and a uWSGI process serving Keystone on 127.0.0.1.
+The Keystone release is whatever the given virtualenv holds, so one test can
+run a 30.0 hub beside a 29.1 spoke.
+"""
+
+import contextlib
+import grp
+import os
+import pwd
+import secrets
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
+import requests
+import sqlalchemy as sa
+
+ADMIN_USER = 'admin'
+# Fast hashing keeps site setup quick; bcrypt's minimum cost is 4.
+HASH_ROUNDS = 4
+
+# Keystone's own WSGI entry point: capture does not depend on our code
+# running in the API process.
+KEYSTONE_APP = 'keystone.wsgi.api:application'
+
+
+def _user():
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _group():
+    return grp.getgrgid(os.getgid()).gr_name
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+class Site:
+    """One Keystone deployment under ``workdir``.
+
+    :param venv: virtualenv holding the Keystone release to run (its
+        ``bin/`` has keystone-manage, keystone-syncext-manage and uwsgi);
+        defaults to the running interpreter's.
+    :param capture: run ``keystone-syncext-manage db_sync`` (install the
+        extension's schema) after Keystone's own db_sync.
+    """
+
+    def __init__(self, name: str, workdir: str, db_url: str,
+                 venv: str | None = None, capture: bool = True,
+                 app: str = KEYSTONE_APP, processes: int = 2):
+        self.name = name
+        self.dir = os.path.abspath(workdir)
+        self.db_url = db_url
+        self.venv = venv or sys.prefix
+        self.capture = capture
+        self.app = app
+        self.processes = processes
+        self.port = free_port()
+        self.admin_password = secrets.token_hex(16)
+        self.proc = None
+        self._engine = None
+
+    # -- paths and commands -------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}/v3'
+
+    @property
+    def conf(self) -> str:
+        return os.path.join(self.dir, 'keystone.conf')
+
+    def bin(self, name: str) -> str:
+        return os.path.join(self.venv, 'bin', name)
+
+    def run(self, *argv: str, check: bool = True,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+        """Run a command of the site's virtualenv with its keystone.conf."""
+        cmd = [self.bin(argv[0]), '--config-file', self.conf, *argv[1:]]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, **(env or {})))
+        if check and proc.returncode:
+            raise RuntimeError(
+                f'{self.name}: {" ".join(argv)} failed ({proc.returncode}):\n'
+                f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+        return proc
+
+    # -- lifecycle ----------------------------------------------------
+
+    def write_config(self, extra: str = '') -> None:
+        os.makedirs(self.dir, exist_ok=True)
+        for sub in ('fernet-keys', 'credential-keys', 'receipt-keys'):
+            os.makedirs(os.path.join(self.dir, sub), mode=0o700,
+                        exist_ok=True)
+        with open(self.conf, 'w') as f:
+            f.write(textwrap.dedent(f"""\
+                [DEFAULT]
+                log_file = {self.dir}/keystone.log
+                [database]
+                connection = {self.db_url}
+                [fernet_tokens]
+                key_repository = {self.dir}/fernet-keys
+                [fernet_receipts]
+                key_repository = {self.dir}/receipt-keys
+                [credential]
+                key_repository = {self.dir}/credential-keys
+                [identity]
+                password_hash_rounds = {HASH_ROUNDS}
+                [cache]
+                enabled = false
+                [sync]
+                site_id = {self.name}
+                """) + extra)
+
+    def setup(self, extra_config: str = '') -> 'Site':
+        """Config, schema, keys and ``keystone-manage bootstrap``."""
+        self.write_config(extra_config)
+        self.run('keystone-manage', 'db_sync')
+        if self.capture:
+            self.run('keystone-syncext-manage', 'db_sync')
+        owner = ['--keystone-user', _user(), '--keystone-group', _group()]
+        for cmd in ('fernet_setup', 'credential_setup', 'receipt_setup'):
+            self.run('keystone-manage', cmd, *owner)
+        # The password goes through the environment: argv is visible to
+        # every process on the machine and ends up in error messages.
+        self.run('keystone-manage', 'bootstrap',
+                 '--bootstrap-region-id', 'RegionOne',
+                 '--bootstrap-public-url', self.url,
+                 '--bootstrap-internal-url', self.url,
+                 '--bootstrap-admin-url', self.url,
+                 env={'OS_BOOTSTRAP_PASSWORD': self.admin_password})
+        return self
+
+    def start(self, timeout: float = 90) -> 'Site':
+        env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf)
+        cmd = [self.bin('uwsgi'),
+               '--http-socket', f'127.0.0.1:{self.port}',
+               '--module', self.app,
+               '--master', '--die-on-term', '--need-app',
+               '--processes', str(self.processes), '--threads', '1',
+               '--lazy-apps', '--buffer-size', '65535',
+               # uWSGI's http-socket does not keep connections alive;
+               # say so, or clients reuse a closed one.
+               '--add-header', 'Connection: close',
+               '--logto', os.path.join(self.dir, 'uwsgi.log'),
+               '--pidfile', os.path.join(self.dir, 'uwsgi.pid'),
+               '--home', self.venv]
+        self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'{self.name}: uwsgi exited with '
+                                   f'{self.proc.returncode}; see '
+                                   f'{self.dir}/uwsgi.log')
+            try:
+                if requests.get(self.url, timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f'{self.name}: not ready after {timeout}s')
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=10)
+        self.proc = None
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    # -- clients ------------------------------------------------------
+
+    def admin_session(self, system: bool = True) -> ks_session.Session:
+        """A keystoneauth1 session as the bootstrap admin, system scoped
+        by default (project scoped to 'admin' otherwise)."""
+        scope = ({'system_scope': 'all'} if system else
+                 {'project_name': 'admin', 'project_domain_id': 'default'})
+        auth = v3.Password(auth_url=self.url, username=ADMIN_USER,
+                           password=self.admin_password,
+                           user_domain_id='default', **scope)
+        return ks_session.Session(auth=auth)
+
+    def engine(self) -> sa.engine.Engine:
+        """Direct database access, for judging what was captured."""
+        if self._engine is None:
+            self._engine = sa.create_engine(self.db_url,
+                                            poolclass=sa.pool.NullPool)
+        return self._engine

@@ -1,0 +1,81 @@
+"""Shared fixtures: database backends and real Keystone sites.
+
+Sites are expensive (a database, keys, bootstrap and a uWSGI process), so a
+test module asks for one per backend and shares it; each test works on its
+own resources and judges them through a ``Recorder``.
+"""
+
+import os
+import sys
+import uuid
+
+import pytest
+
+from keystone_syncext.testing import backends
+from keystone_syncext.testing import sites
+
+VENV30 = os.environ.get('KSSYNC_VENV30', sys.prefix)
+VENV29 = os.environ.get('KSSYNC_VENV29')
+
+
+def pytest_generate_tests(metafunc):
+    if 'backend_name' in metafunc.fixturenames:
+        metafunc.parametrize('backend_name', backends.selected(),
+                             scope='module')
+
+
+@pytest.fixture(scope='session')
+def sqlite_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp('sqlite'))
+
+
+@pytest.fixture(scope='module')
+def backend(backend_name, sqlite_dir):
+    be = backends.get(backend_name, sqlite_dir)
+    reason = getattr(be, 'available', lambda: None)()
+    if reason:
+        # In CI a missing database is a failure, never a skip.
+        pytest.fail(f'database backend unavailable: {reason}')
+    return be
+
+
+def unique_name(prefix: str) -> str:
+    return f'{prefix}_{uuid.uuid4().hex[:10]}'
+
+
+@pytest.fixture(scope='module')
+def make_site(backend, tmp_path_factory):
+    """Factory for started Keystone sites on this module's backend."""
+    made = []
+
+    def make(name='site', venv=None, capture=True, extra_config='', **kw):
+        dbname = unique_name(f'ks_{name}')
+        url = backend.create(dbname)
+        workdir = tmp_path_factory.mktemp(name)
+        site = sites.Site(name, str(workdir), url, venv=venv or VENV30,
+                          capture=capture, **kw)
+        made.append((site, dbname))
+        site.setup(extra_config)
+        site.start()
+        return site
+
+    yield make
+    for site, dbname in made:
+        site.stop()
+        backend.drop(dbname)
+
+
+@pytest.fixture(scope='module')
+def site(make_site):
+    """A Keystone 30 site with capture, lockout and inactivity tracking on
+    (so that site-local columns really change during the tests)."""
+    return make_site('site', extra_config=(
+        '[security_compliance]\n'
+        'lockout_failure_attempts = 3\n'
+        'lockout_duration = 1800\n'
+        'disable_user_account_days_inactive = 90\n'))
+
+
+@pytest.fixture(scope='module')
+def admin(site):
+    return site.admin_session()
