@@ -37,12 +37,14 @@ from sqlalchemy.dialects import sqlite as sa_sqlite
 from keystone_syncext.capture import spec
 
 ORIGIN_SQL = '(SELECT origin FROM sync_write_context LIMIT 1)'
-TOMBSTONE_TABLE = 'sync_change'
+# The change log's own trigger keeps the tombstones.
+CHANGE_TABLE = 'sync_change'
 
 
 def trigger_name(table: str, event: str) -> str:
     """Name of the trigger capturing ``event`` ('ins', 'upd', 'del')."""
-    return f'sync_{table}_{event}_v{spec.VERSION}'
+    prefix = '' if table.startswith('sync_') else 'sync_'
+    return f'{prefix}{table}_{event}_v{spec.VERSION}'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,7 +216,7 @@ class SQLite(_Dialect):
     def tombstone_trigger(self):
         # SQLite has no IF: each statement carries its condition.
         delete, upsert = self.tombstone_body("NEW.op = 'delete'")
-        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+        return self._trigger(CHANGE_TABLE, 'ins', 'AFTER INSERT', [
             f"{delete} AND NEW.op = 'create'", upsert])
 
     def resource_triggers(self, res):
@@ -276,7 +278,7 @@ class MySQL(_Dialect):
 
     def tombstone_trigger(self):
         delete, upsert = self.tombstone_body()
-        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+        return self._trigger(CHANGE_TABLE, 'ins', 'AFTER INSERT', [
             f"IF NEW.op = 'create' THEN {delete}; "
             f"ELSEIF NEW.op = 'delete' THEN {upsert}; END IF"])
 
@@ -341,7 +343,7 @@ class PostgreSQL(_Dialect):
 
     def tombstone_trigger(self):
         delete, upsert = self.tombstone_body()
-        return self._trigger(TOMBSTONE_TABLE, 'ins', 'AFTER INSERT', [
+        return self._trigger(CHANGE_TABLE, 'ins', 'AFTER INSERT', [
             f"IF NEW.op = 'create' THEN {delete}; "
             f"ELSIF NEW.op = 'delete' THEN {upsert}; END IF"], 'NULL')
 

@@ -85,8 +85,12 @@ def add_timestamp_columns(conn, now: datetime.datetime | None = None) -> None:
         conn.exec_driver_sql(
             f'ALTER TABLE {quote(table)} ADD COLUMN {quote(column)} '
             f'{col_type} NULL{default}')
-        conn.execute(tables.added_column.insert().values(
-            table_name=table, column_name=column))
+        recorded = conn.execute(sa.select(tables.added_column).where(
+            tables.added_column.c.table_name == table,
+            tables.added_column.c.column_name == column)).first()
+        if recorded is None:  # else a Keystone upgrade dropped it: re-add
+            conn.execute(tables.added_column.insert().values(
+                table_name=table, column_name=column))
     for res in spec.RESOURCES:
         t = sa.table(res.table, sa.column('created_at'),
                      sa.column('updated_at'))

@@ -75,3 +75,6 @@ def downgrade(engine: sa.engine.Engine, revision: str) -> None:
     """Downgrade to ``revision`` ('base' removes everything we added)."""
     with engine.begin() as conn:
         alembic_command.downgrade(_config(conn), revision)
+        if revision == 'base':
+            # Leave nothing of ours behind, not even the version table.
+            conn.exec_driver_sql(f'DROP TABLE IF EXISTS {VERSION_TABLE}')

@@ -65,6 +65,8 @@ change = sa.Table(
     sa.Index('ix_sync_change_resource', 'resource_type', 'resource_id'),
     mysql_engine='InnoDB',
     mysql_charset='utf8mb4',
+    # Never reuse an id after a purge: tombstones point at change ids.
+    sqlite_autoincrement=True,
 )
 
 tombstone = sa.Table(

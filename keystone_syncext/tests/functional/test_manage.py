@@ -163,6 +163,31 @@ def test_check_names_a_dropped_trigger_and_db_sync_puts_it_back(keystone_db):
     assert manage(keystone_db, 'check').returncode == 0
 
 
+def test_db_sync_repairs_a_table_rebuilt_by_a_keystone_upgrade(keystone_db):
+    """A Keystone migration that rebuilds ``role`` loses our triggers and
+    our timestamp column: check says so, db_sync puts both back, and the
+    existing rows get a timestamp again."""
+    at_head(keystone_db)
+    gen = install.expected_triggers(keystone_db.engine.dialect.name)
+    role_triggers = [t for t in gen if t.table == 'role']
+    with keystone_db.engine.begin() as conn:
+        for trig in role_triggers:
+            for stmt in trig.drop:
+                conn.exec_driver_sql(stmt)
+        conn.exec_driver_sql('ALTER TABLE role DROP COLUMN updated_at')
+
+    proc = manage(keystone_db, 'check')
+    assert proc.returncode == 2
+    assert 'role.updated_at' in check_text(proc.stdout)
+
+    synced(keystone_db)
+    assert missing_capture(keystone_db) == ([], [])
+    with keystone_db.engine.connect() as conn:
+        assert conn.exec_driver_sql(
+            'SELECT count(*) FROM role WHERE updated_at IS NULL').scalar() == 0
+    assert manage(keystone_db, 'check').returncode == 0
+
+
 def test_check_fails_clearly_without_keystone_schema(make_database):
     empty = make_database(keystone=False)
     proc = manage(empty, 'check')
@@ -191,12 +216,11 @@ def test_downgrade_to_base_and_back_restores_the_same_schema(keystone_db):
     proc = manage(keystone_db, 'db_downgrade', 'base')
     assert proc.returncode == 0, proc.stderr
     assert migration.current(keystone_db.engine) is None
-    # Everything we added is gone: Keystone's tables are as Keystone made
-    # them, and of ours only alembic's (empty) version table is left.
+    # Everything we added is gone, our version table included: Keystone's
+    # tables are as Keystone made them.
     assert keystone_columns(keystone_db.engine) == keystone_db.keystone_columns
     names = sa.inspect(keystone_db.engine).get_table_names()
-    assert [n for n in names if n.startswith('sync_')] == [
-        migration.VERSION_TABLE]
+    assert [n for n in names if n.startswith('sync_')] == []
 
     synced(keystone_db)
     assert keystone_columns(keystone_db.engine) == before
