@@ -96,10 +96,20 @@ def sync_tables(site: sites.Site) -> list[str]:
     return sorted(n for n in names if n.startswith('sync_'))
 
 
-def change_rows(site: sites.Site) -> int:
+def last_change_id(site: sites.Site) -> int:
     with site.engine().connect() as conn:
-        return conn.execute(sa.text('SELECT COUNT(*) FROM sync_change')
-                            ).scalar_one()
+        return conn.execute(sa.text('SELECT MAX(id) FROM sync_change')
+                            ).scalar_one() or 0
+
+
+def changes_since(site: sites.Site, after: int) -> dict[str, int]:
+    """sync_change rows above id ``after``, counted by 'type/op'."""
+    with site.engine().connect() as conn:
+        rows = conn.execute(sa.text(
+            'SELECT resource_type, op, COUNT(*) FROM sync_change '
+            'WHERE id > :after GROUP BY resource_type, op'),
+            {'after': after}).all()
+    return {f'{t}/{op}': n for t, op, n in sorted(rows)}
 
 
 def _in_parallel(*calls):
@@ -167,7 +177,7 @@ def measure(backend_name: str, workdir: str, rounds: int, ops: int,
         for client in clients.values():
             client.round(max(2, ops // 4))
 
-        before = change_rows(pair['capture'])
+        before = last_change_id(pair['capture'])
         times = {'capture': [], 'plain': []}
         for r in range(rounds):
             order = ('capture', 'plain') if r % 2 == 0 else ('plain',
@@ -177,24 +187,30 @@ def measure(backend_name: str, workdir: str, rounds: int, ops: int,
             log(f'[{backend_name}] round {r + 1}/{rounds}: '
                 f'capture {times["capture"][-1]:.2f}s, '
                 f'plain {times["plain"][-1]:.2f}s')
-        captured = change_rows(pair['capture']) - before
+        by_op = changes_since(pair['capture'], before)
+        captured = sum(by_op.values())
         writes = ops * WRITES_PER_OP
-        if captured < writes * rounds:
+        # every write is captured at least once (a user create also
+        # records its password and local_user rows as updates)
+        expected = {'project/create', 'project/update', 'project/delete',
+                    'user/create', 'user/delete'}
+        if captured < writes * rounds or not expected <= set(by_op):
             raise RuntimeError(f'capture site recorded only {captured} '
-                               f'changes for {writes * rounds} writes')
+                               f'changes for {writes * rounds} writes: '
+                               f'{by_op}')
         if sync_tables(pair['plain']):
             raise RuntimeError('plain site grew sync tables')
 
         cap = _summary(times['capture'], writes)
         plain = _summary(times['plain'], writes)
-        paired = statistics.median(
-            c / p for c, p in zip(times['capture'], times['plain'],
-                                  strict=True))
+        per_round = [c / p for c, p in zip(times['capture'], times['plain'],
+                                           strict=True)]
         return {
             'capture': cap, 'plain': plain,
             'ratio': cap['median_s_per_write'] / plain['median_s_per_write'],
-            'paired_ratio': paired,
-            'captured_changes': captured,
+            'paired_ratio': statistics.median(per_round),
+            'paired_min': min(per_round), 'paired_max': max(per_round),
+            'captured_changes': captured, 'captured_by_op': by_op,
             'measured_writes': writes * rounds,
         }
     finally:

@@ -91,13 +91,16 @@ def add_timestamp_columns(conn, now: datetime.datetime | None = None) -> None:
         if recorded is None:  # else a Keystone upgrade dropped it: re-add
             conn.execute(tables.added_column.insert().values(
                 table_name=table, column_name=column))
-    for res in spec.RESOURCES:
-        t = sa.table(res.table, sa.column('created_at'),
-                     sa.column('updated_at'))
-        conn.execute(t.update().where(t.c.created_at.is_(None))
-                     .values(created_at=now))
-        conn.execute(t.update().where(t.c.updated_at.is_(None))
-                     .values(updated_at=t.c.created_at))
+    # Backfill only what we added: Keystone's own columns (user.created_at,
+    # NULL for users older than Pike) are Keystone's data, and a downgrade
+    # could not tell our invented values from real ones.
+    ours = conn.execute(sa.select(tables.added_column)).all()
+    for table, column in ours:
+        t = sa.table(table, sa.column('created_at'), sa.column(column))
+        value = now if column == 'created_at' else sa.func.coalesce(
+            t.c.created_at, now)
+        conn.execute(t.update().where(t.c[column].is_(None))
+                     .values({column: value}))
 
 
 def drop_timestamp_columns(conn) -> None:

@@ -172,7 +172,7 @@ def make_keystone_site(backend, tmp_path):
     than a fixture so that a missing virtualenv fails the test itself."""
     made = []
 
-    def make(release: str) -> sites.Site:
+    def make(release: str, bootstrap: bool = True) -> sites.Site:
         venv = release_venv(release)
         dbname = f'ks_mig_{uuid.uuid4().hex[:10]}'
         url = backend.create(dbname)
@@ -182,6 +182,8 @@ def make_keystone_site(backend, tmp_path):
         site.write_config()
         write_keys(site)
         site.run('keystone-manage', 'db_sync')
+        if not bootstrap:
+            return site
         # The password goes through the environment, never argv.
         site.run('keystone-manage', 'bootstrap',
                  '--bootstrap-region-id', 'RegionOne',
@@ -312,14 +314,9 @@ def test_up_down_up(make_keystone_site, release):
     with engine.connect() as conn:
         assert schema_snapshot(conn) == schema
         assert data_snapshot(conn) == data
-        left = [t for t in sync_tables(conn)
-                if t != migration.VERSION_TABLE]
+        # Not even our version table.
+        left = sync_tables(conn)
         assert left == [], f'sync tables left after downgrade: {left}'
-        if sa.inspect(conn).has_table(migration.VERSION_TABLE):
-            # Alembic keeps its (now empty) version table; nothing else.
-            assert conn.execute(sa.text(
-                f'SELECT COUNT(*) FROM {migration.VERSION_TABLE}')
-            ).scalar() == 0
         after = database_objects(conn)
         assert after == objects
         assert not [n for names in after.values() for n in names
@@ -334,3 +331,25 @@ def test_up_down_up(make_keystone_site, release):
     # The operator's check agrees that capture is complete.
     proc = site.run(MANAGE, 'check', check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_downgrade_restores_keystone_null_created_at(make_keystone_site):
+    """A user older than Keystone's ``user.created_at`` has NULL there;
+    our upgrade leaves it alone (it is Keystone's data), so going back to
+    base leaves Keystone's data exactly as it was. In-process migrations, Keystone
+    30.0 only: what is judged is the data, not the release."""
+    site = make_keystone_site('30.0', bootstrap=False)
+    engine = site.engine()
+    user = sa.table('user', sa.column('id'), sa.column('extra'),
+                    sa.column('enabled'), sa.column('created_at'),
+                    sa.column('domain_id'))
+    with engine.begin() as conn:
+        conn.execute(user.insert().values(
+            id=uuid.uuid4().hex, extra='{}', enabled=True, created_at=None,
+            domain_id='default'))
+    with engine.connect() as conn:
+        before = data_snapshot(conn)
+    migration.upgrade(engine)
+    migration.downgrade(engine, 'base')
+    with engine.connect() as conn:
+        assert data_snapshot(conn)['user'] == before['user']
