@@ -336,8 +336,8 @@ def test_up_down_up(make_keystone_site, release):
 def test_downgrade_restores_keystone_null_created_at(make_keystone_site):
     """A user older than Keystone's ``user.created_at`` has NULL there;
     our upgrade leaves it alone (it is Keystone's data), so going back to
-    base leaves Keystone's data exactly as it was. In-process migrations, Keystone
-    30.0 only: what is judged is the data, not the release."""
+    base leaves Keystone's data exactly as it was. In-process migrations,
+    Keystone 30.0 only: what is judged is the data, not the release."""
     site = make_keystone_site('30.0', bootstrap=False)
     engine = site.engine()
     user = sa.table('user', sa.column('id'), sa.column('extra'),
