@@ -80,10 +80,9 @@ def read_after(engine, cursor) -> list[int]:
             .order_by(change.c.position)).scalars().all()
 
 
-def needs_concurrent_writers(engine):
-    if engine.dialect.name == 'sqlite':
-        pytest.skip('SQLite has one writer at a time: transactions commit '
-                    'in capture order there')
+# SQLite has one writer at a time, so transactions commit in capture order
+# there: tests of interleaved writers run on MySQL and PostgreSQL only.
+concurrent_writers = pytest.mark.concurrent_writers
 
 
 # -- stamp -----------------------------------------------------------------
@@ -115,10 +114,10 @@ def test_stamp_continues_from_head_and_never_restamps(db):
                              second[0]: 3, second[1]: 4}
 
 
+@concurrent_writers
 def test_late_commit_of_a_lower_id_gets_a_higher_position(db):
     """A (lower id) commits after B: the reader that already read B must
     still be given A, so A is numbered after B, once, with no gap."""
-    needs_concurrent_writers(db)
     with db.connect() as conn_a, db.connect() as conn_b:
         tx_a = conn_a.begin()
         [id_a] = add(conn_a)
@@ -136,10 +135,10 @@ def test_late_commit_of_a_lower_id_gets_a_higher_position(db):
     assert read_after(db, 1) == [id_a], 'the reader at B finds A next'
 
 
+@concurrent_writers
 def test_a_stamper_waits_until_the_previous_stamp_is_committed(db):
     """Stampers are serialized for the whole of their transactions: the
     next one must read the counter and rows the previous one committed."""
-    needs_concurrent_writers(db)
     second = {}
     with db.connect() as first:
         tx = first.begin()
@@ -156,12 +155,12 @@ def test_a_stamper_waits_until_the_previous_stamp_is_committed(db):
     assert positions(db) == {late: 1}
 
 
+@concurrent_writers
 def test_a_stamp_after_other_reads_never_restamps(db):
     """Called late in a transaction (against the documented rule), stamp
     either numbers correctly (PostgreSQL: each statement sees the latest
     commits) or refuses (MySQL: the transaction's snapshot is stale); it
     never gives a row a second position."""
-    needs_concurrent_writers(db)
     with db.begin() as conn:
         first = add(conn, count=2)
     with db.connect() as late:
@@ -266,11 +265,11 @@ def test_purge_again_removes_nothing_more(db):
     assert len(positions(db)) == 1
 
 
+@concurrent_writers
 def test_purge_never_touches_a_change_still_in_flight(db):
     """An old change whose transaction has not committed survives the
     purge and is numbered above what was purged, so a reader still gets
     it."""
-    needs_concurrent_writers(db)
     with db.connect() as conn_a:
         tx_a = conn_a.begin()
         [in_flight] = add(conn_a, NOW - 2 * WEEK)
