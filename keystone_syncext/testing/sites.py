@@ -30,6 +30,8 @@ HASH_ROUNDS = 4
 # Keystone's own WSGI entry point: capture does not depend on our code
 # running in the API process.
 KEYSTONE_APP = 'keystone.wsgi.api:application'
+# Ours: Keystone's application plus the /v3/sync routes.
+SYNC_APP = 'keystone_syncext.wsgi.api:application'
 
 
 def _user():
@@ -179,6 +181,15 @@ class Site:
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f'{self.name}: not ready after {timeout}s')
+
+    def restart(self, extra_config: str | None = None) -> 'Site':
+        """Stop and start again; with ``extra_config``, rewrite keystone.conf
+        first (it replaces the extra config given to :meth:`setup`; keys and
+        database are kept)."""
+        self.stop()
+        if extra_config is not None:
+            self.write_config(extra_config)
+        return self.start()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

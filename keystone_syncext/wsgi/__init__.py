@@ -1,0 +1,1 @@
+"""WSGI entry points (``keystone_syncext.wsgi.api:application``)."""
