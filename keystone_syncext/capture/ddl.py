@@ -15,10 +15,15 @@ timestamps spelled out in each trigger.
 
 Origin of a change (the site whose sync API write caused it):
 
-- MySQL/PostgreSQL: the trigger reads ``sync_write_context``. The sync API
+- PostgreSQL: the trigger reads ``sync_write_context``. The sync API
   inserts one row there at the start of its transaction and deletes it
   before commit, so the row is only ever visible to that transaction, and a
-  rollback takes it along.
+  rollback takes it along (MVCC: reading it never blocks anyone).
+- MySQL/MariaDB: the trigger reads the session variable
+  ``@keystone_sync_origin``, which the sync API sets for its transaction
+  and clears after. A table would not do: InnoDB takes shared locks on the
+  rows an ``INSERT ... SELECT`` reads, so every local write would wait for
+  an open sync transaction's uncommitted context row.
 - SQLite: the sync API stamps ``origin`` on the change rows (and
   tombstones) its transaction wrote, after its writes and before commit.
   SQLite has one writer at a time, so those are exactly the rows with an id
@@ -37,6 +42,7 @@ from sqlalchemy.dialects import sqlite as sa_sqlite
 from keystone_syncext.capture import spec
 
 ORIGIN_SQL = '(SELECT origin FROM sync_write_context LIMIT 1)'
+MYSQL_ORIGIN_VAR = '@keystone_sync_origin'
 # The change log's own trigger keeps the tombstones.
 CHANGE_TABLE = 'sync_change'
 
@@ -69,7 +75,7 @@ class _Dialect:
     sa_dialect = None
     now = ''
     dual = ''
-    with_origin = True
+    origin_sql = ORIGIN_SQL  # None: the origin is stamped afterwards
 
     def quote(self, name):
         return self.sa_dialect.identifier_preparer.quote(name)
@@ -98,9 +104,9 @@ class _Dialect:
         """INSERT a change row for each (type, id) the SELECT yields."""
         cols, vals = 'resource_type, resource_id, op', [type_sql, id_sql,
                                                           op_sql]
-        if self.with_origin:
+        if self.origin_sql:
             cols += ', origin'
-            vals.append(ORIGIN_SQL)
+            vals.append(self.origin_sql)
         sql = f'INSERT INTO sync_change ({cols}) SELECT {", ".join(vals)}'
         if from_:
             sql += f' FROM {from_}'
@@ -197,7 +203,7 @@ class SQLite(_Dialect):
     sa_dialect = sa_sqlite.dialect()
     # Microseconds, as SQLAlchemy writes them, so values sort as text.
     now = "(strftime('%Y-%m-%d %H:%M:%f','now')||'000')"
-    with_origin = False
+    origin_sql = None
 
     def distinct(self, a, b):
         return f'{a} IS NOT {b}'
@@ -255,6 +261,7 @@ class MySQL(_Dialect):
     sa_dialect = sa_mysql.dialect()
     now = 'UTC_TIMESTAMP(6)'
     dual = ' FROM DUAL'
+    origin_sql = MYSQL_ORIGIN_VAR
 
     def concat(self, parts):
         if len(parts) == 1:
