@@ -43,6 +43,8 @@ from keystone_syncext.capture import spec
 
 ORIGIN_SQL = '(SELECT origin FROM sync_write_context LIMIT 1)'
 MYSQL_ORIGIN_VAR = '@keystone_sync_origin'
+# The change rows the tombstone trigger acts on.
+_TOMBSTONE_OPS = "NEW.op IN ('create', 'delete')"
 # The change log's own trigger keeps the tombstones.
 CHANGE_TABLE = 'sync_change'
 
@@ -223,7 +225,7 @@ class SQLite(_Dialect):
         # SQLite has no IF: each statement carries its condition.
         delete, upsert = self.tombstone_body("NEW.op = 'delete'")
         return self._trigger(CHANGE_TABLE, 'ins', 'AFTER INSERT', [
-            f"{delete} AND NEW.op = 'create'", upsert])
+            f"{delete} AND NEW.op = 'create'", upsert], when=_TOMBSTONE_OPS)
 
     def resource_triggers(self, res):
         t = self.quote(res.table)
@@ -331,10 +333,11 @@ class PostgreSQL(_Dialect):
                 'SET deleted_at = EXCLUDED.deleted_at, origin = '
                 'EXCLUDED.origin, change_id = EXCLUDED.change_id')
 
-    def _trigger(self, table, event, timing, stmts, returns):
+    def _trigger(self, table, event, timing, stmts, returns, when=None):
         name = trigger_name(table, event)
         func = f'{name}_fn'
         qtable = self.quote(table)
+        when_sql = f' WHEN ({when})' if when else ''
         create_func = (
             f'CREATE OR REPLACE FUNCTION {func}() RETURNS trigger '
             f'LANGUAGE plpgsql AS $sync$ BEGIN {_body(stmts)}'
@@ -342,8 +345,8 @@ class PostgreSQL(_Dialect):
         create_trig = (
             'DO $sync$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE '
             f"tgname = '{name}' AND tgrelid = '{qtable}'::regclass) THEN "
-            f'CREATE TRIGGER {name} {timing} ON {qtable} FOR EACH ROW '
-            f'EXECUTE FUNCTION {func}(); END IF; END $sync$')
+            f'CREATE TRIGGER {name} {timing} ON {qtable} FOR EACH ROW'
+            f'{when_sql} EXECUTE FUNCTION {func}(); END IF; END $sync$')
         drop = (f'DROP TRIGGER IF EXISTS {name} ON {qtable}',
                 f'DROP FUNCTION IF EXISTS {func}()')
         return Trigger(name, table, (create_func, create_trig), drop)
@@ -352,7 +355,9 @@ class PostgreSQL(_Dialect):
         delete, upsert = self.tombstone_body()
         return self._trigger(CHANGE_TABLE, 'ins', 'AFTER INSERT', [
             f"IF NEW.op = 'create' THEN {delete}; "
-            f"ELSIF NEW.op = 'delete' THEN {upsert}; END IF"], 'NULL')
+            f"ELSIF NEW.op = 'delete' THEN {upsert}; END IF"], 'NULL',
+            # Most rows are updates: don't even call the function for them.
+            when=_TOMBSTONE_OPS)
 
     def resource_triggers(self, res):
         changed = self.changed(res.key + res.synced)
