@@ -43,17 +43,35 @@ def _engine() -> sa.engine.Engine:
         max_retries=db.max_retries, retry_interval=db.retry_interval)
 
 
-class DbSync:
-    """Upgrade the extension's schema and put back any missing capture."""
+class Command:
+    """A subcommand: its name, its help (the docstring), its arguments."""
 
-    name = 'db_sync'
+    name = ''
 
     @classmethod
     def add_argument_parser(cls, subparsers):
         parser = subparsers.add_parser(cls.name, help=cls.__doc__)
+        cls.add_arguments(parser)
+        parser.set_defaults(cmd_class=cls)
+
+    @staticmethod
+    def add_arguments(parser):
+        """Add this command's own arguments (none by default)."""
+
+    @staticmethod
+    def main(engine) -> int:
+        raise NotImplementedError
+
+
+class DbSync(Command):
+    """Upgrade the extension's schema and put back any missing capture."""
+
+    name = 'db_sync'
+
+    @staticmethod
+    def add_arguments(parser):
         parser.add_argument('--revision', default='head',
                             help='Revision to upgrade to (default: head).')
-        parser.set_defaults(cmd_class=cls)
 
     @staticmethod
     def main(engine) -> int:
@@ -70,16 +88,14 @@ class DbSync:
         return 0
 
 
-class DbDowngrade:
+class DbDowngrade(Command):
     """Downgrade the extension's schema ('base' removes all it added)."""
 
     name = 'db_downgrade'
 
-    @classmethod
-    def add_argument_parser(cls, subparsers):
-        parser = subparsers.add_parser(cls.name, help=cls.__doc__)
+    @staticmethod
+    def add_arguments(parser):
         parser.add_argument('revision', help="Target revision, or 'base'.")
-        parser.set_defaults(cmd_class=cls)
 
     @staticmethod
     def main(engine) -> int:
@@ -88,15 +104,10 @@ class DbDowngrade:
         return 0
 
 
-class DbVersion:
+class DbVersion(Command):
     """Print the extension's schema revision ('None' if never migrated)."""
 
     name = 'db_version'
-
-    @classmethod
-    def add_argument_parser(cls, subparsers):
-        parser = subparsers.add_parser(cls.name, help=cls.__doc__)
-        parser.set_defaults(cmd_class=cls)
 
     @staticmethod
     def main(engine) -> int:
@@ -170,12 +181,13 @@ class Checks(upgradecheck.UpgradeCommands):
             origins = conn.execute(
                 sa.select(tables.write_context.c.origin)).scalars().all()
         if origins:
-            # The triggers read the origin from this table: a committed row
-            # makes every local change look as if it came from that site.
+            # The row is never meant to be committed. On PostgreSQL the
+            # triggers read it, so every local change would look as if it
+            # came from that site; everywhere, it blocks the next sync write.
             return Result(Code.FAILURE, 'sync_write_context holds committed '
-                          'rows (origin %s), so every change made here is '
-                          'recorded as coming from elsewhere. Delete them: '
-                          'DELETE FROM sync_write_context;'
+                          'rows (origin %s): local changes may be recorded as '
+                          'coming from elsewhere and sync writes will fail. '
+                          'Delete them: DELETE FROM sync_write_context;'
                           % ', '.join(sorted(set(origins))))
         return Result(Code.SUCCESS)
 
@@ -188,32 +200,25 @@ class Checks(upgradecheck.UpgradeCommands):
     )
 
 
-class Check:
+class Check(Command):
     """Check the database is ready for sync and capture is complete."""
 
     name = 'check'
-
-    @classmethod
-    def add_argument_parser(cls, subparsers):
-        parser = subparsers.add_parser(cls.name, help=cls.__doc__)
-        parser.set_defaults(cmd_class=cls)
 
     @staticmethod
     def main(engine) -> int:
         return int(Checks(engine).check())
 
 
-class Purge:
+class Purge(Command):
     """Remove changes and tombstones older than their retention."""
 
     name = 'purge'
 
-    @classmethod
-    def add_argument_parser(cls, subparsers):
-        parser = subparsers.add_parser(cls.name, help=cls.__doc__)
+    @staticmethod
+    def add_arguments(parser):
         parser.add_argument('--dry-run', action='store_true',
                             help='Say what would be removed; remove nothing.')
-        parser.set_defaults(cmd_class=cls)
 
     @staticmethod
     def main(engine) -> int:

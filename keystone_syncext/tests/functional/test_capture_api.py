@@ -8,6 +8,8 @@ Runs once per database backend.
 import uuid
 
 from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 import pytest
 import sqlalchemy as sa
 
@@ -140,12 +142,15 @@ def test_user_password_and_site_local_columns(site, api, rec):
     assert rec.ops('user', user['id'])[-1] == 'delete'
 
 
+def _user_session(site, name, password, **scope):
+    """A session as a user of the default domain (unscoped unless told)."""
+    return ks_session.Session(auth=v3.Password(
+        auth_url=site.url, username=name, password=password,
+        user_domain_id='default', **scope))
+
+
 def _login(site, name, password):
-    from keystoneauth1 import session as ks_session
-    from keystoneauth1.identity import v3
-    auth = v3.Password(auth_url=site.url, username=name, password=password,
-                       user_domain_id='default')
-    return ks_session.Session(auth=auth).get_token()
+    return _user_session(site, name, password).get_token()
 
 
 def test_group_and_membership(api, rec):
@@ -254,11 +259,8 @@ def test_application_credential_with_access_rules(site, api, rec):
     proj = api.project()
     member = api.role()
     api.put(f'/projects/{proj["id"]}/users/{user["id"]}/roles/{member["id"]}')
-    from keystoneauth1 import session as ks_session
-    from keystoneauth1.identity import v3
-    sess = ks_session.Session(auth=v3.Password(
-        auth_url=site.url, username=user['name'], password='appcred-Pass1',
-        user_domain_id='default', project_id=proj['id']))
+    sess = _user_session(site, user['name'], 'appcred-Pass1',
+                         project_id=proj['id'])
     with rec:
         cred = sess.post(
             f'{site.url}/users/{user["id"]}/application_credentials',
