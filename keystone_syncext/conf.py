@@ -33,10 +33,33 @@ tombstone_retention_days = cfg.IntOpt(
     'from a resource that was never synced.',
 )
 
+max_wait_seconds = cfg.IntOpt(
+    'max_wait_seconds',
+    default=30,
+    min=0,
+    max=300,
+    help='Longest long-poll of `GET /v3/sync/changes?wait=S`: a larger '
+    '`wait` is cut to this. A waiting request holds one API worker (process '
+    'or thread) for that long, so size the workers for the number of '
+    'agents that follow this site; 0 disables long-polling.',
+)
+
+max_page_size = cfg.IntOpt(
+    'max_page_size',
+    default=1000,
+    min=1,
+    max=10000,
+    help='Largest `limit` accepted by the change feed and the resource '
+    'listings, and the most items one `POST /v3/sync/batch` may carry. '
+    'Larger requests are refused with 400.',
+)
+
 GROUP_OPTS = [
     site_id,
     change_retention_days,
     tombstone_retention_days,
+    max_wait_seconds,
+    max_page_size,
 ]
 ALL_OPTS = GROUP_OPTS
 

@@ -1,8 +1,14 @@
 """Policy in code for the /v3/sync routes (``identity:sync:<verb>_<noun>``).
 
 Every rule is system scoped: the sync API serves and writes identity data
-of the whole deployment. Operators override these rules in Keystone's own
-policy.yaml; ``policy.yaml.sample`` at the repository root lists them
+of the whole deployment. Reads that expose representations (which carry
+password and secret hashes) or their hashes, and every write, need a
+system admin: writing a resource with an id of the caller's choosing is
+exactly what must stay out of reach of everyone else (no id squatting).
+Capabilities and status need a system reader, for monitoring.
+
+Operators override these rules in Keystone's own policy.yaml;
+``policy.yaml.sample`` at the repository root lists them
 (``tox -e genpolicy``).
 """
 
@@ -10,17 +16,59 @@ from keystone.common.policies import base
 from oslo_policy import policy
 
 SYNC = 'identity:sync:%s'
+RESOURCE = '/v3/sync/resources/{type}/{id}'
+
+
+def _rule(name, check_str, description, operations):
+    return policy.DocumentedRuleDefault(
+        name=SYNC % name, check_str=check_str, scope_types=['system'],
+        description=description,
+        operations=[{'path': p, 'method': m} for p, m in operations])
+
 
 sync_policies = [
-    policy.DocumentedRuleDefault(
-        name=SYNC % 'get_capabilities',
-        check_str=base.SYSTEM_READER,
-        scope_types=['system'],
-        description='Show what this site offers to sync: protocol '
-        'versions, site id, Keystone version, resource types, retention '
-        'and the range of valid feed cursors.',
-        operations=[{'path': '/v3/sync', 'method': 'GET'}],
-    ),
+    _rule('get_capabilities', base.SYSTEM_READER,
+          'Show what this site offers to sync: protocol versions, site id, '
+          'Keystone version, resource types, retention and the range of '
+          'valid feed cursors.',
+          [('/v3/sync', 'GET')]),
+    _rule('get_status', base.SYSTEM_READER,
+          'Show whether change capture is complete at this site (triggers '
+          'and timestamp columns present) and where the change feed '
+          'stands.',
+          [('/v3/sync/status', 'GET')]),
+    _rule('list_changes', base.SYSTEM_ADMIN,
+          'Read the change feed, with the current representation of each '
+          'changed resource (including password and secret hashes).',
+          [('/v3/sync/changes', 'GET')]),
+    _rule('list_resources', base.SYSTEM_ADMIN,
+          'List the resources of one type in canonical form (including '
+          'password and secret hashes), ordered by id.',
+          [('/v3/sync/resources/{type}', 'GET')]),
+    _rule('get_resource', base.SYSTEM_ADMIN,
+          'Show one resource in canonical form (including password and '
+          'secret hashes).',
+          [(RESOURCE, 'GET'), (RESOURCE, 'HEAD')]),
+    _rule('update_resource', base.SYSTEM_ADMIN,
+          'Create a resource with the id given in the URL, or update it. '
+          'This is the only way to choose an id, so keep it to the sync '
+          'agent.',
+          [(RESOURCE, 'PUT')]),
+    _rule('delete_resource', base.SYSTEM_ADMIN,
+          'Delete a resource, recording the origin site in its tombstone.',
+          [(RESOURCE, 'DELETE')]),
+    _rule('create_batch', base.SYSTEM_ADMIN,
+          'Apply many creates, updates and deletes with explicit ids, in '
+          'dependency order.',
+          [('/v3/sync/batch', 'POST')]),
+    _rule('create_rekey', base.SYSTEM_ADMIN,
+          'Change the id of a role, user, group or project, and every '
+          'reference to it, in one transaction.',
+          [('/v3/sync/rekey', 'POST')]),
+    _rule('get_digest', base.SYSTEM_ADMIN,
+          'Show hash buckets of one resource type by id prefix, to find '
+          'differences between sites without listing everything.',
+          [('/v3/sync/digest/{type}', 'GET')]),
 ]
 
 

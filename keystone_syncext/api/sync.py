@@ -2,7 +2,9 @@
 
 import functools
 import importlib.metadata
+import re
 
+import flask
 import flask_restful
 from keystone.common import json_home
 from keystone.common import sql
@@ -12,7 +14,10 @@ from keystone.server import flask as ks_flask
 from keystone_syncext import changes
 from keystone_syncext import cursors
 from keystone_syncext import enforcement
+from keystone_syncext import service
+from keystone_syncext.capture import install
 from keystone_syncext.capture import spec
+from keystone_syncext.resources import base
 
 CONF = keystone.conf.CONF
 PROTOCOL_VERSION = 1
@@ -38,6 +43,45 @@ def feed_bounds() -> tuple[int, int]:
     return oldest, top
 
 
+ORIGIN_HEADER = 'OpenStack-Sync-Origin'
+_SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+
+
+def _guarded(handler):
+    """Render our errors (with their extra fields: ``existing_id``,
+    ``reconcile``...) as Keystone renders its own. Keystone's exceptions
+    raised by its managers go to Keystone's own handler."""
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except base.SyncError as e:
+            return base.error_body(e), e.code
+    return wrapper
+
+
+def _origin() -> str | None:
+    value = flask.request.headers.get(ORIGIN_HEADER)
+    if value is None:
+        return None
+    if not _SITE_ID.match(value):
+        raise base.BadRequest(
+            f'{ORIGIN_HEADER} must be a site id (letters, digits, "_", '
+            '"." and "-", at most 64 characters)')
+    return value
+
+
+def _json_body():
+    body = flask.request.get_json(silent=True, force=True)
+    if body is None:
+        raise base.BadRequest('the request body must be a JSON document')
+    return body
+
+
+def _etag(value: str) -> dict:
+    return {'ETag': f'"{value}"'}
+
+
 class SyncResource(flask_restful.Resource):
     def get(self):
         """Capabilities: GET /v3/sync."""
@@ -53,7 +97,122 @@ class SyncResource(flask_restful.Resource):
             'tombstone_retention_days': CONF.sync.tombstone_retention_days,
             'oldest_valid_cursor': cursors.encode(oldest),
             'head_cursor': cursors.encode(top),
+            'max_page_size': CONF.sync.max_page_size,
+            'max_wait_seconds': CONF.sync.max_wait_seconds,
+            'rekey_types': service.rekeyable(),
         }}
+
+
+class StatusResource(flask_restful.Resource):
+    def get(self):
+        """Capture health: GET /v3/sync/status."""
+        enforcement.enforce_call(action='identity:sync:get_status')
+        oldest, top = feed_bounds()
+        with sql.session_for_read() as session:
+            conn = session.connection()
+            triggers = install.missing_triggers(conn)
+            columns = install.missing_columns(conn)
+        return {'status': {
+            'site_id': CONF.sync.site_id,
+            'capture_complete': not triggers and not columns,
+            'missing_triggers': triggers,
+            'missing_columns': [f'{t}.{c}' for t, c in columns],
+            'oldest_valid_cursor': cursors.encode(oldest),
+            'head_cursor': cursors.encode(top),
+        }}
+
+
+class ChangesResource(flask_restful.Resource):
+    @_guarded
+    def get(self):
+        """The change feed: GET /v3/sync/changes."""
+        enforcement.enforce_call(action='identity:sync:list_changes')
+        args = flask.request.args
+        return service.changes(since=args.get('since'),
+                               limit=args.get('limit'),
+                               types=args.get('types'),
+                               wait=args.get('wait'))
+
+
+class ResourceListResource(flask_restful.Resource):
+    @_guarded
+    def get(self, type_name):
+        """GET /v3/sync/resources/{type}."""
+        enforcement.enforce_call(action='identity:sync:list_resources')
+        args = flask.request.args
+        return service.listing(type_name, marker=args.get('marker'),
+                               limit=args.get('limit'),
+                               prefix=args.get('prefix'))
+
+
+class ResourceItemResource(flask_restful.Resource):
+    @_guarded
+    def get(self, type_name, resource_id):
+        """GET /v3/sync/resources/{type}/{id}."""
+        enforcement.enforce_call(action='identity:sync:get_resource')
+        env = service.read(type_name, resource_id)
+        return env, 200, _etag(env['hash'])
+
+    @_guarded
+    def put(self, type_name, resource_id):
+        """PUT /v3/sync/resources/{type}/{id}: create or update."""
+        enforcement.enforce_call(action='identity:sync:update_resource')
+        body = _json_body()
+        if not isinstance(body, dict) or set(body) != {'resource'}:
+            raise base.BadRequest(
+                'the body must be {"resource": {...}} and nothing else')
+        status, env = service.put(
+            type_name, resource_id, body['resource'],
+            if_match=flask.request.headers.get('If-Match'),
+            if_none_match=flask.request.headers.get('If-None-Match'),
+            origin=_origin())
+        return env, status, _etag(env['hash'])
+
+    @_guarded
+    def delete(self, type_name, resource_id):
+        """DELETE /v3/sync/resources/{type}/{id}."""
+        enforcement.enforce_call(action='identity:sync:delete_resource')
+        service.delete(type_name, resource_id,
+                       if_match=flask.request.headers.get('If-Match'),
+                       origin=_origin())
+        return None, 204
+
+
+class BatchResource(flask_restful.Resource):
+    @_guarded
+    def post(self):
+        """POST /v3/sync/batch."""
+        enforcement.enforce_call(action='identity:sync:create_batch')
+        return {'results': service.batch(_json_body(), origin=_origin())}
+
+
+class RekeyResource(flask_restful.Resource):
+    @_guarded
+    def post(self):
+        """POST /v3/sync/rekey."""
+        enforcement.enforce_call(action='identity:sync:create_rekey')
+        return {'rekey': service.rekey(_json_body(), origin=_origin())}
+
+
+class DigestResource(flask_restful.Resource):
+    @_guarded
+    def get(self, type_name):
+        """GET /v3/sync/digest/{type}."""
+        enforcement.enforce_call(action='identity:sync:get_digest')
+        return {'digest': service.digest(
+            type_name, prefix=flask.request.args.get('prefix', ''))}
+
+
+def _route(resource, url, rel, path_vars=None):
+    return ks_flask.construct_resource_map(
+        resource=resource, url=url, resource_kwargs={}, rel=rel,
+        path_vars=path_vars, resource_relation_func=_build_resource_relation)
+
+
+_TYPE = json_home.build_v3_extension_parameter_relation(
+    extension_name='SYNC', extension_version='1.0', parameter_name='type')
+_ID = json_home.build_v3_extension_parameter_relation(
+    extension_name='SYNC', extension_version='1.0', parameter_name='id')
 
 
 class SyncAPI(ks_flask.APIBase):
@@ -62,13 +221,18 @@ class SyncAPI(ks_flask.APIBase):
     _api_url_prefix = ''
     resources = []
     resource_mapping = [
-        ks_flask.construct_resource_map(
-            resource=SyncResource,
-            url='/sync',
-            resource_kwargs={},
-            rel='sync',
-            resource_relation_func=_build_resource_relation,
-        ),
+        _route(SyncResource, '/sync', 'sync'),
+        _route(StatusResource, '/sync/status', 'sync_status'),
+        _route(ChangesResource, '/sync/changes', 'sync_changes'),
+        _route(BatchResource, '/sync/batch', 'sync_batch'),
+        _route(RekeyResource, '/sync/rekey', 'sync_rekey'),
+        _route(ResourceListResource, '/sync/resources/<string:type_name>',
+               'sync_resources', {'type_name': _TYPE}),
+        _route(ResourceItemResource,
+               '/sync/resources/<string:type_name>/<string:resource_id>',
+               'sync_resource', {'type_name': _TYPE, 'resource_id': _ID}),
+        _route(DigestResource, '/sync/digest/<string:type_name>',
+               'sync_digest', {'type_name': _TYPE}),
     ]
 
 

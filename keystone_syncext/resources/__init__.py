@@ -1,0 +1,29 @@
+"""The synced resource types of protocol v1, in dependency order."""
+
+from keystone_syncext.capture import spec
+from keystone_syncext.resources import base
+from keystone_syncext.resources import resource
+from keystone_syncext.resources import role
+
+_IMPLEMENTED = [
+    resource.Domain(), resource.Project(), role.Role(), role.ImpliedRole(),
+]
+
+TYPES: dict[str, base.ResourceType] = {
+    t.name: t for t in sorted(_IMPLEMENTED,
+                              key=lambda t: spec.TYPES.index(t.name))}
+
+
+def get(name: str) -> base.ResourceType:
+    """The type called ``name``; 404 for anything else."""
+    try:
+        return TYPES[name]
+    except (KeyError, TypeError):
+        raise base.NotFound(
+            f'unknown resource type {name!r}; this site syncs: '
+            f'{", ".join(TYPES)}') from None
+
+
+def rank(name: str) -> int:
+    """Position in dependency order (creates go low to high)."""
+    return spec.TYPES.index(name)

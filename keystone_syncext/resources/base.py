@@ -1,0 +1,254 @@
+"""What every synced resource type shares: canonical JSON, content hashes,
+errors, ordering by id, and the reader/writer interface.
+
+A representation is *canonical*: a JSON object defined by protocol v1, not
+by any Keystone release's tables, so a site on Keystone N and one on N+1
+produce the same bytes for the same resource. Its SHA-256 over the sorted,
+compact JSON is the content hash (and the HTTP ETag). Timestamps and other
+site-local fields are not part of it, so two sites holding the same
+resource have the same hash, which is what digests compare.
+
+Reads use SQLAlchemy Core on Keystone's tables (reflected once per
+process). Writes go through Keystone's managers wherever a manager accepts
+the caller's id, so Keystone's own rules, notifications and cache
+invalidation apply; the few managers that always generate an id (users,
+groups, application credentials) are replaced by the same checks and side
+effects written out here, and each type's module says which.
+"""
+
+import hashlib
+import json
+import threading
+
+from keystone import exception
+from keystone.common.validation import validators
+import sqlalchemy as sa
+
+PROTOCOL_VERSION = 1
+
+# Ids are at most 64 characters in Keystone; synthetic ids join several.
+ID_PATTERN = r'^[^/\s]{1,255}$'
+
+
+def canonical_json(value) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the bytes a hash is taken of."""
+    return json.dumps(value, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=False).encode('utf-8')
+
+
+def content_hash(resource: dict) -> str:
+    """Protocol-v1 content hash of a canonical representation."""
+    return hashlib.sha256(b'v1\n' + canonical_json(resource)).hexdigest()
+
+
+# --- errors -----------------------------------------------------------------
+
+class SyncError(exception.Error):
+    """A sync API error with a clear message and optional extra fields in
+    the error body (``existing_id``, ``reconcile``...)."""
+
+    code = 400
+    title = 'Bad Request'
+
+    def __init__(self, message: str, **extra):
+        super().__init__(message=message)
+        self.extra = extra
+
+
+class BadRequest(SyncError):
+    pass
+
+
+class NotFound(SyncError):
+    code = 404
+    title = 'Not Found'
+
+
+class NameConflict(SyncError):
+    """The name is taken by another resource; ``existing_id`` names it."""
+
+    code = 409
+    title = 'Conflict'
+
+
+class PreconditionFailed(SyncError):
+    code = 412
+    title = 'Precondition Failed'
+
+
+class Gone(SyncError):
+    code = 410
+    title = 'Gone'
+
+
+def first_line(exc) -> str:
+    """The message of a schema error without jsonschema's dump of the
+    schema (which is long, and would echo the input back)."""
+    return str(exc).split('\n')[0].strip()
+
+
+def error_body(exc: exception.Error) -> dict:
+    body = {'code': exc.code, 'title': exc.title, 'message': str(exc)}
+    body.update(getattr(exc, 'extra', {}) or {})
+    return {'error': body}
+
+
+# --- table access -----------------------------------------------------------
+
+_tables: dict[tuple[str, str], sa.Table] = {}
+_tables_lock = threading.Lock()
+
+
+def table(conn, name: str) -> sa.Table:
+    """Keystone's table ``name`` as this database has it, with the columns
+    our migrations added. Reflected once per process."""
+    key = (str(conn.engine.url), name)
+    found = _tables.get(key)
+    if found is None:
+        with _tables_lock:
+            found = _tables.get(key)
+            if found is None:
+                found = sa.Table(name, sa.MetaData(), autoload_with=conn)
+                _tables[key] = found
+    return found
+
+
+def has_table(conn, name: str) -> bool:
+    try:
+        table(conn, name)
+    except sa.exc.NoSuchTableError:
+        return False
+    return True
+
+
+def binary(conn, column):
+    """``column`` compared and ordered by bytes, as Python orders str."""
+    dialect = conn.dialect.name
+    if dialect == 'postgresql':
+        return column.collate('C')
+    if dialect == 'mysql':
+        return sa.func.binary(column)
+    return column
+
+
+def json_load(text, default):
+    if text is None or text == '':
+        return default
+    if isinstance(text, (dict, list)):
+        return text
+    return json.loads(text)
+
+
+def iso(value):
+    """Naive UTC datetime -> ISO 8601 with Z, or None."""
+    if value is None:
+        return None
+    return value.isoformat(timespec='microseconds') + 'Z'
+
+
+# --- the type interface -----------------------------------------------------
+
+class ResourceType:
+    """One synced type. Subclasses set the class attributes and implement
+    the read and write methods; ``conn`` is a SQLAlchemy Connection and
+    ``session`` the ORM session of the same transaction.
+
+    :cvar name: the type name in URLs and the feed.
+    :cvar schema: JSON schema of the canonical representation (v1).
+    :cvar site_local: Keystone fields of this resource that are never
+        synced, with why; they are documented in doc/api.md.
+    :cvar secrets: fields that carry hashes of secrets.
+    :cvar synthetic: the id is made of other fields joined with ':'.
+    :cvar rekey_refs: ``(table, column)`` pairs that hold this type's id,
+        for re-key; empty when the type cannot be re-keyed.
+    """
+
+    name: str = ''
+    schema: dict = {}
+    site_local: dict[str, str] = {}
+    secrets: tuple[str, ...] = ()
+    synthetic = False
+    rekey_refs: tuple[tuple[str, str], ...] = ()
+
+    # -- reading
+    def fetch(self, conn, *, ids=None, marker=None, limit=None,
+              prefix=None) -> list[dict]:
+        """Canonical representations ordered by id (bytewise), filtered by
+        ``ids``, ``id > marker``, id starting with ``prefix``; at most
+        ``limit``. Each dict carries its timestamps under ``_meta``."""
+        raise NotImplementedError
+
+    def get(self, conn, id_: str) -> dict | None:
+        found = self.fetch(conn, ids=[id_])
+        return found[0] if found else None
+
+    # -- writing
+    def id_of(self, resource: dict) -> str:
+        """The id a representation names (its ``id``, or for synthetic
+        types the id its fields make)."""
+        return resource['id']
+
+    def validate(self, id_: str, resource) -> None:
+        """Schema and id checks; raises BadRequest, writes nothing."""
+        if not isinstance(resource, dict):
+            raise BadRequest(f'the {self.name} representation must be a '
+                             'JSON object')
+        try:
+            validators.SchemaValidator(self.schema).validate(resource)
+        except exception.ValidationError as e:
+            raise BadRequest(f'invalid {self.name}: {first_line(e)}') \
+                from None
+        if self.id_of(resource) != id_:
+            raise BadRequest(
+                f'the {self.name} representation names id '
+                f'{self.id_of(resource)!r}, not {id_!r}')
+
+    def create(self, session, conn, id_: str, resource: dict) -> None:
+        raise NotImplementedError
+
+    def update(self, session, conn, id_: str, old: dict,
+               resource: dict) -> None:
+        raise NotImplementedError
+
+    def delete(self, session, conn, id_: str, old: dict) -> None:
+        raise NotImplementedError
+
+    def sort_key(self, resource: dict | None, batch: dict) -> int:
+        """Order among upserts of this type in one batch (projects:
+        parents first). ``batch`` maps id -> representation."""
+        return 0
+
+
+def strip_meta(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k != '_meta'}
+
+
+def envelope(type_name: str, item: dict) -> dict:
+    """A resource as the API returns it: the canonical representation
+    under ``resource``, its hash, and this site's timestamps."""
+    meta = item.get('_meta', {})
+    resource = strip_meta(item)
+    return {
+        'type': type_name,
+        'id': resource['id'],
+        'hash': content_hash(resource),
+        'created_at': meta.get('created_at'),
+        'updated_at': meta.get('updated_at'),
+        'resource': resource,
+    }
+
+
+def nullable(schema: dict) -> dict:
+    out = dict(schema)
+    types = out.get('type')
+    out['type'] = [types, 'null'] if isinstance(types, str) else \
+        list(types) + ['null']
+    return out
+
+
+ID = {'type': 'string', 'minLength': 1, 'maxLength': 64,
+      'pattern': r'^[^/\s:]+$'}
+NAME = {'type': 'string', 'minLength': 1, 'maxLength': 255}
+DESCRIPTION = {'type': ['string', 'null']}
+EXTRA = {'type': 'object'}
+OPTIONS = {'type': 'object'}

@@ -1,0 +1,135 @@
+"""Helpers shared by the type modules: listing a table by id, child rows,
+resource options, existence and name checks."""
+
+import json
+
+import sqlalchemy as sa
+
+from keystone_syncext.resources import base
+
+
+def meta(row) -> dict:
+    m = row._mapping
+    return {'created_at': base.iso(m.get('created_at')),
+            'updated_at': base.iso(m.get('updated_at'))}
+
+
+def filter_ids(items, *, ids=None, marker=None, limit=None, prefix=None):
+    """The same filters as SQL applies, for ids computed in Python."""
+    out = sorted(items, key=lambda i: i['id'].encode('utf-8'))
+    if ids is not None:
+        wanted = set(ids)
+        out = [i for i in out if i['id'] in wanted]
+    if marker is not None:
+        out = [i for i in out if i['id'].encode('utf-8') >
+               marker.encode('utf-8')]
+    if prefix:
+        out = [i for i in out if i['id'].startswith(prefix)]
+    return out[:limit] if limit is not None else out
+
+
+class IdTable:
+    """A type stored one row per resource in ``table_name``, keyed by
+    ``id``. Subclasses give ``where`` (which rows are this type) and
+    ``load`` (rows -> representations)."""
+
+    table_name = ''
+    id_column = 'id'
+
+    def where(self, t):
+        return sa.true()
+
+    def load(self, conn, rows) -> list[dict]:
+        raise NotImplementedError
+
+    def fetch(self, conn, *, ids=None, marker=None, limit=None,
+              prefix=None):
+        t = base.table(conn, self.table_name)
+        col = t.c[self.id_column]
+        query = sa.select(t).where(self.where(t))
+        if ids is not None:
+            query = query.where(col.in_(list(ids)))
+        if marker is not None:
+            query = query.where(base.binary(conn, col) > marker)
+        if prefix:
+            query = query.where(col.startswith(prefix, autoescape=True))
+        query = query.order_by(base.binary(conn, col))
+        if limit is not None:
+            query = query.limit(limit)
+        rows = [r for r in conn.execute(query)
+                if not prefix or r._mapping[self.id_column].startswith(prefix)]
+        return self.load(conn, rows)
+
+    def exists(self, conn, id_) -> bool:
+        t = base.table(conn, self.table_name)
+        return conn.execute(sa.select(sa.literal(1)).where(
+            t.c[self.id_column] == id_, self.where(t))).first() is not None
+
+
+def children(conn, table_name, fk, ids, value_column) -> dict[str, list]:
+    """``{owner id: [value, ...]}`` from a child table."""
+    if not ids:
+        return {}
+    t = base.table(conn, table_name)
+    out: dict[str, list] = {}
+    for owner, value in conn.execute(
+            sa.select(t.c[fk], t.c[value_column]).where(t.c[fk].in_(ids))):
+        out.setdefault(owner, []).append(value)
+    return out
+
+
+def options(conn, table_name, fk, ids, registry) -> dict[str, dict]:
+    """Resource options by option *name* (ids are Keystone-internal)."""
+    if not ids:
+        return {}
+    t = base.table(conn, table_name)
+    out: dict[str, dict] = {}
+    for owner, opt_id, value in conn.execute(
+            sa.select(t.c[fk], t.c.option_id, t.c.option_value)
+            .where(t.c[fk].in_(ids))):
+        opt = registry.get_option_by_id(opt_id)
+        name = opt.option_name if opt else opt_id
+        out.setdefault(owner, {})[name] = base.json_load(value, None)
+    return out
+
+
+def require(conn, type_name, id_, what, field=None):
+    """Raise a 400 naming ``what`` and the field when ``id_`` of
+    ``type_name`` does not exist here."""
+    from keystone_syncext import resources
+    if not resources.get(type_name).exists(conn, id_):
+        field = field or f'{type_name}_id'
+        raise base.BadRequest(
+            f'{what} refers to {type_name} {id_!r} ({field}), which does '
+            'not exist at this site; sync it first')
+
+
+def check_name_free(rtype, conn, id_, resource):
+    """409 with the existing id when another resource has this name in
+    the same scope (Keystone would refuse it, without saying which)."""
+    taken = [i for i in rtype._existing_named(conn, resource) if i != id_]
+    if taken:
+        raise base.NameConflict(
+            f'{rtype.name} name {resource["name"]!r} is already used by '
+            f'{rtype.name} {taken[0]} at this site',
+            existing_id=taken[0])
+
+
+def set_extra(conn, table_name, id_, extra: dict, id_column='id'):
+    """Make the ``extra`` column exactly ``extra`` (Keystone's managers
+    merge it, so a removed key would survive)."""
+    t = base.table(conn, table_name)
+    current = conn.execute(sa.select(t.c.extra).where(
+        t.c[id_column] == id_)).scalar()
+    if base.json_load(current, {}) != extra:
+        conn.execute(t.update().where(t.c[id_column] == id_)
+                     .values(extra=json.dumps(extra)))
+
+
+def unlock_immutable(old, resource, update):
+    """Keystone refuses any change to an immutable resource except one
+    that clears ``immutable``; the site that changed it did the same, so
+    clear it first and let the real update restore it."""
+    if old.get('options', {}).get('immutable') and \
+            base.strip_meta(old) != resource:
+        update({'options': {'immutable': False}})

@@ -1,0 +1,471 @@
+"""What the /v3/sync routes do, without Flask: reads, explicit-id writes,
+batches, re-key, digests and the change feed.
+
+Every write runs in one database transaction (Keystone's own
+``session_for_write``; the managers called inside join it), attributed to
+the origin site with :func:`keystone_syncext.origin.written_by`, and
+followed, after commit, by invalidation of Keystone's caches, so the
+ordinary API serves the new state at once on every API node.
+"""
+
+import contextlib
+import hashlib
+import time
+
+from keystone import exception
+from keystone.assignment import core as assignment_core
+from keystone.common import cache
+from keystone.common import sql
+import keystone.conf
+from keystone.identity import core as identity_core
+import sqlalchemy as sa
+
+from keystone_syncext import changes as change_log
+from keystone_syncext import cursors
+from keystone_syncext import origin as origin_mod
+from keystone_syncext import resources
+from keystone_syncext.db import tables
+from keystone_syncext.resources import base
+
+CONF = keystone.conf.CONF
+
+# A digest lists the items of a bucket itself once it is this small.
+DIGEST_LEAF_SIZE = 64
+# How often a long-poll looks for new changes.
+POLL_INTERVAL = 0.2
+
+
+def invalidate_caches() -> None:
+    """Drop what Keystone may have cached about identity data. Keystone's
+    regions invalidate across processes (the invalidation time is kept in
+    the cache backend), so every API node sees the write."""
+    cache.CACHE_REGION.invalidate()
+    assignment_core.COMPUTED_ASSIGNMENTS_REGION.invalidate()
+    identity_core.ID_MAPPING_REGION.invalidate()
+
+
+@contextlib.contextmanager
+def writing(origin: str | None):
+    """A write transaction whose captured changes carry ``origin``."""
+    with sql.session_for_write() as session:
+        conn = session.connection()
+        ctx = (origin_mod.written_by(conn, origin) if origin
+               else contextlib.nullcontext())
+        with ctx:
+            yield session, conn
+            session.flush()
+    invalidate_caches()
+
+
+def check_limit(limit, default: int) -> int:
+    if limit is None or limit == '':
+        return default
+    try:
+        value = int(limit)
+    except (TypeError, ValueError):
+        raise base.BadRequest(f'limit must be an integer, not {limit!r}') \
+            from None
+    if value < 1 or value > CONF.sync.max_page_size:
+        raise base.BadRequest(
+            f'limit must be between 1 and {CONF.sync.max_page_size} '
+            f'([sync] max_page_size), not {value}')
+    return value
+
+
+# --- reads ------------------------------------------------------------------
+
+def read(type_name: str, id_: str) -> dict:
+    rtype = resources.get(type_name)
+    with sql.session_for_read() as session:
+        item = rtype.get(session.connection(), id_)
+    if item is None:
+        raise base.NotFound(f'{type_name} {id_} does not exist at this site')
+    return base.envelope(type_name, item)
+
+
+def listing(type_name: str, marker=None, limit=None, prefix=None) -> dict:
+    rtype = resources.get(type_name)
+    limit = check_limit(limit, CONF.sync.max_page_size)
+    with sql.session_for_read() as session:
+        items = rtype.fetch(session.connection(), marker=marker,
+                            limit=limit, prefix=prefix)
+    out = [base.envelope(type_name, i) for i in items]
+    return {'items': out,
+            'next_marker': out[-1]['id'] if len(out) == limit else None}
+
+
+# --- writes -----------------------------------------------------------------
+
+def _check_preconditions(type_name, id_, old, if_match, if_none_match):
+    current = base.content_hash(base.strip_meta(old)) if old else None
+    if if_match is not None:
+        wanted = {t.strip().strip('"') for t in if_match.split(',')}
+        if current is None or ('*' not in wanted and current not in wanted):
+            raise base.PreconditionFailed(
+                f'{type_name} {id_} is '
+                + (f'at hash {current}' if current else 'absent')
+                + f', not {if_match}', current_hash=current)
+    if if_none_match is not None and current is not None:
+        wanted = {t.strip().strip('"') for t in if_none_match.split(',')}
+        if '*' in wanted or current in wanted:
+            raise base.PreconditionFailed(
+                f'{type_name} {id_} exists (hash {current})',
+                current_hash=current)
+
+
+def apply_upsert(session, conn, rtype, id_, resource, if_match=None,
+                 if_none_match=None) -> tuple[int, dict]:
+    """Create or update; returns (HTTP status, envelope). The caller has
+    validated ``resource``."""
+    old = rtype.get(conn, id_)
+    _check_preconditions(rtype.name, id_, old, if_match, if_none_match)
+    if old is None:
+        rtype.create(session, conn, id_, resource)
+        status = 201
+    elif base.strip_meta(old) == resource:
+        return 200, base.envelope(rtype.name, old)
+    else:
+        rtype.update(session, conn, id_, old, resource)
+        status = 200
+    session.flush()
+    return status, base.envelope(rtype.name, rtype.get(conn, id_))
+
+
+def apply_delete(session, conn, rtype, id_, if_match=None) -> None:
+    old = rtype.get(conn, id_)
+    _check_preconditions(rtype.name, id_, old, if_match, None)
+    if old is None:
+        raise base.NotFound(f'{rtype.name} {id_} does not exist at this '
+                            'site')
+    rtype.delete(session, conn, id_, old)
+    session.flush()
+
+
+def put(type_name, id_, resource, if_match=None, if_none_match=None,
+        origin=None) -> tuple[int, dict]:
+    rtype = resources.get(type_name)
+    rtype.validate(id_, resource)
+    with writing(origin) as (session, conn):
+        return apply_upsert(session, conn, rtype, id_, resource, if_match,
+                            if_none_match)
+
+
+def delete(type_name, id_, if_match=None, origin=None) -> None:
+    rtype = resources.get(type_name)
+    with writing(origin) as (session, conn):
+        apply_delete(session, conn, rtype, id_, if_match)
+
+
+BATCH_SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'items': {
+            'type': 'array',
+            'items': {
+                'type': 'object',
+                'properties': {
+                    'op': {'enum': ['upsert', 'delete']},
+                    'type': {'type': 'string'},
+                    'id': {'type': 'string', 'minLength': 1,
+                           'maxLength': 255},
+                    'resource': {'type': 'object'},
+                    'if_match': {'type': 'string'},
+                },
+                'required': ['op', 'type', 'id'],
+                'additionalProperties': False,
+            },
+        },
+    },
+    'required': ['items'],
+    'additionalProperties': False,
+}
+
+
+def _error_result(exc) -> dict:
+    if isinstance(exc, exception.Error):
+        return base.error_body(exc)['error']
+    # A constraint the checks above did not foresee (a concurrent writer):
+    # never echo the statement, it may hold a password hash.
+    return {'code': 409, 'title': 'Conflict',
+            'message': 'the write conflicts with data at this site '
+            f'({type(exc).__name__})'}
+
+
+def batch(body, origin=None) -> list[dict]:
+    """Apply many upserts and deletes in dependency order.
+
+    The whole body is checked first (schema, types, each representation):
+    one bad item refuses the batch with 400 and nothing is written. Then
+    each item is applied in its own savepoint, so an item either applies
+    whole or not at all, and one item refused by Keystone's rules (a name
+    conflict, a missing reference) does not stop the others. Deletes go
+    first, dependents before what they depend on, so a name freed by a
+    delete can be reused by a create in the same batch; then upserts,
+    dependencies first (projects parents first).
+    """
+    from keystone.common.validation import validators
+    try:
+        validators.SchemaValidator(BATCH_SCHEMA).validate(body)
+    except exception.ValidationError as e:
+        raise base.BadRequest(f'invalid batch: {base.first_line(e)}') \
+            from None
+    items = body['items']
+    if len(items) > CONF.sync.max_page_size:
+        raise base.BadRequest(
+            f'a batch may carry at most {CONF.sync.max_page_size} items '
+            f'([sync] max_page_size), not {len(items)}')
+    for n, item in enumerate(items):
+        rtype = resources.get(item['type'])
+        if item['op'] == 'upsert':
+            if 'resource' not in item:
+                raise base.BadRequest(f'item {n}: an upsert needs resource')
+            try:
+                rtype.validate(item['id'], item['resource'])
+            except base.BadRequest as e:
+                raise base.BadRequest(f'item {n}: {e}') from None
+    upserts = {}
+    for item in items:
+        if item['op'] == 'upsert':
+            upserts.setdefault(item['type'], {})[item['id']] = \
+                item['resource']
+
+    def order(n):
+        item = items[n]
+        rtype = resources.get(item['type'])
+        sub = rtype.sort_key(item.get('resource'),
+                             upserts.get(item['type'], {}))
+        if item['op'] == 'delete':
+            return (0, -resources.rank(item['type']), -sub, n)
+        return (1, resources.rank(item['type']), sub, n)
+
+    results: list[dict | None] = [None] * len(items)
+    with writing(origin) as (session, conn):
+        for n in sorted(range(len(items)), key=order):
+            item = items[n]
+            rtype = resources.get(item['type'])
+            result = {'index': n, 'op': item['op'], 'type': item['type'],
+                      'id': item['id']}
+            try:
+                with session.begin_nested():
+                    if item['op'] == 'delete':
+                        apply_delete(session, conn, rtype, item['id'],
+                                     item.get('if_match'))
+                        result['status'] = 204
+                    else:
+                        status, env = apply_upsert(
+                            session, conn, rtype, item['id'],
+                            item['resource'], item.get('if_match'))
+                        result.update(status=status, hash=env['hash'])
+            except (exception.Error, sa.exc.IntegrityError) as e:
+                err = _error_result(e)
+                result.update(status=err['code'], error=err)
+            results[n] = result
+    return results
+
+
+# --- re-key -----------------------------------------------------------------
+
+REKEY_SCHEMA = {
+    'type': 'object',
+    'properties': {'type': {'type': 'string'},
+                   'from': base.ID, 'to': base.ID},
+    'required': ['type', 'from', 'to'],
+    'additionalProperties': False,
+}
+
+
+def rekey(body, origin=None) -> dict:
+    """Give resource ``from`` the id ``to``, and every reference to it,
+    in one transaction.
+
+    This is how a Keystone bootstrapped on its own adopts the hub's ids
+    for its admin/member/reader roles, admin user and admin project. The
+    row is copied under the new id (a name it must keep unique is parked
+    on a temporary value meanwhile), every referencing column is
+    repointed, and the old row is deleted: capture records a delete of
+    the old id and a create of the new one.
+    """
+    from keystone.common.validation import validators
+    try:
+        validators.SchemaValidator(REKEY_SCHEMA).validate(body)
+    except exception.ValidationError as e:
+        raise base.BadRequest(f'invalid re-key: {base.first_line(e)}') \
+            from None
+    rtype = resources.get(body['type'])
+    old_id, new_id = body['from'], body['to']
+    if not rtype.rekey_refs:
+        raise base.BadRequest(f'{rtype.name} cannot be re-keyed; re-key '
+                              f'supports: {", ".join(rekeyable())}')
+    if old_id == new_id:
+        raise base.BadRequest('from and to are the same id')
+    with writing(origin) as (session, conn):
+        if rtype.get(conn, old_id) is None:
+            raise base.NotFound(
+                f'{rtype.name} {old_id} does not exist at this site')
+        if rtype.exists(conn, new_id):
+            raise base.NameConflict(
+                f'{rtype.name} {new_id} already exists at this site',
+                existing_id=new_id)
+        moved = _rekey_rows(conn, rtype, old_id, new_id)
+        item = rtype.get(conn, new_id)
+    return {'type': rtype.name, 'from': old_id, 'to': new_id,
+            'references': moved, 'resource': base.envelope(rtype.name, item)}
+
+
+def rekeyable() -> list[str]:
+    return [n for n, t in resources.TYPES.items() if t.rekey_refs]
+
+
+def _rekey_rows(conn, rtype, old_id, new_id) -> dict[str, int]:
+    t = base.table(conn, rtype.table_name)
+    row = dict(conn.execute(sa.select(t).where(t.c.id == old_id))
+               .mappings().one())
+    unique = getattr(rtype, 'rekey_unique', ())
+    if unique:
+        conn.execute(t.update().where(t.c.id == old_id).values(
+            {c: ('~' + old_id)[:64] for c in unique}))
+    conn.execute(t.insert().values(dict(row, id=new_id)))
+    moved = {}
+    for table_name, column in rtype.rekey_refs:
+        if not base.has_table(conn, table_name):
+            continue
+        ref = base.table(conn, table_name)
+        if column not in ref.c:
+            continue
+        count = conn.execute(ref.update().where(ref.c[column] == old_id)
+                             .values({column: new_id})).rowcount
+        if count:
+            moved[f'{table_name}.{column}'] = count
+    conn.execute(t.delete().where(t.c.id == old_id))
+    return moved
+
+
+# --- digests ----------------------------------------------------------------
+
+def _bucket_hash(pairs) -> str:
+    h = hashlib.sha256()
+    for id_, item_hash in pairs:
+        h.update(f'{id_} {item_hash}\n'.encode())
+    return h.hexdigest()
+
+
+def digest(type_name: str, prefix: str = '') -> dict:
+    """Hash buckets of the ids starting with ``prefix``, one per next
+    character, so two sites compare a type in a few small requests and
+    drill down only where the buckets differ. A bucket (or the whole
+    prefix) small enough lists its ``(id, hash)`` pairs directly."""
+    rtype = resources.get(type_name)
+    prefix = prefix or ''
+    if len(prefix) > 255:
+        raise base.BadRequest('prefix is longer than any id')
+    with sql.session_for_read() as session:
+        items = rtype.fetch(session.connection(), prefix=prefix)
+    pairs = [(i['id'], base.content_hash(base.strip_meta(i)))
+             for i in items]
+    buckets: dict[str, list] = {}
+    for id_, h in pairs:
+        key = id_[:len(prefix) + 1]
+        buckets.setdefault(key, []).append((id_, h))
+    out = {
+        'type': type_name,
+        'prefix': prefix,
+        'count': len(pairs),
+        'hash': _bucket_hash(pairs),
+        'buckets': [{'prefix': key, 'count': len(v), 'hash': _bucket_hash(v)}
+                    for key, v in sorted(buckets.items(),
+                                         key=lambda kv: kv[0].encode())],
+    }
+    if len(pairs) <= DIGEST_LEAF_SIZE:
+        out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
+    return out
+
+
+# --- the change feed --------------------------------------------------------
+
+def _parse_types(types) -> list[str] | None:
+    if not types:
+        return None
+    names = [t for t in types.split(',') if t]
+    for name in names:
+        resources.get(name)
+    return names
+
+
+def changes(since=None, limit=None, types=None, wait=None) -> dict:
+    """Changes after cursor ``since``, in feed order, with the current
+    representation of each; long-polls up to ``wait`` seconds (capped by
+    ``[sync] max_wait_seconds``) when there are none."""
+    try:
+        position = cursors.decode(since) if since else 0
+    except ValueError as e:
+        raise base.BadRequest(f'since: {e}') from None
+    limit = check_limit(limit, min(500, CONF.sync.max_page_size))
+    names = _parse_types(types)
+    try:
+        wait_s = float(wait) if wait not in (None, '') else 0.0
+    except ValueError:
+        raise base.BadRequest(f'wait must be a number of seconds, not '
+                              f'{wait!r}') from None
+    if wait_s < 0:
+        raise base.BadRequest('wait must not be negative')
+    deadline = time.monotonic() + min(wait_s, CONF.sync.max_wait_seconds)
+    while True:
+        rows, top, oldest = _read_feed(position, limit, names)
+        if rows or time.monotonic() >= deadline:
+            break
+        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+    with sql.session_for_read() as session:
+        items = _feed_items(session.connection(), rows)
+    next_position = rows[-1].position if len(rows) == limit else top
+    return {'changes': items, 'next': cursors.encode(next_position),
+            'head': cursors.encode(top), 'more': len(rows) == limit}
+
+
+def _read_feed(position, limit, names):
+    with sql.session_for_write() as session:
+        conn = session.connection()
+        top = change_log.stamp(conn)  # first: see keystone_syncext.changes
+        oldest = change_log.purged_through(conn)
+        if position < oldest or position > top:
+            raise base.Gone(
+                'the cursor is outside the history this site keeps '
+                f'(valid cursors cover positions {oldest} to {top}): '
+                'reconcile (compare digests), then follow the feed from '
+                'the head cursor', reconcile=True,
+                oldest_valid_cursor=cursors.encode(oldest),
+                head_cursor=cursors.encode(top))
+        c = tables.change.c
+        query = (sa.select(c.position, c.resource_type, c.resource_id, c.op,
+                           c.changed_at, c.origin)
+                 .where(c.position > position).order_by(c.position)
+                 .limit(limit))
+        if names:
+            query = query.where(c.resource_type.in_(names))
+        rows = conn.execute(query).all()
+    return rows, top, oldest
+
+
+def _feed_items(conn, rows) -> list[dict]:
+    wanted: dict[str, set] = {}
+    for r in rows:
+        if r.op != 'delete' and r.resource_type in resources.TYPES:
+            wanted.setdefault(r.resource_type, set()).add(r.resource_id)
+    current = {}
+    for type_name, ids in wanted.items():
+        for item in resources.get(type_name).fetch(conn, ids=sorted(ids)):
+            current[(type_name, item['id'])] = item
+    out = []
+    for r in rows:
+        item = current.get((r.resource_type, r.resource_id))
+        env = base.envelope(r.resource_type, item) if item else None
+        out.append({
+            'cursor': cursors.encode(r.position),
+            'type': r.resource_type,
+            'id': r.resource_id,
+            'op': r.op,
+            'changed_at': base.iso(r.changed_at),
+            'origin': r.origin,
+            'hash': env['hash'] if env else None,
+            'resource': env['resource'] if env else None,
+        })
+    return out
