@@ -223,24 +223,9 @@ def batch(body, origin=None) -> list[dict]:
                 rtype.validate(item['id'], item['resource'])
             except base.BadRequest as e:
                 raise base.BadRequest(f'item {n}: {e}') from None
-    upserts = {}
-    for item in items:
-        if item['op'] == 'upsert':
-            upserts.setdefault(item['type'], {})[item['id']] = \
-                item['resource']
-
-    def order(n):
-        item = items[n]
-        rtype = resources.get(item['type'])
-        sub = rtype.sort_key(item.get('resource'),
-                             upserts.get(item['type'], {}))
-        if item['op'] == 'delete':
-            return (0, -resources.rank(item['type']), -sub, n)
-        return (1, resources.rank(item['type']), sub, n)
-
     results: list[dict | None] = [None] * len(items)
     with writing(origin) as (session, conn):
-        for n in sorted(range(len(items)), key=order):
+        for n in _batch_order(conn, items):
             item = items[n]
             rtype = resources.get(item['type'])
             result = {'index': n, 'op': item['op'], 'type': item['type'],
@@ -261,6 +246,37 @@ def batch(body, origin=None) -> list[dict]:
                 result.update(status=err['code'], error=err)
             results[n] = result
     return results
+
+
+def _batch_order(conn, items) -> list[int]:
+    """Indexes of ``items`` in the order to apply them: deletes first,
+    dependents before what they depend on (children before parents, as
+    this site has them); then upserts, dependencies first (parents before
+    children, as the batch has them)."""
+    upserts: dict[str, dict] = {}
+    deletes: dict[str, dict] = {}
+    for item in items:
+        if item['op'] == 'upsert':
+            upserts.setdefault(item['type'], {})[item['id']] = \
+                item['resource']
+        else:
+            deletes.setdefault(item['type'], {})[item['id']] = None
+    for type_name, ids in deletes.items():
+        rtype = resources.get(type_name)
+        for found in rtype.fetch(conn, ids=sorted(ids)):
+            ids[found['id']] = found
+
+    def key(n):
+        item = items[n]
+        rtype = resources.get(item['type'])
+        if item['op'] == 'delete':
+            known = deletes[item['type']]
+            return (0, -resources.rank(item['type']),
+                    -rtype.sort_key(known.get(item['id']), known), n)
+        return (1, resources.rank(item['type']),
+                rtype.sort_key(item['resource'], upserts[item['type']]), n)
+
+    return sorted(range(len(items)), key=key)
 
 
 # --- re-key -----------------------------------------------------------------
