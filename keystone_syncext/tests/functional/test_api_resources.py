@@ -362,3 +362,34 @@ def test_digest_buckets_drill_down_to_the_difference(call):
         'digest']
     assert {i['id'] for i in sub['items']} == {
         i for i in listed if i.startswith(target[:2])}
+
+
+def test_every_route_is_in_json_home(api_site):
+    import requests
+    home = requests.get(api_site.url, timeout=30,
+                        headers={'Accept': 'application/json-home'}).json()
+    rel = ('https://docs.openstack.org/api/openstack-identity/3/ext/SYNC/'
+           '1.0/rel/')
+    ours = {k[len(rel):]: v for k, v in home['resources'].items()
+            if k.startswith(rel)}
+    # Keystone's JSON-home hrefs are relative to /v3, as its own are.
+    assert ours == {
+        'sync': {'href': '/sync'},
+        'sync_status': {'href': '/sync/status'},
+        'sync_changes': {'href': '/sync/changes'},
+        'sync_batch': {'href': '/sync/batch'},
+        'sync_rekey': {'href': '/sync/rekey'},
+        'sync_resources': {
+            'href-template': '/sync/resources/{type_name}',
+            'href-vars': {'type_name': rel.replace('/rel/', '/param/')
+                          + 'type'}},
+        'sync_resource': {
+            'href-template': '/sync/resources/{type_name}/{resource_id}',
+            'href-vars': {
+                'type_name': rel.replace('/rel/', '/param/') + 'type',
+                'resource_id': rel.replace('/rel/', '/param/') + 'id'}},
+        'sync_digest': {
+            'href-template': '/sync/digest/{type_name}',
+            'href-vars': {'type_name': rel.replace('/rel/', '/param/')
+                          + 'type'}},
+    }
