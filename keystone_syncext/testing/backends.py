@@ -4,8 +4,10 @@ Each backend hands out a fresh, empty database per name and removes it
 again; the servers are the ones running on this machine (127.0.0.1 only).
 """
 
+import contextlib
 import os
 import re
+import sqlite3
 
 import sqlalchemy as sa
 
@@ -44,7 +46,13 @@ class SQLite(Backend):
         return f'sqlite:///{self._path(dbname)}'
 
     def create(self, dbname):
+        """An empty database in WAL mode (kept in the file): several
+        uWSGI workers share it, and with WAL a reader never blocks a
+        writer's commit, where the default rollback journal makes a commit
+        wait for (and, past the busy timeout, fail on) any open read."""
         self.drop(dbname)
+        with contextlib.closing(sqlite3.connect(self._path(dbname))) as db:
+            db.execute('PRAGMA journal_mode=WAL')
         return self.url(dbname)
 
     def drop(self, dbname):

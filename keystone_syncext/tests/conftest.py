@@ -18,13 +18,42 @@ VENV30 = os.environ.get('KSSYNC_VENV30', sys.prefix)
 VENV29 = os.environ.get('KSSYNC_VENV29')
 
 
+# Keystone releases an API suite runs against (fixture ``release``).
+CURRENT, PREVIOUS = '30.0', '29.1'
+
+
 def pytest_generate_tests(metafunc):
-    if 'backend_name' in metafunc.fixturenames:
-        names = backends.selected()
-        if metafunc.definition.get_closest_marker('concurrent_writers'):
-            # Interleaved writers cannot happen on SQLite (one writer).
-            names = [n for n in names if n != 'sqlite']
+    if 'backend_name' not in metafunc.fixturenames:
+        return
+    names = backends.selected()
+    if metafunc.definition.get_closest_marker('concurrent_writers'):
+        # Interleaved writers cannot happen on SQLite (one writer).
+        names = [n for n in names if n != 'sqlite']
+    if 'release' in metafunc.fixturenames:
+        # The current release on every backend; the previous one on the
+        # embedded database (what differs between releases is Keystone's
+        # code, which the database does not change).
+        combos = [(n, CURRENT) for n in names]
+        if 'sqlite' in names:
+            combos.append(('sqlite', PREVIOUS))
+        metafunc.parametrize(('backend_name', 'release'), combos,
+                             scope='module',
+                             ids=[f'{n}-{r}' for n, r in combos])
+    else:
         metafunc.parametrize('backend_name', names, scope='module')
+
+
+def release_venv(release: str) -> str:
+    """The virtualenv holding Keystone ``release``; fails (never skips)
+    when the environment does not say where it is."""
+    if release == CURRENT:
+        return VENV30
+    if not VENV29:
+        pytest.fail('KSSYNC_VENV29 is not set, so there is no Keystone '
+                    f'{PREVIOUS} virtualenv to test with: run the tests '
+                    'through tools/run-tests, which creates it and sets '
+                    'the variable', pytrace=False)
+    return VENV29
 
 
 @pytest.fixture(scope='session')

@@ -13,13 +13,15 @@ import sqlalchemy as sa
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
 from keystone_syncext.testing import sites
+from keystone_syncext.tests import conftest
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 
 
 @pytest.fixture(scope='module')
-def api_site(make_site):
-    return make_site('res', app=sites.SYNC_APP)
+def api_site(make_site, release):
+    return make_site('res', app=sites.SYNC_APP,
+                     venv=conftest.release_venv(release))
 
 
 @pytest.fixture(scope='module')

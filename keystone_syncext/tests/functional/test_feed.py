@@ -15,11 +15,13 @@ import sqlalchemy as sa
 from keystone_syncext import cursors
 from keystone_syncext.db import tables
 from keystone_syncext.testing import sites
+from keystone_syncext.tests import conftest
 
 
 @pytest.fixture(scope='module')
-def feed_site(make_site):
-    return make_site('feed', app=sites.SYNC_APP)
+def feed_site(make_site, release):
+    return make_site('feed', app=sites.SYNC_APP,
+                     venv=conftest.release_venv(release))
 
 
 @pytest.fixture(scope='module')
