@@ -1,12 +1,16 @@
 """The synced resource types of protocol v1, in dependency order."""
 
 from keystone_syncext.capture import spec
+from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import base
+from keystone_syncext.resources import federation
 from keystone_syncext.resources import resource
 from keystone_syncext.resources import role
 
 _IMPLEMENTED = [
     resource.Domain(), resource.Project(), role.Role(), role.ImpliedRole(),
+    app_cred.ApplicationCredential(), federation.Mapping(),
+    federation.IdentityProvider(), federation.FederationProtocol(),
 ]
 
 TYPES: dict[str, base.ResourceType] = {
