@@ -286,6 +286,20 @@ def test_missing_references_are_400(a):
     assert missing_map['mapping_id'] in err['message']
 
 
+def test_identity_provider_cannot_change_domain(a):
+    iid = _hex('idp-')
+    rep = _idp(iid)
+    a.put('identity_provider', iid, rep, expect=201)
+    before = a.last_change()
+    resp = a.put('identity_provider', iid,
+                 dict(rep, domain_id=_hex('other'), enabled=False))
+    assert resp.status_code == 400, resp.text
+    assert 'domain' in resp.json()['error']['message']
+    assert a.last_change() == before
+    assert a.get('identity_provider', iid, expect=200).json()[
+        'resource'] == rep
+
+
 def test_invalid_mapping_rules_are_400_with_keystones_message(a):
     mid = _hex('map-')
     err = refused(a, 'mapping', mid, _mapping(mid, []), 400)
