@@ -8,7 +8,6 @@ Runs once per database backend.
 """
 
 import os
-import secrets
 import uuid
 
 import pytest
@@ -19,23 +18,12 @@ from keystone_syncext import cursors
 from keystone_syncext.capture import spec
 from keystone_syncext.db import tables
 from keystone_syncext.testing import sites
+from keystone_syncext.tests import personas
 
 RULE = 'identity:sync:get_capabilities'
 ADMIN_ONLY = 'role:admin and system_scope:all'
 SYNC_REL = ('https://docs.openstack.org/api/openstack-identity/3/ext/SYNC/'
             '1.0/rel/sync')
-
-# persona: (role, target, scope) -- target 'system', 'domain' (default)
-# or 'project' (a project of its own); None for anonymous.
-PERSONAS = {
-    'system_admin': ('admin', 'system'),
-    'system_member': ('member', 'system'),
-    'system_reader': ('reader', 'system'),
-    'domain_admin': ('admin', 'domain'),
-    'project_admin': ('admin', 'project'),
-    'project_member': ('member', 'project'),
-    'anonymous': None,
-}
 
 EXPECTED = {
     'system_admin': 200,
@@ -54,63 +42,16 @@ def api_site(make_site):
 
 
 @pytest.fixture(scope='module')
-def admin_api(api_site):
-    sess = api_site.admin_session()
-
-    def call(method, path, **kw):
-        resp = sess.request(api_site.url + path, method, raise_exc=False,
-                            **kw)
-        assert resp.status_code < 300, (method, path, resp.text)
-        return resp
-    return call
-
-
-def _token(site, user_id, password, scope):
-    body = {'auth': {
-        'identity': {'methods': ['password'], 'password': {
-            'user': {'id': user_id, 'password': password}}},
-        'scope': scope}}
-    resp = requests.post(site.url + '/auth/tokens', json=body, timeout=30)
-    assert resp.status_code == 201, resp.text
-    return resp.headers['X-Subject-Token']
-
-
-@pytest.fixture(scope='module')
-def tokens(api_site, admin_api):
-    """A token per persona, made through the ordinary API as the system
-    admin (None for anonymous)."""
-    roles = {r['name']: r['id'] for r in
-             admin_api('GET', '/roles').json()['roles']}
-    project = admin_api('POST', '/projects', json={'project': {
-        'name': f'p-{uuid.uuid4().hex[:8]}',
-        'domain_id': 'default'}}).json()['project']
-    out = {}
-    for persona, spec_ in PERSONAS.items():
-        if spec_ is None:
-            out[persona] = None
-            continue
-        role, target = spec_
-        password = secrets.token_hex(12)
-        user = admin_api('POST', '/users', json={'user': {
-            'name': f'{persona}-{uuid.uuid4().hex[:8]}',
-            'domain_id': 'default', 'password': password}}).json()['user']
-        grant, scope = {
-            'system': ('/system', {'system': {'all': True}}),
-            'domain': ('/domains/default', {'domain': {'id': 'default'}}),
-            'project': (f'/projects/{project["id"]}',
-                        {'project': {'id': project['id']}}),
-        }[target]
-        admin_api('PUT', f'{grant}/users/{user["id"]}/roles/{roles[role]}')
-        out[persona] = _token(api_site, user['id'], password, scope)
-    return out
+def tokens(api_site):
+    return personas.make_tokens(api_site)
 
 
 def _get_sync(site, token):
-    headers = {'X-Auth-Token': token} if token else {}
-    return requests.get(site.url + '/sync', headers=headers, timeout=30)
+    return requests.get(site.url + '/sync', headers=personas.headers(token),
+                        timeout=30)
 
 
-@pytest.mark.parametrize('persona', sorted(PERSONAS))
+@pytest.mark.parametrize('persona', sorted(personas.PERSONAS))
 def test_who_may_read_capabilities(api_site, tokens, persona):
     resp = _get_sync(api_site, tokens[persona])
     assert resp.status_code == EXPECTED[persona], resp.text
