@@ -28,6 +28,16 @@ def filter_ids(items, *, ids=None, marker=None, limit=None, prefix=None):
     return out[:limit] if limit is not None else out
 
 
+def pair_filter(query, first, second, ids):
+    """``query`` narrowed to the rows whose ``first:second`` is one of
+    ``ids`` (synthetic ids of two parts), or None when no id has two."""
+    pairs = [i.split(':', 1) for i in ids if ':' in i]
+    if not pairs:
+        return None
+    return query.where(sa.or_(*(sa.and_(first == a, second == b)
+                                for a, b in pairs)))
+
+
 class IdTable:
     """A type stored one row per resource in ``table_name``, keyed by
     ``id``. Subclasses give ``where`` (which rows are this type) and

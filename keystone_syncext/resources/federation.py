@@ -174,12 +174,9 @@ class FederationProtocol(base.ResourceType):
         t = base.table(conn, 'federation_protocol')
         query = sa.select(t)
         if ids is not None:
-            pairs = [i.split(':', 1) for i in ids if ':' in i]
-            if not pairs:
+            query = common.pair_filter(query, t.c.idp_id, t.c.id, ids)
+            if query is None:
                 return []
-            query = query.where(sa.or_(*(
-                sa.and_(t.c.idp_id == idp, t.c.id == proto)
-                for idp, proto in pairs)))
         elif prefix:
             # Every id starts with its idp_id: narrow in SQL first.
             idp_part = prefix.split(':', 1)[0]

@@ -111,12 +111,10 @@ class ImpliedRole(base.ResourceType):
         t = base.table(conn, 'implied_role')
         query = sa.select(t)
         if ids is not None:
-            pairs = [i.split(':', 1) for i in ids if ':' in i]
-            if not pairs:
+            query = common.pair_filter(query, t.c.prior_role_id,
+                                       t.c.implied_role_id, ids)
+            if query is None:
                 return []
-            query = query.where(sa.or_(*(
-                sa.and_(t.c.prior_role_id == p, t.c.implied_role_id == i)
-                for p, i in pairs)))
         items = [{'id': f'{r.prior_role_id}:{r.implied_role_id}',
                   'prior_role_id': r.prior_role_id,
                   'implied_role_id': r.implied_role_id,
