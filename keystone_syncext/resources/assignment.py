@@ -1,0 +1,177 @@
+"""Role assignments: a user or group holds a role on a project, a domain
+or the system, optionally inherited to the projects below.
+
+Keystone keeps them in two tables, ``assignment`` (project and domain
+targets) and ``system_assignment`` (target ``'system'``, never
+inherited); the id is ``type:actor:target:role:inherited`` with
+``inherited`` as ``0``/``1``, exactly as change capture builds it
+(``keystone_syncext.capture.spec``). Written through Keystone's
+assignment manager (``create_grant``/``delete_grant`` and the system
+grant calls), which takes the ids as given: Keystone's rules (a
+domain-specific role only on projects of its domain, never on the
+system), cache invalidation and token revocation on delete are its own.
+The manager does not check that the actor exists (the ordinary API does,
+before calling it), so that check is made here: a missing actor, target
+or role is a 400 naming which.
+"""
+
+from keystone import exception
+from keystone.common import provider_api
+import sqlalchemy as sa
+
+from keystone_syncext.resources import base
+from keystone_syncext.resources import common
+
+PROVIDERS = provider_api.ProviderAPIs
+
+SYSTEM_TARGET = 'system'  # Keystone's AssignmentManager._SYSTEM_SCOPE_TOKEN
+
+# type -> (actor type, target type)
+TYPES = {
+    'UserProject': ('user', 'project'),
+    'GroupProject': ('group', 'project'),
+    'UserDomain': ('user', 'domain'),
+    'GroupDomain': ('group', 'domain'),
+    'UserSystem': ('user', 'system'),
+    'GroupSystem': ('group', 'system'),
+}
+
+
+def _inherited_sql(column):
+    return sa.case((column == sa.true(), '1'), else_='0')
+
+
+def _id_expr(t):
+    return (sa.cast(t.c.type, sa.String) + ':' + t.c.actor_id + ':'
+            + t.c.target_id + ':' + t.c.role_id + ':'
+            + _inherited_sql(t.c.inherited))
+
+
+class RoleAssignment(base.ResourceType):
+    name = 'role_assignment'
+    synthetic = True
+    _props = {
+        'id': {'type': 'string'},
+        'type': {'enum': sorted(TYPES)},
+        'actor_id': base.ID,
+        'target_id': base.ID,
+        'role_id': base.ID,
+        'inherited': {'type': 'boolean'},
+    }
+    schema = {'type': 'object', 'properties': _props,
+              'required': list(_props), 'additionalProperties': False}
+    site_local = {}
+
+    def id_of(self, resource):
+        return ':'.join([resource['type'], resource['actor_id'],
+                         resource['target_id'], resource['role_id'],
+                         '1' if resource['inherited'] else '0'])
+
+    def validate(self, id_, resource):
+        super().validate(id_, resource)
+        if TYPES[resource['type']][1] == 'system':
+            if resource['target_id'] != SYSTEM_TARGET:
+                raise base.BadRequest(
+                    f'role assignment {id_}: a system assignment has '
+                    f'target_id {SYSTEM_TARGET!r}')
+            if resource['inherited']:
+                raise base.BadRequest(
+                    f'role assignment {id_}: Keystone has no inherited '
+                    'system assignments')
+
+    # -- reading
+
+    def fetch(self, conn, *, ids=None, marker=None, limit=None,
+              prefix=None):
+        selects = []
+        for name in ('assignment', 'system_assignment'):
+            t = base.table(conn, name)
+            id_expr = _id_expr(t)
+            query = sa.select(
+                id_expr.label('id'), t.c.type, t.c.actor_id, t.c.target_id,
+                t.c.role_id, t.c.inherited, t.c.created_at, t.c.updated_at)
+            if ids is not None:
+                actors = {i.split(':')[1] for i in ids if i.count(':') == 4}
+                if not actors:
+                    return []
+                # Narrowed by the indexed actor; exact ids below.
+                query = query.where(t.c.actor_id.in_(actors))
+            if marker is not None:
+                query = query.where(base.binary(conn, id_expr) > marker)
+            if prefix:
+                query = query.where(
+                    id_expr.startswith(prefix, autoescape=True))
+            selects.append(query)
+        union = sa.union_all(*selects).subquery()
+        query = sa.select(union).order_by(base.binary(conn, union.c.id))
+        if limit is not None and ids is None and not prefix:
+            query = query.limit(limit)
+        items = [{
+            'id': r.id, 'type': r.type, 'actor_id': r.actor_id,
+            'target_id': r.target_id, 'role_id': r.role_id,
+            'inherited': bool(r.inherited), '_meta': common.meta(r),
+        } for r in conn.execute(query)]
+        return common.filter_ids(items, ids=ids, marker=marker, limit=limit,
+                                 prefix=prefix)
+
+    def exists(self, conn, id_):
+        return self.get(conn, id_) is not None
+
+    # -- writing
+
+    def _check(self, conn, id_, resource):
+        what = f'role assignment {id_}'
+        actor, target = TYPES[resource['type']]
+        _require_actor(conn, actor, resource['actor_id'], what)
+        if target != 'system':
+            common.require(conn, target, resource['target_id'], what,
+                           field='target_id')
+        common.require(conn, 'role', resource['role_id'], what)
+
+    @staticmethod
+    def _grant_args(resource):
+        actor, target = TYPES[resource['type']]
+        return {f'{actor}_id': resource['actor_id'],
+                f'{target}_id': resource['target_id'],
+                'inherited_to_projects': resource['inherited']}
+
+    def create(self, session, conn, id_, resource):
+        self._check(conn, id_, resource)
+        api = PROVIDERS.assignment_api
+        actor, target = TYPES[resource['type']]
+        if target == 'system':
+            grant = getattr(api, f'create_system_grant_for_{actor}')
+            grant(resource['actor_id'], resource['role_id'])
+        else:
+            api.create_grant(resource['role_id'],
+                             **self._grant_args(resource))
+
+    def update(self, session, conn, id_, old, resource):
+        """Nothing but the id: an existing one is already up to date."""
+
+    def delete(self, session, conn, id_, old):
+        api = PROVIDERS.assignment_api
+        actor, target = TYPES[old['type']]
+        if target == 'system':
+            revoke = getattr(api, f'delete_system_grant_for_{actor}')
+            revoke(old['actor_id'], old['role_id'])
+        else:
+            api.delete_grant(old['role_id'], **self._grant_args(old))
+
+
+def _require_actor(conn, actor, actor_id, what):
+    """The user or group exists here: in Keystone's SQL tables, or (for a
+    domain with an LDAP or other non-SQL backend) in that backend, asked
+    through the identity manager as the ordinary API does."""
+    from keystone_syncext import resources
+    if resources.get(actor).exists(conn, actor_id):
+        return
+    api = PROVIDERS.identity_api
+    try:
+        (api.get_user if actor == 'user' else api.get_group)(actor_id)
+        return
+    except exception.NotFound:
+        pass
+    raise base.BadRequest(
+        f'{what} refers to {actor} {actor_id!r} (actor_id), which does not '
+        'exist at this site; sync it first')

@@ -1,0 +1,679 @@
+"""Users, groups and group memberships.
+
+Keystone's identity manager always generates the id of a new user or
+group, so creates (and, for users, every update: the manager would re-hash
+a password, and a synced password arrives already hashed) write Keystone's
+rows with SQLAlchemy Core, with the manager's checks and side effects
+written out here:
+
+- checks: the domain exists and its identity backend is SQL; the default
+  project is not a domain; the name is free in the domain (409 naming the
+  user or group that has it); the domain of a user or group never changes;
+  resource options are ones this Keystone knows, with valid values; every
+  password hash is in a format this Keystone can verify (never re-hashed,
+  never echoed in an error); the identity provider and protocol of a
+  federated identity exist here, and no other user has that identity;
+- side effects: ``notifications.Audit.created/updated/deleted('user'|'group',
+  id)``; a revocation event for the user
+  (``PERSIST_REVOCATION_EVENT_FOR_USER``) and the token cache notification
+  when a password changes or the user is disabled, as
+  ``keystone.identity.core.Manager.update_user`` does; re-enabling a user
+  clears its lockout and restarts its inactivity clock, as Keystone's
+  ``User.enabled`` setter does. Caches are invalidated by
+  ``service.writing`` after commit.
+
+Group updates and deletes, user deletes and memberships go through the
+identity manager (which cleans up assignments, credentials, memberships
+and emits the same notifications as the ordinary API).
+
+Site-local and never synced:
+
+- ``user.last_active_at`` (inactivity is judged per site: a user who logs
+  in only at one site is inactive at the others);
+- ``local_user.failed_auth_count`` / ``failed_auth_at`` (lockout counts
+  failures at this site; an update keeps them, a re-enable clears them as
+  Keystone does);
+- ``expiring_user_group_membership`` (made by federation mapping rules at
+  each login, at the site of the login);
+- users with a ``nonlocal_user`` row: shadow records of users of an LDAP
+  (or other non-SQL) identity backend, which each site builds itself from
+  its own directory on first login, under the same deterministic id
+  (Keystone's id mapping). They are not part of the ``user`` type at all:
+  they are neither listed nor written here, and a user or group in a
+  domain with a non-SQL backend is refused with 400.
+"""
+
+import binascii
+import datetime
+import json
+import re
+
+from keystone import exception
+from keystone import notifications
+from keystone.common import password_hashers
+from keystone.common import password_hashing
+from keystone.common import provider_api
+import keystone.conf
+from keystone.identity.backends import resource_options as user_ro
+from oslo_utils import timeutils
+import sqlalchemy as sa
+
+from keystone_syncext.resources import base
+from keystone_syncext.resources import common
+
+CONF = keystone.conf.CONF
+PROVIDERS = provider_api.ProviderAPIs
+
+# Password timestamps are synced data (expiry), in one canonical spelling.
+TIMESTAMP = {'type': 'string',
+             'pattern': r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$'}
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+_PASSWORD = {
+    'type': 'object',
+    'properties': {
+        # NULL: Keystone stores a password row without hash when a
+        # password is unset.
+        'hash': {'type': ['string', 'null'], 'minLength': 1,
+                 'maxLength': 255},
+        'created_at': TIMESTAMP,
+        'expires_at': base.nullable(TIMESTAMP),
+        'self_service': {'type': 'boolean'},
+    },
+    'required': ['hash', 'created_at', 'expires_at', 'self_service'],
+    'additionalProperties': False,
+}
+_LOCAL = {
+    'type': ['object', 'null'],
+    'properties': {
+        'name': base.NAME,
+        'passwords': {'type': 'array', 'items': _PASSWORD},
+    },
+    'required': ['name', 'passwords'],
+    'additionalProperties': False,
+}
+_FEDERATED = {
+    'type': 'object',
+    'properties': {
+        'idp_id': base.ID,
+        'protocol_id': base.ID,
+        'unique_id': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+        'display_name': {'type': ['string', 'null'], 'maxLength': 255},
+    },
+    'required': ['idp_id', 'protocol_id', 'unique_id', 'display_name'],
+    'additionalProperties': False,
+}
+
+
+def _micros(value: datetime.datetime) -> int:
+    """Keystone's DateTimeInt: microseconds since the epoch (exact)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def _from_micros(value: int) -> datetime.datetime:
+    return _EPOCH + value * _MICROSECOND
+
+
+def _parse_iso(text):
+    if text is None:
+        return None
+    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+def _password_time(as_int, as_datetime):
+    """Keystone reads the integer column, falling back to the datetime one
+    (0 means unset); see keystone.identity.backends.sql_model.Password."""
+    if as_int:
+        return _from_micros(as_int)
+    return as_datetime
+
+
+# Shapes of the hashes each of Keystone's hashers parses (see
+# keystone.common.password_hashers): checked without computing a hash,
+# which would cost what a login costs for every password written.
+_B64 = r'[./A-Za-z0-9+]+'
+_HASH_SHAPES = {
+    'bcrypt': re.compile(r'^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$'),
+    'bcrypt_sha256': re.compile(
+        r'^\$bcrypt-sha256\$(?=[^$]*\bt=2[ab]\b)(?=[^$]*\br=\d{1,2}\b)'
+        r'[a-z0-9=,]+\$[./A-Za-z0-9]{22}\$[./A-Za-z0-9]{31}$'),
+    'pbkdf2_sha512': re.compile(rf'^\$pbkdf2-sha512\$\d+\${_B64}\${_B64}$'),
+    'scrypt': re.compile(
+        rf'^\$scrypt\$ln=\d+,r=\d+,p=\d+\${_B64}\${_B64}$'),
+}
+
+
+def check_hash(user_id: str, hashed: str | None) -> None:
+    """400 unless this Keystone can verify ``hashed``. The message never
+    contains the hash."""
+    if hashed is None:
+        return
+    try:
+        hasher = password_hashing._get_hasher_from_ident(hashed)
+    except (ValueError, IndexError):
+        hasher = None
+    shape = _HASH_SHAPES.get(getattr(hasher, 'name', None))
+    if hasher is None or (shape is not None and not shape.match(hashed)) \
+            or not _base64_parts_decode(hasher, hashed):
+        raise base.BadRequest(
+            f'user {user_id}: unsupported password hash format (this '
+            'Keystone cannot verify it)')
+
+
+def _base64_parts_decode(hasher, hashed) -> bool:
+    """Salt and digest of pbkdf2/scrypt hashes decode as Keystone's
+    verifiers decode them."""
+    if hasher.name not in ('pbkdf2_sha512', 'scrypt'):
+        return True
+    try:
+        for part in hashed.split('$')[-2:]:
+            password_hashers.b64s_decode(
+                part.replace('.', '+').encode('ascii'))
+    except (ValueError, binascii.Error):
+        return False
+    return True
+
+
+def _require_sql_backend(domain_id, what):
+    """Only a domain whose identity backend is SQL keeps users and groups
+    in these tables."""
+    api = PROVIDERS.identity_api
+    select = getattr(api, '_select_identity_driver', None)
+    driver = select(domain_id) if select else None
+    if driver is not None and not getattr(driver, 'is_sql', True):
+        raise base.BadRequest(
+            f'{what}: domain {domain_id} uses a non-SQL identity backend '
+            'here; its users and groups come from that backend and are '
+            'not synced')
+
+
+def _check_domain_unchanged(type_name, id_, old, resource):
+    if resource['domain_id'] != old['domain_id']:
+        raise base.BadRequest(
+            f'{type_name} {id_} belongs to domain {old["domain_id"]!r} '
+            'here; Keystone cannot move it to another domain')
+
+
+class User(common.IdTable, base.ResourceType):
+    name = 'user'
+    table_name = 'user'
+    registry = user_ro.USER_OPTIONS_REGISTRY
+    _props = {
+        'id': base.ID,
+        'domain_id': base.ID,
+        'enabled': {'type': 'boolean'},
+        'default_project_id': base.nullable(base.ID),
+        'options': base.OPTIONS,
+        'extra': base.EXTRA,
+        'local': _LOCAL,
+        'federated': {'type': 'array', 'items': _FEDERATED},
+    }
+    schema = {'type': 'object', 'properties': _props,
+              'required': list(_props), 'additionalProperties': False}
+    secrets = ('local.passwords.hash',)
+    site_local = {
+        'last_active_at': 'inactivity is judged at each site',
+        'local.failed_auth_count': 'lockout counts failed logins at this '
+                                   'site',
+        'local.failed_auth_at': 'lockout counts failed logins at this site',
+        'expiring group memberships': 'made by federation mapping rules '
+                                      'at each login',
+        'nonlocal_user': 'LDAP/non-SQL shadow users are not synced; each '
+                         'site shadows them from its own directory',
+    }
+    rekey_unique = ()  # the user table has no name (local_user has)
+    rekey_refs = (
+        ('local_user', 'user_id'), ('nonlocal_user', 'user_id'),
+        ('federated_user', 'user_id'), ('user_option', 'user_id'),
+        ('user_group_membership', 'user_id'),
+        ('expiring_user_group_membership', 'user_id'),
+        ('assignment', 'actor_id'), ('system_assignment', 'actor_id'),
+        ('application_credential', 'user_id'), ('access_rule', 'user_id'),
+        ('credential', 'user_id'),
+        ('trust', 'trustor_user_id'), ('trust', 'trustee_user_id'),
+        ('request_token', 'authorizing_user_id'),
+        ('access_token', 'authorizing_user_id'),
+    )
+
+
+    # -- reading
+
+    def where(self, t):
+        # Shadow rows of LDAP/non-SQL users are not synced (see above).
+        nonlocal_user = sa.table('nonlocal_user', sa.column('user_id'))
+        return ~sa.exists().where(nonlocal_user.c.user_id == t.c.id)
+
+    def load(self, conn, rows):
+        ids = [r.id for r in rows]
+        locals_ = self._locals(conn, ids)
+        federated = self._federated(conn, ids)
+        options = common.options(conn, 'user_option', 'user_id', ids,
+                                 self.registry)
+        return [{
+            'id': r.id,
+            'domain_id': r.domain_id,
+            'enabled': bool(r.enabled),
+            'default_project_id': r.default_project_id,
+            'options': options.get(r.id, {}),
+            'extra': base.json_load(r.extra, {}),
+            'local': locals_.get(r.id),
+            'federated': federated.get(r.id, []),
+            '_meta': common.meta(r),
+        } for r in rows]
+
+    @staticmethod
+    def _locals(conn, ids):
+        if not ids:
+            return {}
+        lu = base.table(conn, 'local_user')
+        pw = base.table(conn, 'password')
+        local_rows = conn.execute(sa.select(lu.c.id, lu.c.user_id, lu.c.name)
+                                  .where(lu.c.user_id.in_(ids))).all()
+        by_local = {r.id: [] for r in local_rows}
+        if by_local:
+            for p in conn.execute(sa.select(pw).where(
+                    pw.c.local_user_id.in_(list(by_local)))):
+                created = _password_time(p.created_at_int, p.created_at)
+                by_local[p.local_user_id].append((created, p.id, {
+                    'hash': p.password_hash,
+                    'created_at': base.iso(created),
+                    'expires_at': base.iso(_password_time(
+                        p.expires_at_int, p.expires_at)),
+                    'self_service': bool(p.self_service),
+                }))
+        out = {}
+        for r in local_rows:
+            # Keystone's order (Password.created_at_int); the row id breaks
+            # ties the way the rows were written.
+            passwords = [p for _, _, p in sorted(
+                by_local[r.id], key=lambda x: (x[0], x[1]))]
+            out[r.user_id] = {'name': r.name, 'passwords': passwords}
+        return out
+
+    @staticmethod
+    def _federated(conn, ids):
+        if not ids:
+            return {}
+        fu = base.table(conn, 'federated_user')
+        out = {}
+        for r in conn.execute(sa.select(fu).where(fu.c.user_id.in_(ids))):
+            out.setdefault(r.user_id, []).append({
+                'idp_id': r.idp_id, 'protocol_id': r.protocol_id,
+                'unique_id': r.unique_id, 'display_name': r.display_name})
+        for items in out.values():
+            items.sort(key=_federated_key)
+        return out
+
+    def _existing_named(self, conn, resource):
+        lu = base.table(conn, 'local_user')
+        return conn.execute(sa.select(lu.c.user_id).where(
+            lu.c.domain_id == resource['domain_id'],
+            lu.c.name == resource['name'])).scalars().all()
+
+    # -- writing
+
+    def validate(self, id_, resource):
+        super().validate(id_, resource)
+        local = resource['local']
+        if local is not None:
+            stamps = [p['created_at'] for p in local['passwords']]
+            if stamps != sorted(stamps):
+                raise base.BadRequest(
+                    f'user {id_}: local.passwords must be ordered oldest '
+                    'first (by created_at)')
+        keys = [_federated_key(f) for f in resource['federated']]
+        if keys != sorted(keys) or len(set(keys)) != len(keys):
+            raise base.BadRequest(
+                f'user {id_}: federated must be sorted by (idp_id, '
+                'protocol_id, unique_id), without duplicates')
+        _check_options(self.registry, f'user {id_}', resource['options'])
+
+    def _check(self, conn, id_, resource, old=None):
+        """Keystone's rules for a user as given (before writing)."""
+        what = f'user {id_}'
+        if old is None:
+            common.require(conn, 'domain', resource['domain_id'], what)
+            _require_sql_backend(resource['domain_id'], what)
+        else:
+            _check_domain_unchanged('user', id_, old, resource)
+        project_id = resource['default_project_id']
+        if project_id and (old is None or
+                           project_id != old['default_project_id']):
+            p = base.table(conn, 'project')
+            if conn.execute(sa.select(p.c.is_domain).where(
+                    p.c.id == project_id)).scalar():
+                raise base.BadRequest(
+                    f"{what}: the default project {project_id} is a "
+                    'domain; a user\'s default project cannot be a domain')
+        local = resource['local']
+        if local is not None:
+            if old is None or old['local'] is None or \
+                    old['local']['name'] != local['name']:
+                common.check_name_free(self, conn, id_, {
+                    'name': local['name'],
+                    'domain_id': resource['domain_id']})
+            for p in local['passwords']:
+                check_hash(id_, p['hash'])
+        if old is None or old['federated'] != resource['federated']:
+            self._check_federated(conn, id_, resource['federated'])
+
+    @staticmethod
+    def _check_federated(conn, id_, federated):
+        if not federated:
+            return
+        fp = base.table(conn, 'federation_protocol')
+        fu = base.table(conn, 'federated_user')
+        for f in federated:
+            if conn.execute(sa.select(sa.literal(1)).where(
+                    fp.c.idp_id == f['idp_id'],
+                    fp.c.id == f['protocol_id'])).first() is None:
+                raise base.BadRequest(
+                    f'user {id_} refers to federation protocol '
+                    f'{f["idp_id"]}:{f["protocol_id"]} (federated '
+                    'idp_id/protocol_id), which does not exist at this '
+                    'site; sync it first')
+            other = conn.execute(sa.select(fu.c.user_id).where(
+                fu.c.idp_id == f['idp_id'],
+                fu.c.protocol_id == f['protocol_id'],
+                fu.c.unique_id == f['unique_id'],
+                fu.c.user_id != id_)).scalar()
+            if other is not None:
+                raise base.NameConflict(
+                    f'federated identity {f["unique_id"]!r} of '
+                    f'{f["idp_id"]}:{f["protocol_id"]} already belongs to '
+                    f'user {other} at this site', existing_id=other)
+
+    def create(self, session, conn, id_, resource):
+        self._check(conn, id_, resource)
+        now = timeutils.utcnow()
+        u = base.table(conn, 'user')
+        conn.execute(u.insert().values(
+            id=id_, domain_id=resource['domain_id'],
+            enabled=resource['enabled'],
+            extra=json.dumps(resource['extra']),
+            default_project_id=resource['default_project_id'],
+            created_at=now,
+            last_active_at=_active_today() if resource['enabled'] else None))
+        _write_options(conn, id_, {}, resource['options'], self.registry)
+        if resource['local'] is not None:
+            self._insert_local(conn, id_, resource)
+        self._write_federated(conn, id_, resource['federated'])
+        notifications.Audit.created('user', id_)
+
+    def update(self, session, conn, id_, old, resource):
+        self._check(conn, id_, resource, old)
+        u = base.table(conn, 'user')
+        values = {}
+        if resource['default_project_id'] != old['default_project_id']:
+            values['default_project_id'] = resource['default_project_id']
+        if resource['extra'] != old['extra']:
+            values['extra'] = json.dumps(resource['extra'])
+        enabling = resource['enabled'] and not old['enabled']
+        disabling = old['enabled'] and not resource['enabled']
+        if enabling or disabling:
+            values['enabled'] = resource['enabled']
+        if enabling:
+            # Keystone's User.enabled setter: a re-enabled user starts a
+            # new inactivity period and its lockout is cleared.
+            today = _active_today()
+            if today is not None:
+                values['last_active_at'] = today
+        if values:
+            conn.execute(u.update().where(u.c.id == id_).values(values))
+        _write_options(conn, id_, old['options'], resource['options'],
+                       self.registry)
+        password_changed = self._update_local(conn, id_, old, resource)
+        if enabling and resource['local'] is not None:
+            lu = base.table(conn, 'local_user')
+            conn.execute(lu.update().where(lu.c.user_id == id_).values(
+                failed_auth_count=0, failed_auth_at=None))
+        if resource['federated'] != old['federated']:
+            fu = base.table(conn, 'federated_user')
+            conn.execute(fu.delete().where(fu.c.user_id == id_))
+            self._write_federated(conn, id_, resource['federated'])
+        notifications.Audit.updated('user', id_)
+        if disabling or password_changed:
+            # As keystone.identity.core.Manager.update_user does.
+            notifications.Audit.internal(
+                notifications.PERSIST_REVOCATION_EVENT_FOR_USER, id_)
+            notifications.invalidate_token_cache_notification(
+                f'Invalidating the token cache because user {id_} was '
+                'disabled or changed password (sync).')
+
+    def _insert_local(self, conn, id_, resource):
+        lu = base.table(conn, 'local_user')
+        local_id = conn.execute(lu.insert().values(
+            user_id=id_, domain_id=resource['domain_id'],
+            name=resource['local']['name'])).inserted_primary_key[0]
+        _insert_passwords(conn, local_id, resource['local']['passwords'])
+
+    def _update_local(self, conn, id_, old, resource) -> bool:
+        """Bring local_user and password rows to ``resource``; True when
+        the password changed. Keeps local_user's own (site-local) lockout
+        fields unless the local identity goes away."""
+        lu = base.table(conn, 'local_user')
+        new, was = resource['local'], old['local']
+        if new is None:
+            if was is not None:
+                conn.execute(lu.delete().where(lu.c.user_id == id_))
+            return was is not None
+        if was is None:
+            self._insert_local(conn, id_, resource)
+            return True
+        if new['name'] != was['name']:
+            conn.execute(lu.update().where(lu.c.user_id == id_)
+                         .values(name=new['name']))
+        if new['passwords'] == was['passwords']:
+            return False
+        local_id = conn.execute(sa.select(lu.c.id).where(
+            lu.c.user_id == id_)).scalar()
+        pw = base.table(conn, 'password')
+        conn.execute(pw.delete().where(pw.c.local_user_id == local_id))
+        _insert_passwords(conn, local_id, new['passwords'])
+        return _current_hash(new) != _current_hash(was)
+
+    @staticmethod
+    def _write_federated(conn, id_, federated):
+        if federated:
+            fu = base.table(conn, 'federated_user')
+            conn.execute(fu.insert(), [dict(f, user_id=id_)
+                                       for f in federated])
+
+    def delete(self, session, conn, id_, old):
+        PROVIDERS.identity_api.delete_user(id_)
+
+
+def _federated_key(f):
+    return (f['idp_id'], f['protocol_id'], f['unique_id'])
+
+
+def _current_hash(local):
+    return local['passwords'][-1]['hash'] if local['passwords'] else None
+
+
+def _active_today():
+    """What Keystone's User.enabled setter stores in last_active_at when
+    a user is enabled: today, if inactivity is tracked at all."""
+    if CONF.security_compliance.disable_user_account_days_inactive:
+        return timeutils.utcnow().date()
+    return None
+
+
+def _insert_passwords(conn, local_user_id, passwords):
+    if not passwords:
+        return
+    pw = base.table(conn, 'password')
+    rows = []
+    for p in passwords:
+        created = _parse_iso(p['created_at'])
+        expires = _parse_iso(p['expires_at'])
+        rows.append({
+            'local_user_id': local_user_id,
+            'password_hash': p['hash'],
+            'created_at': created,
+            'created_at_int': _micros(created),
+            'expires_at': expires,
+            'expires_at_int': None if expires is None else _micros(expires),
+            'self_service': p['self_service'],
+        })
+    # One row at a time: the ids (which break created_at ties on read)
+    # follow the order given.
+    for row in rows:
+        conn.execute(pw.insert().values(row))
+
+
+def _check_options(registry, what, options):
+    """Option names this Keystone knows, values its validators accept
+    (``null`` is not stored by Keystone, so it is not a value here)."""
+    by_name = registry.options_by_name
+    for name, value in options.items():
+        opt = by_name.get(name)
+        if opt is None:
+            raise base.BadRequest(
+                f'{what}: unknown option {name!r}; this Keystone knows: '
+                f'{", ".join(sorted(by_name))}')
+        if value is None:
+            raise base.BadRequest(
+                f'{what}: option {name!r} is null; leave it out instead')
+        try:
+            opt.validator(value)
+        except (TypeError, ValueError, exception.ValidationError):
+            raise base.BadRequest(
+                f'{what}: invalid value for option {name!r}') from None
+
+
+def _write_options(conn, user_id, old, new, registry):
+    t = base.table(conn, 'user_option')
+    by_name = registry.options_by_name
+    for name in old.keys() - new.keys():
+        opt = by_name.get(name)
+        option_id = opt.option_id if opt else name
+        conn.execute(t.delete().where(t.c.user_id == user_id,
+                                      t.c.option_id == option_id))
+    for name, value in new.items():
+        if name in old and old[name] == value:
+            continue
+        option_id = by_name[name].option_id
+        if name in old:
+            conn.execute(t.update().where(
+                t.c.user_id == user_id, t.c.option_id == option_id)
+                .values(option_value=json.dumps(value)))
+        else:
+            conn.execute(t.insert().values(
+                user_id=user_id, option_id=option_id,
+                option_value=json.dumps(value)))
+
+
+class Group(common.IdTable, base.ResourceType):
+    name = 'group'
+    table_name = 'group'
+    _props = {
+        'id': base.ID,
+        'domain_id': base.ID,
+        # Keystone's group.name is a String(64).
+        'name': {'type': 'string', 'minLength': 1, 'maxLength': 64},
+        'description': base.DESCRIPTION,
+        'extra': base.EXTRA,
+    }
+    schema = {'type': 'object', 'properties': _props,
+              'required': list(_props), 'additionalProperties': False}
+    site_local = {}
+    rekey_unique = ('name',)
+    rekey_refs = (
+        ('user_group_membership', 'group_id'),
+        ('expiring_user_group_membership', 'group_id'),
+        ('assignment', 'actor_id'), ('system_assignment', 'actor_id'),
+    )
+
+    def load(self, conn, rows):
+        return [{'id': r.id, 'domain_id': r.domain_id, 'name': r.name,
+                 'description': r.description,
+                 'extra': base.json_load(r.extra, {}),
+                 '_meta': common.meta(r)} for r in rows]
+
+    def _existing_named(self, conn, resource):
+        t = base.table(conn, 'group')
+        return conn.execute(sa.select(t.c.id).where(
+            t.c.domain_id == resource['domain_id'],
+            t.c.name == resource['name'])).scalars().all()
+
+    def create(self, session, conn, id_, resource):
+        what = f'group {id_}'
+        common.require(conn, 'domain', resource['domain_id'], what)
+        _require_sql_backend(resource['domain_id'], what)
+        common.check_name_free(self, conn, id_, resource)
+        t = base.table(conn, 'group')
+        conn.execute(t.insert().values(
+            id=id_, domain_id=resource['domain_id'], name=resource['name'],
+            description=resource['description'],
+            extra=json.dumps(resource['extra'])))
+        notifications.Audit.created('group', id_)
+
+    def update(self, session, conn, id_, old, resource):
+        _check_domain_unchanged('group', id_, old, resource)
+        if resource['name'] != old['name']:
+            common.check_name_free(self, conn, id_, resource)
+        PROVIDERS.identity_api.update_group(id_, {
+            'name': resource['name'],
+            'description': resource['description']})
+        session.flush()
+        common.set_extra(conn, 'group', id_, resource['extra'])
+
+    def delete(self, session, conn, id_, old):
+        PROVIDERS.identity_api.delete_group(id_)
+
+
+class GroupMembership(base.ResourceType):
+    name = 'group_membership'
+    synthetic = True
+    _props = {'id': {'type': 'string'}, 'user_id': base.ID,
+              'group_id': base.ID}
+    schema = {'type': 'object', 'properties': _props,
+              'required': list(_props), 'additionalProperties': False}
+    site_local = {}
+
+    def id_of(self, resource):
+        return f'{resource["user_id"]}:{resource["group_id"]}'
+
+    def fetch(self, conn, *, ids=None, marker=None, limit=None,
+              prefix=None):
+        t = base.table(conn, 'user_group_membership')
+        id_expr = t.c.user_id + ':' + t.c.group_id
+        query = sa.select(t)
+        if ids is not None:
+            pairs = [i.split(':', 1) for i in ids if ':' in i]
+            if not pairs:
+                return []
+            query = query.where(t.c.user_id.in_({u for u, _ in pairs}))
+        if marker is not None:
+            query = query.where(base.binary(conn, id_expr) > marker)
+        if prefix:
+            query = query.where(id_expr.startswith(prefix, autoescape=True))
+        query = query.order_by(base.binary(conn, id_expr))
+        if limit is not None and ids is None and not prefix:
+            query = query.limit(limit)
+        items = [{'id': f'{r.user_id}:{r.group_id}', 'user_id': r.user_id,
+                  'group_id': r.group_id, '_meta': common.meta(r)}
+                 for r in conn.execute(query)]
+        # Exact id filter, bytewise order and limit in Python (the SQL
+        # above only narrows them down).
+        return common.filter_ids(items, ids=ids, marker=marker, limit=limit,
+                                 prefix=prefix)
+
+    def exists(self, conn, id_):
+        return self.get(conn, id_) is not None
+
+    def create(self, session, conn, id_, resource):
+        what = f'group membership {id_}'
+        common.require(conn, 'user', resource['user_id'], what)
+        common.require(conn, 'group', resource['group_id'], what)
+        PROVIDERS.identity_api.add_user_to_group(resource['user_id'],
+                                                 resource['group_id'])
+
+    def update(self, session, conn, id_, old, resource):
+        """Nothing but the id: an existing one is already up to date."""
+
+    def delete(self, session, conn, id_, old):
+        PROVIDERS.identity_api.remove_user_from_group(old['user_id'],
+                                                      old['group_id'])
