@@ -41,8 +41,14 @@ def _inherited_sql(column):
     return sa.case((column == sa.true(), '1'), else_='0')
 
 
+def _type(t):
+    # A native enum on PostgreSQL and MySQL (assignment), a string
+    # (system_assignment): cast, so the two tables unite.
+    return sa.cast(t.c.type, sa.String)
+
+
 def _id_expr(t):
-    return (sa.cast(t.c.type, sa.String) + ':' + t.c.actor_id + ':'
+    return (_type(t) + ':' + t.c.actor_id + ':'
             + t.c.target_id + ':' + t.c.role_id + ':'
             + _inherited_sql(t.c.inherited))
 
@@ -88,8 +94,9 @@ class RoleAssignment(base.ResourceType):
             t = base.table(conn, name)
             id_expr = _id_expr(t)
             query = sa.select(
-                id_expr.label('id'), t.c.type, t.c.actor_id, t.c.target_id,
-                t.c.role_id, t.c.inherited, t.c.created_at, t.c.updated_at)
+                id_expr.label('id'), _type(t).label('type'), t.c.actor_id,
+                t.c.target_id, t.c.role_id, t.c.inherited, t.c.created_at,
+                t.c.updated_at)
             if ids is not None:
                 actors = {i.split(':')[1] for i in ids if i.count(':') == 4}
                 if not actors:

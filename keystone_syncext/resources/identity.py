@@ -385,6 +385,7 @@ class User(common.IdTable, base.ResourceType):
                     f'user {other} at this site', existing_id=other)
 
     def create(self, session, conn, id_, resource):
+        session.flush()
         self._check(conn, id_, resource)
         now = timeutils.utcnow()
         u = base.table(conn, 'user')
@@ -399,9 +400,13 @@ class User(common.IdTable, base.ResourceType):
         if resource['local'] is not None:
             self._insert_local(conn, id_, resource)
         self._write_federated(conn, id_, resource['federated'])
+        # Keystone's ORM objects of this transaction must not outlive
+        # rows changed under them (a later manager call would use them).
+        session.expire_all()
         notifications.Audit.created('user', id_)
 
     def update(self, session, conn, id_, old, resource):
+        session.flush()
         self._check(conn, id_, resource, old)
         u = base.table(conn, 'user')
         values = {}
@@ -432,6 +437,7 @@ class User(common.IdTable, base.ResourceType):
             fu = base.table(conn, 'federated_user')
             conn.execute(fu.delete().where(fu.c.user_id == id_))
             self._write_federated(conn, id_, resource['federated'])
+        session.expire_all()  # see create
         notifications.Audit.updated('user', id_)
         if disabling or password_changed:
             # As keystone.identity.core.Manager.update_user does.
@@ -603,11 +609,13 @@ class Group(common.IdTable, base.ResourceType):
         common.require(conn, 'domain', resource['domain_id'], what)
         _require_sql_backend(resource['domain_id'], what)
         common.check_name_free(self, conn, id_, resource)
+        session.flush()
         t = base.table(conn, 'group')
         conn.execute(t.insert().values(
             id=id_, domain_id=resource['domain_id'], name=resource['name'],
             description=resource['description'],
             extra=json.dumps(resource['extra'])))
+        session.expire_all()  # see User.create
         notifications.Audit.created('group', id_)
 
     def update(self, session, conn, id_, old, resource):
