@@ -459,10 +459,16 @@ class User(common.IdTable, base.ResourceType):
         the password changed. Keeps local_user's own (site-local) lockout
         fields unless the local identity goes away."""
         lu = base.table(conn, 'local_user')
+        pw = base.table(conn, 'password')
         new, was = resource['local'], old['local']
+        local_id = conn.execute(sa.select(lu.c.id).where(
+            lu.c.user_id == id_)).scalar()
         if new is None:
             if was is not None:
-                conn.execute(lu.delete().where(lu.c.user_id == id_))
+                # Not left to ON DELETE CASCADE: SQLite may not enforce it.
+                conn.execute(pw.delete().where(
+                    pw.c.local_user_id == local_id))
+                conn.execute(lu.delete().where(lu.c.id == local_id))
             return was is not None
         if was is None:
             self._insert_local(conn, id_, resource)
@@ -472,9 +478,6 @@ class User(common.IdTable, base.ResourceType):
                          .values(name=new['name']))
         if new['passwords'] == was['passwords']:
             return False
-        local_id = conn.execute(sa.select(lu.c.id).where(
-            lu.c.user_id == id_)).scalar()
-        pw = base.table(conn, 'password')
         conn.execute(pw.delete().where(pw.c.local_user_id == local_id))
         _insert_passwords(conn, local_id, new['passwords'])
         return _current_hash(new) != _current_hash(was)

@@ -282,6 +282,17 @@ def test_federated_user(site_b, b):
     assert shown['federated'] == [{'idp_id': idp, 'protocols': [
         {'protocol_id': proto, 'unique_id': 'carol@idp'}]}]
 
+    # A local identity added, then taken away again.
+    password = secrets.token_hex(12)
+    with_local = dict(rep, local=user_rep(password=password)['local'])
+    b.put('user', rep['id'], with_local, expect=200)
+    assert login(site_b, rep['id'], password).status_code == 201
+    assert b.put('user', rep['id'], rep, expect=200).json()['resource'] \
+        == rep
+    assert login(site_b, rep['id'], password).status_code == 401
+    assert b('GET', f'/users/{rep["id"]}',
+             expect=200).json()['user']['name'] == 'carol'
+
     # The same federated identity under another id: 409 naming the owner.
     before = snapshot(site_b)
     other = user_rep(local=None, federated=fed)
