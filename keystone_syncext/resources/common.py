@@ -62,13 +62,14 @@ class IdTable:
         if marker is not None:
             query = query.where(base.binary(conn, col) > marker)
         if prefix:
-            query = query.where(col.startswith(prefix, autoescape=True))
+            # Not LIKE: it ignores case on SQLite and MySQL, and a page cut
+            # by LIMIT before a Python re-check would come back short.
+            query = query.where(base.binary(
+                conn, sa.func.substr(col, 1, len(prefix))) == prefix)
         query = query.order_by(base.binary(conn, col))
         if limit is not None:
             query = query.limit(limit)
-        rows = [r for r in conn.execute(query)
-                if not prefix or r._mapping[self.id_column].startswith(prefix)]
-        return self.load(conn, rows)
+        return self.load(conn, conn.execute(query).all())
 
     def exists(self, conn, id_) -> bool:
         t = base.table(conn, self.table_name)
