@@ -18,7 +18,7 @@ VENV30 = os.environ.get('KSSYNC_VENV30', sys.prefix)
 VENV29 = os.environ.get('KSSYNC_VENV29')
 
 
-# Keystone releases an API suite runs against (fixture ``release``).
+# Keystone releases an API suite runs against (fixture ``keystone_release``).
 CURRENT, PREVIOUS = '30.0', '29.1'
 
 
@@ -29,14 +29,14 @@ def pytest_generate_tests(metafunc):
     if metafunc.definition.get_closest_marker('concurrent_writers'):
         # Interleaved writers cannot happen on SQLite (one writer).
         names = [n for n in names if n != 'sqlite']
-    if 'release' in metafunc.fixturenames:
+    if 'keystone_release' in metafunc.fixturenames:
         # The current release on every backend; the previous one on the
         # embedded database (what differs between releases is Keystone's
         # code, which the database does not change).
         combos = [(n, CURRENT) for n in names]
         if 'sqlite' in names:
             combos.append(('sqlite', PREVIOUS))
-        metafunc.parametrize(('backend_name', 'release'), combos,
+        metafunc.parametrize(('backend_name', 'keystone_release'), combos,
                              scope='module',
                              ids=[f'{n}-{r}' for n, r in combos])
     else:

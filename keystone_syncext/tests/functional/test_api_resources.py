@@ -19,9 +19,9 @@ ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 
 
 @pytest.fixture(scope='module')
-def api_site(make_site, release):
+def api_site(make_site, keystone_release):
     return make_site('res', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(release))
+                     venv=conftest.release_venv(keystone_release))
 
 
 @pytest.fixture(scope='module')
@@ -398,11 +398,11 @@ def test_every_route_is_in_json_home(api_site):
 
 
 @pytest.fixture(scope='module')
-def cached_site(make_site, release):
+def cached_site(make_site, keystone_release):
     """One worker with Keystone's cache on (in-process backend), so a
     stale cache entry would be served."""
     return make_site('cached', app=sites.SYNC_APP, processes=1,
-                     venv=conftest.release_venv(release),
+                     venv=conftest.release_venv(keystone_release),
                      extra_config='[cache]\nenabled = true\n'
                      'backend = oslo_cache.dict\n'
                      '[resource]\ncaching = true\n'

@@ -19,9 +19,9 @@ from keystone_syncext.tests import conftest
 
 
 @pytest.fixture(scope='module')
-def feed_site(make_site, release):
+def feed_site(make_site, keystone_release):
     return make_site('feed', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(release))
+                     venv=conftest.release_venv(keystone_release))
 
 
 @pytest.fixture(scope='module')

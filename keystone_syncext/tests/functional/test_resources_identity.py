@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from keystone_syncext.db import tables
 from keystone_syncext.testing import sites
+from keystone_syncext.tests import conftest
 
 ORIGIN = {'OpenStack-Sync-Origin': 'site-a'}
 # Tables whose row counts must not move when a write is refused.
@@ -140,12 +141,16 @@ def assignment_rep(type_, actor, target, role, inherited=False):
 
 
 @pytest.fixture(scope='module')
-def two_sites(make_site):
+def two_sites(make_site, keystone_release):
+    """Site a runs the current Keystone; site b, where most writes land,
+    runs ``keystone_release``: with 29.1 the copies go from N+1 to N."""
     # Set up side by side: most of a site's start is waiting on
     # keystone-manage subprocesses.
     with futures.ThreadPoolExecutor(2) as pool:
-        started = [pool.submit(make_site, name, app=sites.SYNC_APP)
-                   for name in ('a', 'b')]
+        started = [pool.submit(make_site, name, app=sites.SYNC_APP,
+                               venv=conftest.release_venv(rel))
+                   for name, rel in (('a', conftest.CURRENT),
+                                     ('b', keystone_release))]
         return [f.result() for f in started]
 
 
