@@ -20,6 +20,9 @@ from keystone_syncext.db import tables
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import personas
 
+# Policy, not SQL: the first selected database backend is enough.
+pytestmark = pytest.mark.backend_independent
+
 RULE = 'identity:sync:get_capabilities'
 ADMIN_ONLY = 'role:admin and system_scope:all'
 SYNC_REL = ('https://docs.openstack.org/api/openstack-identity/3/ext/SYNC/'

@@ -396,39 +396,3 @@ def test_every_route_is_in_json_home(api_site):
                           + 'type'}},
     }
 
-
-@pytest.fixture(scope='module')
-def cached_site(make_site, keystone_release):
-    """One worker with Keystone's cache on (in-process backend), so a
-    stale cache entry would be served."""
-    return make_site('cached', app=sites.SYNC_APP, processes=1,
-                     venv=conftest.release_venv(keystone_release),
-                     extra_config='[cache]\nenabled = true\n'
-                     'backend = oslo_cache.dict\n'
-                     '[resource]\ncaching = true\n'
-                     '[role]\ncaching = true\n')
-
-
-def test_writes_invalidate_keystone_caches(cached_site):
-    sess = cached_site.admin_session()
-
-    def call(method, path, **kw):
-        resp = sess.request(cached_site.url + path, method, **kw)
-        return resp.json() if resp.content else None
-
-    p = _id()
-    call('PUT', f'/sync/resources/project/{p}',
-         json={'resource': project(p, extra={'owner': 'a'})})
-    assert call('GET', f'/projects/{p}')['project']['owner'] == 'a'
-    # Only `extra` changes: written by us, not by a manager that would
-    # invalidate its own entry.
-    call('PUT', f'/sync/resources/project/{p}',
-         json={'resource': project(p, extra={'owner': 'b'})})
-    assert call('GET', f'/projects/{p}')['project']['owner'] == 'b'
-    # Re-key: the old id must not be served from the cache.
-    r, new = _id(), _id()
-    call('PUT', f'/sync/resources/role/{r}', json={'resource': role(r)})
-    assert call('GET', f'/roles/{r}')['role']['id'] == r
-    call('POST', '/sync/rekey', json={'type': 'role', 'from': r, 'to': new})
-    assert sess.get(f'{cached_site.url}/roles/{r}',
-                    raise_exc=False).status_code == 404
