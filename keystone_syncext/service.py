@@ -426,7 +426,7 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
         raise base.BadRequest('wait must not be negative')
     deadline = time.monotonic() + min(wait_s, CONF.sync.max_wait_seconds)
     while True:
-        rows, top, oldest = _read_feed(position, limit, names)
+        rows, top = _read_feed(position, limit, names)
         if rows or time.monotonic() >= deadline:
             break
         time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
@@ -458,7 +458,7 @@ def _read_feed(position, limit, names):
         if names:
             query = query.where(c.resource_type.in_(names))
         rows = conn.execute(query).all()
-    return rows, top, oldest
+    return rows, top
 
 
 def _feed_items(conn, rows) -> list[dict]:

@@ -20,8 +20,9 @@ from keystone_syncext.capture import spec
 from keystone_syncext.resources import base
 
 CONF = keystone.conf.CONF
-PROTOCOL_VERSION = 1
-PROTOCOL_VERSIONS = (1,)
+# The representations' version (resources.base) is the protocol's.
+PROTOCOL_VERSION = base.PROTOCOL_VERSION
+PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
 
 _build_resource_relation = functools.partial(
     json_home.build_v3_extension_resource_relation,
