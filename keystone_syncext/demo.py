@@ -1,150 +1,241 @@
-"""The README's first command: a real Keystone with change capture, shown.
+"""The README's first command: a hub and two spokes, synced by the agent.
 
-Starts a Keystone on SQLite with the extension installed, makes resources
-through Keystone's ordinary v3 API, changes and deletes some, and prints
-what the extension captured: the change log in feed order, the tombstones
-and the timestamps, then the operator's ``check``.
+Starts three real Keystone servers on SQLite, each with the extension
+installed: the hub and spoke1 on Keystone 30.0, spoke2 on the previous
+release (29.1) in its own virtualenv. Every site was bootstrapped on its
+own, so ``keystone-sync join`` first gives each spoke the hub's ids for
+the roles, admin project and admin user they share by name. Then it
+creates domains, projects, roles, users, groups and assignments at the hub
+through Keystone's ordinary v3 API, runs ``keystone-sync run --once``, and
+shows, side by side, that every site has the same ids. It changes and
+deletes some at the hub, syncs again, and ends by logging in at each spoke
+as a user created at the hub, with the hub's password, into the hub's
+project id.
 
-Run it with ``tools/demo`` (which prepares the virtualenv first) or
+Run it with ``tools/demo`` (which prepares the virtualenvs first) or
 ``python -m keystone_syncext.demo [--workdir DIR] [--keep]``.
 """
 
 import argparse
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
+from keystoneauth1 import session as ks_session
+from keystoneauth1.identity import v3
 import prettytable
-import sqlalchemy as sa
 
-from keystone_syncext import changes
-from keystone_syncext.db import tables
+from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
+
+PASSWORD = 'demo-Passw0rd'
 
 
 def _heading(text):
-    print(f'\n== {text} ' + '=' * max(0, 70 - len(text)))
+    print(f'\n== {text} ' + '=' * max(0, 70 - len(text)), flush=True)
 
 
-def make_resources(site) -> dict:
-    """Ordinary v3 API calls, as any operator or tool makes them."""
-    s, url = site.admin_session(), site.url
+def _venv29() -> str:
+    venv = os.environ.get('KSSYNC_VENV29') or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        '.venv-29')
+    if not os.path.exists(os.path.join(venv, 'bin', 'keystone-manage')):
+        raise SystemExit(f'no Keystone 29.1 virtualenv at {venv}: run '
+                         'tools/demo, which creates it')
+    return venv
+
+
+def make_resources(hub) -> dict:
+    """Ordinary v3 API calls at the hub, as any operator makes them."""
+    s, url = hub.admin_session(), hub.url
 
     def post(path, key, body):
-        return s.post(url + path, json={key: body}).json()[key]
+        resp = s.post(url + path, json={key: body})
+        return resp.json()[key]
 
     dom = post('/domains', 'domain', {'name': 'demo-domain'})
     proj = post('/projects', 'project', {'name': 'demo-project',
                                          'domain_id': dom['id'],
                                          'tags': ['demo']})
+    child = post('/projects', 'project', {'name': 'demo-child',
+                                          'domain_id': dom['id'],
+                                          'parent_id': proj['id']})
+    role = post('/roles', 'role', {'name': 'demo-role'})
+    viewer = post('/roles', 'role', {'name': 'demo-viewer'})
+    s.put(f'{url}/roles/{role["id"]}/implies/{viewer["id"]}')
     user = post('/users', 'user', {'name': 'demo-user',
                                    'domain_id': dom['id'],
-                                   'password': 'demo-Passw0rd'})
-    role = post('/roles', 'role', {'name': 'demo-role'})
+                                   'password': PASSWORD})
     grp = post('/groups', 'group', {'name': 'demo-group',
                                     'domain_id': dom['id']})
+    old = post('/groups', 'group', {'name': 'demo-old-group',
+                                    'domain_id': dom['id']})
+    s.put(f'{url}/groups/{grp["id"]}/users/{user["id"]}')
     s.put(f'{url}/projects/{proj["id"]}/users/{user["id"]}/roles/'
           f'{role["id"]}')
-    s.put(f'{url}/groups/{grp["id"]}/users/{user["id"]}')
-    s.patch(f'{url}/projects/{proj["id"]}',
-            json={'project': {'description': 'changed by the demo'}})
-    s.patch(f'{url}/users/{user["id"]}',
-            json={'user': {'password': 'demo-Passw0rd-2'}})
-    # And delete some: the group (its membership goes with it) and the
-    # role (its assignment goes with it, in one bulk delete).
-    s.delete(f'{url}/groups/{grp["id"]}')
-    s.delete(f'{url}/roles/{role["id"]}')
-    return {'domain': dom, 'project': proj, 'user': user}
+    s.put(f'{url}/projects/{child["id"]}/groups/{grp["id"]}/roles/'
+          f'{viewer["id"]}')
+    return {'domain': dom, 'project': proj, 'child project': child,
+            'role': role, 'implied role': viewer, 'user': user,
+            'group': grp, 'group (to delete)': old}
 
 
-def show_changes(engine, since_position: int) -> None:
-    with engine.begin() as conn:
-        changes.stamp(conn)
-    c = tables.change.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(c.position, c.resource_type, c.resource_id, c.op,
-                      c.changed_at, c.origin)
-            .where(c.position > since_position).order_by(c.position)).all()
+def _find(site, path, key, name, **params):
+    s = site.admin_session()
+    found = s.get(site.url + path, params=dict(params, name=name)) \
+        .json()[key]
+    return found[0]['id'] if found else None
+
+
+def show_ids(hub, spokes, made) -> bool:
+    """Each resource looked up by name at every site through the
+    ordinary API; True when every id matches the hub's."""
     table = prettytable.PrettyTable(
-        ['position', 'type', 'id', 'op', 'changed_at (UTC)', 'origin'])
+        ['resource', 'name', hub.name] + [s.name for s in spokes]
+        + ['same id'])
     table.align = 'l'
-    for pos, rtype, rid, op, at, origin in rows:
-        table.add_row([pos, rtype, rid, op, at, origin or '(this site)'])
+    all_same = True
+    lookups = [('domain', '/domains', 'domains', {}),
+               ('project', '/projects', 'projects', {}),
+               ('child project', '/projects', 'projects', {}),
+               ('role', '/roles', 'roles', {}),
+               ('implied role', '/roles', 'roles', {}),
+               ('user', '/users', 'users', {}),
+               ('group', '/groups', 'groups', {}),
+               ('group (to delete)', '/groups', 'groups', {})]
+    rows = [('admin role', '/roles', 'roles', 'admin'),
+            ('member role', '/roles', 'roles', 'member'),
+            ('admin project', '/projects', 'projects', 'admin'),
+            ('admin user', '/users', 'users', 'admin')]
+    for label, path, key, name in rows:
+        ids = [_find(site, path, key, name) for site in [hub] + spokes]
+        same = len(set(ids)) == 1
+        all_same &= same
+        table.add_row([label, name] + ids + ['yes' if same else 'NO'])
+    for label, path, key, params in lookups:
+        name = made[label]['name']
+        ids = [_find(site, path, key, name, **params)
+               for site in [hub] + spokes]
+        same = len(set(ids)) == 1
+        all_same &= same
+        table.add_row([label, name] + [i or '(none)' for i in ids]
+                      + ['yes' if same else 'NO'])
     print(table)
+    return all_same
 
 
-def show_tombstones(engine) -> None:
-    t = tables.tombstone.c
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.select(t.resource_type, t.resource_id, t.deleted_at,
-                      t.change_id).order_by(t.change_id)).all()
-    table = prettytable.PrettyTable(['type', 'id', 'deleted_at (UTC)',
-                                     'change id'])
-    table.align = 'l'
-    for row in rows:
-        table.add_row(list(row))
-    print(table)
+def agent(workdir, *argv) -> int:
+    """The real command line, as an operator runs it."""
+    cmd = [os.path.join(sys.prefix, 'bin', 'keystone-sync'), *argv]
+    print('$ ' + ' '.join(['keystone-sync', *argv]), flush=True)
+    env = dict(os.environ,
+               OS_CLIENT_CONFIG_FILE=os.path.join(workdir, 'clouds.yaml'))
+    return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
 
 
-def show_timestamps(engine, made) -> None:
-    table = prettytable.PrettyTable(['type', 'id', 'created_at',
-                                     'updated_at'])
-    table.align = 'l'
-    where = {'domain': 'project', 'project': 'project', 'user': 'user'}
-    with engine.connect() as conn:
-        for rtype, ref in made.items():
-            row = conn.execute(sa.text(
-                f'SELECT created_at, updated_at FROM "{where[rtype]}" '
-                'WHERE id = :id'), {'id': ref['id']}).one()
-            table.add_row([rtype, ref['id'], *row])
-    print(table)
+def login(site, made) -> None:
+    auth = v3.Password(auth_url=site.url, username='demo-user',
+                       password=PASSWORD,
+                       user_domain_id=made['domain']['id'],
+                       project_id=made['project']['id'])
+    access = auth.get_access(ks_session.Session())
+    roles = sorted(access.role_names)
+    print(f'{site.name} (Keystone {site.release}): demo-user logged in '
+          f'with the hub\'s password; token for project '
+          f'{access.project_id} with roles {roles}')
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--workdir', help='where the site lives '
+    parser.add_argument('--workdir', help='where the sites live '
                         '(default: a new temporary directory)')
     parser.add_argument('--keep', action='store_true',
-                        help='leave the site directory behind')
+                        help='leave the sites\' directory behind')
     args = parser.parse_args(argv)
     workdir = args.workdir or tempfile.mkdtemp(prefix='kssync-demo-')
     os.makedirs(workdir, exist_ok=True)
-    site = sites.Site('demo-hub', workdir,
-                      f'sqlite:///{workdir}/keystone.db')
+    db = backends.get('sqlite', workdir)
+    hub = sites.Site('hub', os.path.join(workdir, 'hub'), db.create('hub'),
+                     app=sites.SYNC_APP)
+    spokes = [
+        sites.Site('spoke1', os.path.join(workdir, 'spoke1'),
+                   db.create('spoke1'), app=sites.SYNC_APP),
+        sites.Site('spoke2', os.path.join(workdir, 'spoke2'),
+                   db.create('spoke2'), app=sites.SYNC_APP,
+                   venv=_venv29()),
+    ]
+    every = [hub] + spokes
+    state = f'sqlite:///{workdir}/keystone-sync-state.sqlite'
+    run = ['run', '--hub', 'hub', '--spoke', 'spoke1', '--spoke', 'spoke2',
+           '--state', state, '--once']
     try:
-        _heading('Setting up Keystone on SQLite with keystone_syncext')
-        site.setup()
-        site.start()
-        print(f'Keystone {site.url} (keystone-manage db_sync, '
-              'keystone-syncext-manage db_sync, bootstrap)')
-        with site.engine().begin() as conn:
-            boot = changes.stamp(conn)
-        print(f'keystone-manage bootstrap alone was captured as {boot} '
-              'changes (admin user, project, roles, assignments).')
+        _heading('Three Keystones on SQLite, each bootstrapped on its own')
+        for site in every:
+            site.setup()
+            site.start()
+            site.release = site.keystone_version()
+            print(f'{site.name}: Keystone {site.release} at {site.url}',
+                  flush=True)
+        clouds = {'hub': hub.admin_auth()}
+        for spoke in spokes:
+            # The agent's own account at each spoke (see add_agent_account).
+            clouds[spoke.name] = spoke.add_agent_account()
+        sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'), clouds)
 
-        _heading('Creating, changing and deleting through the v3 API')
-        made = make_resources(site)
-        print('domain, project (tagged), user, role, group, assignment, '
-              'membership;\nproject renamed, password changed; group and '
-              'role deleted.')
+        _heading('Joining the spokes: the hub\'s ids for shared resources')
+        for spoke in spokes:
+            if agent(workdir, 'join', '--hub', 'hub', '--spoke', spoke.name):
+                raise SystemExit(f'joining {spoke.name} failed')
 
-        _heading('The change log, in feed order (what the agent reads)')
-        show_changes(site.engine(), boot)
-        _heading('Tombstones (every delete, cascaded ones included)')
-        show_tombstones(site.engine())
-        _heading('Timestamps on the resources')
-        show_timestamps(site.engine(), made)
-        _heading('keystone-syncext-manage check')
-        print(site.run('keystone-syncext-manage', 'check').stdout)
+        _heading('Creating resources at the hub (ordinary v3 API)')
+        made = make_resources(hub)
+        print(', '.join(f'{k} {v["name"]}' for k, v in made.items()))
+
+        _heading('Syncing: keystone-sync run --once')
+        if agent(workdir, *run):
+            raise SystemExit('the agent did not converge')
+        for spoke in spokes:
+            # Joined and synced, each spoke's admin is the hub's admin:
+            # the same id and the same password.
+            spoke.admin_password = hub.admin_password
+
+        _heading('The same ids at every site (looked up by name)')
+        same = show_ids(hub, spokes, made)
+
+        _heading('Changing and deleting at the hub, then syncing again')
+        s = hub.admin_session()
+        s.patch(f'{hub.url}/projects/{made["project"]["id"]}',
+                json={'project': {'description': 'changed at the hub'}})
+        s.delete(f'{hub.url}/groups/{made["group (to delete)"]["id"]}')
+        print('demo-project description changed; demo-old-group deleted')
+        if agent(workdir, *run):
+            raise SystemExit('the agent did not converge')
+        for spoke in spokes:
+            p = spoke.admin_session().get(
+                f'{spoke.url}/projects/{made["project"]["id"]}').json()
+            gone = spoke.admin_session().get(
+                f'{spoke.url}/groups/{made["group (to delete)"]["id"]}',
+                raise_exc=False).status_code
+            print(f'{spoke.name}: demo-project description '
+                  f'{p["project"]["description"]!r}; demo-old-group '
+                  f'answers {gone}')
+
+        _heading('keystone-sync status')
+        agent(workdir, 'status', '--state', state)
+
+        _heading('Logging in at the spokes as the hub\'s user')
+        for spoke in spokes:
+            login(spoke, made)
+        return 0 if same else 1
     finally:
-        site.stop()
+        for site in every:
+            site.stop()
         if args.keep or args.workdir:
-            print(f'Site left in {workdir}')
+            print(f'Sites left in {workdir}')
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    return 0
 
 
 if __name__ == '__main__':

@@ -99,6 +99,13 @@ class Site:
                 f'{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
         return proc
 
+    def keystone_version(self) -> str:
+        """The Keystone release the site's virtualenv holds."""
+        return subprocess.run(
+            [self.bin('python'), '-c', 'import importlib.metadata as m; '
+             'print(m.version("keystone"))'], capture_output=True,
+            text=True, check=True).stdout.strip()
+
     # -- lifecycle ----------------------------------------------------
 
     def write_config(self, extra: str = '') -> None:
@@ -222,3 +229,42 @@ class Site:
             self._engine = sa.create_engine(self.db_url,
                                             poolclass=sa.pool.NullPool)
         return self._engine
+
+    def add_agent_account(self, name: str = 'keystone-sync') -> dict:
+        """A site-local user holding the system admin role, for the agent.
+
+        The agent cannot use a spoke's bootstrap admin: joining re-keys
+        that user to the hub's admin, and syncing gives it the hub's
+        password. This account exists only here, so neither touches it.
+        Returns the clouds.yaml ``auth`` for it."""
+        s = self.admin_session()
+        password = secrets.token_hex(16)
+        user = s.post(self.url + '/users', json={'user': {
+            'name': name, 'domain_id': 'default',
+            'password': password}}).json()['user']
+        role = s.get(self.url + '/roles', params={'name': 'admin'}) \
+            .json()['roles'][0]
+        s.put(f'{self.url}/system/users/{user["id"]}/roles/{role["id"]}')
+        return {'auth_url': self.url, 'username': name,
+                'password': password, 'user_domain_id': 'default',
+                'system_scope': 'all'}
+
+    def admin_auth(self) -> dict:
+        """clouds.yaml ``auth`` for the bootstrap admin, system scoped."""
+        return {'auth_url': self.url, 'username': ADMIN_USER,
+                'password': self.admin_password,
+                'user_domain_id': 'default', 'system_scope': 'all'}
+
+
+def write_clouds_yaml(path: str, clouds: dict[str, dict]) -> str:
+    """A clouds.yaml naming each site: ``clouds`` maps a cloud name to its
+    ``auth``. Owner-only: it holds passwords."""
+    import yaml
+    body = {'clouds': {name: {'auth': auth, 'identity_api_version': 3,
+                              'interface': 'public',
+                              'region_name': 'RegionOne'}
+                       for name, auth in clouds.items()}}
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, 'w') as f:
+        yaml.safe_dump(body, f)
+    return path

@@ -1,0 +1,202 @@
+"""``keystone-sync``: the command line.
+
+::
+
+    keystone-sync run --hub CLOUD --spoke CLOUD [--spoke CLOUD ...]
+                      [--state URL] [--once]
+    keystone-sync status [--state URL] [--json]
+    keystone-sync join --hub CLOUD --spoke CLOUD [--exclude TYPE:NAME]
+                       [--dry-run]
+
+Every flag can come from a config file instead (``--config-file``, or
+``keystone-sync.conf`` where oslo.config looks for it: ``[DEFAULT] hub``,
+``spokes``, ``state`` and the tuning options; see
+``etc/keystone-sync.conf.sample``). Flags override the file.
+"""
+
+import json
+import os
+import signal
+import sys
+
+from oslo_config import cfg
+from oslo_log import log
+import prettytable
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import join as join_mod
+from keystone_syncext.agent import opts
+from keystone_syncext.agent import runner
+from keystone_syncext.agent import state as state_mod
+
+LOG = log.getLogger(__name__)
+
+# Request logs could carry what the bodies carry: keep them out.
+QUIET = ['keystoneauth=WARN', 'openstack=WARN', 'urllib3=WARN',
+         'stevedore=WARN', 'alembic=WARN']
+
+
+def _hub(conf) -> str:
+    name = conf.command.cli_hub or conf.hub
+    if not name:
+        raise SystemExit('keystone-sync: no hub: give --hub CLOUD or set '
+                         '[DEFAULT] hub in the config file')
+    return name
+
+
+def _spokes(conf) -> list[str]:
+    names = conf.command.cli_spoke or conf.spokes
+    if not names:
+        raise SystemExit('keystone-sync: no spokes: give --spoke CLOUD '
+                         '(repeatable) or set [DEFAULT] spokes')
+    if len(set(names)) != len(names):
+        raise SystemExit('keystone-sync: a spoke is named twice')
+    return list(names)
+
+
+def _state(conf) -> state_mod.State:
+    url = conf.command.cli_state or conf.state
+    if url.startswith('sqlite:///~'):
+        url = 'sqlite:///' + os.path.expanduser(url[len('sqlite:///'):])
+    return state_mod.State(url)
+
+
+def do_run(conf) -> int:
+    hub_name, spoke_names = _hub(conf), _spokes(conf)
+    if hub_name in spoke_names:
+        raise SystemExit(f'keystone-sync: {hub_name} is both hub and spoke')
+    timeout = conf.request_timeout
+    agent = runner.Agent(
+        conf, client.Site(hub_name, timeout),
+        [client.Site(n, timeout) for n in spoke_names], _state(conf),
+        once=conf.command.once)
+
+    def _terminate(signum, _frame):
+        LOG.info('signal %d: finishing the requests in flight, then '
+                 'stopping', signum)
+        agent.stop.set()
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    return agent.run()
+
+
+def _when(value) -> str:
+    return value.strftime('%Y-%m-%d %H:%M:%S') if value else '-'
+
+
+def do_status(conf) -> int:
+    st = _state(conf)
+    st.migrate()
+    report = st.report()
+    now = state_mod.now()
+    for row in report['spokes']:
+        oldest = min([t for t in (row['oldest_unapplied'],
+                                  row['pending_since']) if t] or [now])
+        row['lag_seconds'] = round((now - oldest).total_seconds(), 1) \
+            if (row['lag_changes'] or row['pending']) else 0.0
+    if conf.command.json:
+        print(json.dumps(report, default=str, indent=1, sort_keys=True))
+        return 0
+    hub = report['hub']
+    if hub is None:
+        print('no hub followed yet: run keystone-sync run first')
+        return 0
+    print(f'hub {hub["name"]} (site {hub["site_id"]}): last read '
+          f'{_when(hub["last_read_at"])}, '
+          f'{"at the head" if hub["cursor"] == hub["head"] else "behind"}'
+          + (f', last error {_when(hub["last_error_at"])}: '
+             f'{hub["last_error"]}' if hub['last_error'] else ''))
+    table = prettytable.PrettyTable(
+        ['spoke', 'state', 'lag (changes)', 'lag (s)', 'pending',
+         'last success (UTC)', 'last error'])
+    table.align = 'l'
+    for row in report['spokes']:
+        error = (f'{_when(row["last_error_at"])} {row["last_error"]}'
+                 if row['last_error'] else '-')
+        table.add_row([row['spoke'], row['state'], row['lag_changes'],
+                       row['lag_seconds'], row['pending'],
+                       _when(row['last_success_at']), error[:80]])
+    print(table)
+    return 0
+
+
+def do_join(conf) -> int:
+    hub_name = _hub(conf)
+    spoke_names = _spokes(conf)
+    if len(spoke_names) != 1:
+        raise SystemExit('keystone-sync join: one --spoke at a time')
+    hub = client.Site(hub_name, conf.request_timeout)
+    spoke = client.Site(spoke_names[0], conf.request_timeout)
+    hub_caps = hub.capabilities()
+    the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [])
+    table = prettytable.PrettyTable(['type', 'domain', 'name', 'spoke id',
+                                     'hub id'])
+    table.align = 'l'
+    for e in the_plan['rekey']:
+        table.add_row([e['type'], e['domain_id'], e['name'], e['spoke_id'],
+                       e['hub_id']])
+    verb = 'would re-key' if conf.command.dry_run else 're-keying'
+    print(f'{verb} {len(the_plan["rekey"])} resources of spoke '
+          f'{spoke.name} to hub {hub.name}\'s ids:')
+    print(table)
+    for e in the_plan['blocked']:
+        print(f'cannot re-key {e["type"]} {e["name"]} ({e["spoke_id"]}): '
+              f'{e["reason"]}', file=sys.stderr)
+    if conf.command.dry_run:
+        return 1 if the_plan['blocked'] else 0
+    for done in join_mod.execute(spoke, the_plan, hub_caps['site_id']):
+        moved = ', '.join(f'{k} {v}' for k, v in
+                          sorted(done['references'].items())) or 'none'
+        print(f're-keyed {done["type"]} {done["name"]}: {done["spoke_id"]} '
+              f'-> {done["hub_id"]} (references moved: {moved})')
+    return 1 if the_plan['blocked'] else 0
+
+
+def _add_commands(subparsers):
+    run = subparsers.add_parser('run', help='sync the spokes with the hub')
+    run.set_defaults(func=do_run)
+    status = subparsers.add_parser(
+        'status', help='each spoke\'s lag, pending items and errors, from '
+        'the state database')
+    status.set_defaults(func=do_status)
+    status.add_argument('--json', action='store_true',
+                        help='print the report as JSON')
+    join = subparsers.add_parser(
+        'join', help='re-key a spoke bootstrapped on its own to the hub\'s '
+        'ids (roles, admin project and user...) before its first run')
+    join.set_defaults(func=do_join)
+    join.add_argument('--dry-run', action='store_true',
+                      help='show the plan and change nothing')
+    join.add_argument('--exclude', action='append', metavar='TYPE:NAME',
+                      help='leave matching resources alone (globs, '
+                      'repeatable), e.g. user:svc-*')
+    for parser in (run, status, join):
+        parser.add_argument('--state', metavar='URL', dest='cli_state',
+                            help='state database (SQLAlchemy URL)')
+    for parser in (run, join):
+        parser.add_argument('--hub', metavar='CLOUD', dest='cli_hub',
+                            help='the hub, a cloud in clouds.yaml')
+        parser.add_argument('--spoke', metavar='CLOUD', action='append',
+                            dest='cli_spoke',
+                            help='a spoke, a cloud in clouds.yaml '
+                            '(repeatable)')
+    run.add_argument('--once', action='store_true',
+                     help='sync until every reachable spoke has converged '
+                     'with the hub, then exit: 0 only if all did')
+
+
+def main(argv=None) -> int:
+    conf = cfg.ConfigOpts()
+    log.register_options(conf)
+    log.set_defaults(default_log_levels=log.get_default_log_levels()
+                     + QUIET)
+    opts.register(conf)
+    conf.register_cli_opt(cfg.SubCommandOpt(
+        'command', title='commands', handler=_add_commands))
+    conf(sys.argv[1:] if argv is None else argv, project='keystone-sync')
+    log.setup(conf, 'keystone-sync')
+    return conf.command.func(conf)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

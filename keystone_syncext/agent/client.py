@@ -1,0 +1,170 @@
+"""One Keystone site as the agent sees it: its ``/v3/sync`` API.
+
+A site is a cloud in the user's ``clouds.yaml``, loaded by openstacksdk's
+config loader (``OS_CLIENT_CONFIG_FILE``, TLS options, interfaces and
+regions as every OpenStack client honours them). Requests go through a
+keystoneauth1 session whose credentials must give a system-scoped admin
+token; keystoneauth re-authenticates on a 401 by itself.
+
+Request and response bodies carry password hashes, so keystoneauth's own
+request logging is switched off for them (``log=False``): only the method,
+path and status are logged here.
+"""
+
+import json
+import logging
+
+from keystoneauth1 import adapter
+from keystoneauth1 import exceptions as ks_exc
+
+LOG = logging.getLogger(__name__)
+
+ORIGIN_HEADER = 'OpenStack-Sync-Origin'
+PROTOCOL_VERSION = 1
+
+
+class SiteError(Exception):
+    """A site did not answer as the protocol says; ``transient`` errors
+    (unreachable, 5xx, timeouts) are worth retrying as they are."""
+
+    def __init__(self, site, message, status=None, transient=True,
+                 body=None):
+        super().__init__(f'{site}: {message}')
+        self.site = site
+        self.status = status
+        self.transient = transient
+        self.body = body or {}
+
+
+class Gone(SiteError):
+    """The feed no longer holds the history after our cursor."""
+
+
+def load_cloud(name: str):
+    """The ``clouds.yaml`` entry ``name`` (an openstacksdk CloudRegion)."""
+    from openstack import config as os_config
+    from openstack import exceptions as os_exc
+    try:
+        return os_config.OpenStackConfig().get_one(cloud=name)
+    except os_exc.ConfigException as e:
+        raise SystemExit(f'keystone-sync: cloud {name!r}: {e}') from None
+
+
+class Site:
+    """The ``/v3/sync`` API of the cloud ``name``."""
+
+    def __init__(self, name: str, timeout: float = 120.0, cloud=None):
+        self.name = name
+        self.timeout = timeout
+        cloud = cloud or load_cloud(name)
+        self.adapter = adapter.Adapter(
+            session=cloud.get_session(),
+            service_type='identity',
+            interface=cloud.get_interface('identity'),
+            region_name=cloud.get_region_name('identity'),
+            endpoint_override=cloud.get_endpoint('identity'),
+            version=(3, 0))
+        self.site_id = None
+
+    def __repr__(self):
+        return f'Site({self.name!r})'
+
+    # -- plumbing -----------------------------------------------------
+
+    def _request(self, method, path, json_body=None, params=None,
+                 headers=None, timeout=None, ok=(200,)):
+        try:
+            resp = self.adapter.request(
+                path, method, json=json_body, params=params,
+                headers=headers, raise_exc=False, log=False,
+                timeout=timeout or self.timeout)
+        except ks_exc.ConnectFailure as e:
+            raise SiteError(self.name, f'unreachable ({type(e).__name__})') \
+                from None
+        except ks_exc.RetriableConnectionFailure as e:
+            raise SiteError(self.name, f'connection failed '
+                            f'({type(e).__name__})') from None
+        except ks_exc.Unauthorized:
+            raise SiteError(self.name, 'authentication failed: check the '
+                            'credentials in clouds.yaml', status=401,
+                            transient=False) from None
+        except ks_exc.ClientException as e:
+            raise SiteError(self.name, f'{type(e).__name__}: '
+                            f'{str(e)[:200]}') from None
+        LOG.debug('%s %s %s -> %s', self.name, method, path,
+                  resp.status_code)
+        if resp.status_code in ok:
+            return resp.json() if resp.content else None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        err = body.get('error', {}) if isinstance(body, dict) else {}
+        message = (err.get('message') or resp.reason or '')[:300]
+        if resp.status_code == 410:
+            raise Gone(self.name, message, status=410, transient=False,
+                       body=err)
+        transient = resp.status_code >= 500 or resp.status_code in (408,
+                                                                    429)
+        raise SiteError(self.name, f'{method} {path}: {resp.status_code} '
+                        f'{message}', status=resp.status_code,
+                        transient=transient, body=err)
+
+    # -- the protocol -------------------------------------------------
+
+    def capabilities(self) -> dict:
+        caps = self._request('GET', '/sync')['sync']
+        if PROTOCOL_VERSION not in caps.get('protocol_versions', []):
+            raise SiteError(self.name, 'speaks sync protocol versions '
+                            f'{caps.get("protocol_versions")}, this agent '
+                            f'speaks {PROTOCOL_VERSION}', transient=False)
+        self.site_id = caps['site_id']
+        return caps
+
+    def changes(self, since=None, limit=500, wait=0) -> dict:
+        params = {'limit': limit}
+        if since:
+            params['since'] = since
+        if wait:
+            params['wait'] = wait
+        return self._request('GET', '/sync/changes', params=params,
+                             timeout=self.timeout + wait)
+
+    def listing(self, type_name, marker=None, limit=1000) -> dict:
+        params = {'limit': limit}
+        if marker:
+            params['marker'] = marker
+        return self._request('GET', f'/sync/resources/{type_name}',
+                             params=params)
+
+    def digest(self, type_name, prefix='') -> dict:
+        return self._request('GET', f'/sync/digest/{type_name}',
+                             params={'prefix': prefix})['digest']
+
+    def batch(self, items, origin=None) -> list[dict]:
+        headers = {ORIGIN_HEADER: origin} if origin else None
+        return self._request('POST', '/sync/batch',
+                             json_body={'items': items},
+                             headers=headers)['results']
+
+    def rekey(self, type_name, old_id, new_id, origin=None) -> dict:
+        headers = {ORIGIN_HEADER: origin} if origin else None
+        return self._request('POST', '/sync/rekey',
+                             json_body={'type': type_name, 'from': old_id,
+                                        'to': new_id},
+                             headers=headers)['rekey']
+
+
+def chunks(things, max_items, max_bytes, as_item=lambda thing: thing):
+    """Split ``things`` (in order) into lists whose batch bodies
+    (``as_item`` of each) stay under both limits."""
+    batch, size = [], 20
+    for thing in things:
+        n = len(json.dumps(as_item(thing), separators=(',', ':'))) + 1
+        if batch and (len(batch) >= max_items or size + n > max_bytes):
+            yield batch
+            batch, size = [], 20
+        batch.append(thing)
+        size += n
+    if batch:
+        yield batch

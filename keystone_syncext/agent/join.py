@@ -1,0 +1,104 @@
+"""``keystone-sync join``: adopt the hub's ids at a spoke bootstrapped on
+its own.
+
+``keystone-manage bootstrap`` gives every Keystone its own ``admin``,
+``member``, ``reader`` (and, by release, ``manager`` and ``service``)
+roles, admin project and admin user: the hub's names with other ids. Join
+matches the spoke's resources to the hub's by natural key (name within
+domain; a user's local name) and re-keys each match to the hub's id with
+``POST /v3/sync/rekey``, which moves every reference (assignments, implied
+roles, memberships...) in the same transaction. Resources the hub does not
+have, and those matching an ``--exclude`` pattern, are left alone.
+Afterwards the first ``keystone-sync run`` updates the joined resources to
+the hub's state, as for any other resource.
+"""
+
+import fnmatch
+
+from keystone_syncext.agent import client
+
+# Types re-keyed, in order: what others point at first.
+JOIN_TYPES = ('role', 'project', 'group', 'user')
+
+
+def natural_key(type_name: str, resource: dict):
+    """What makes a resource "the same" at two sites, or None."""
+    if type_name in ('role', 'group'):
+        return (resource.get('domain_id'), resource['name'])
+    if type_name == 'project':
+        return (resource['domain_id'], resource['name'])
+    if type_name == 'user':
+        local = resource.get('local')
+        return (resource['domain_id'], local['name']) if local else None
+    return None
+
+
+def _display_name(type_name, resource):
+    if type_name == 'user':
+        return (resource.get('local') or {}).get('name', resource['id'])
+    return resource.get('name', resource['id'])
+
+
+def _all(site: client.Site, type_name: str) -> list[dict]:
+    out, marker = [], None
+    while True:
+        page = site.listing(type_name, marker=marker)
+        out += [i['resource'] for i in page['items']]
+        marker = page.get('next_marker')
+        if not marker:
+            return out
+
+
+def excluded(patterns, type_name, name) -> bool:
+    """``patterns`` are ``TYPE:NAME`` globs (``user:svc-*``, ``*:local*``)."""
+    for pattern in patterns:
+        ptype, _, pname = pattern.partition(':')
+        if fnmatch.fnmatchcase(type_name, ptype or '*') and \
+                fnmatch.fnmatchcase(name, pname or '*'):
+            return True
+    return False
+
+
+def plan(hub: client.Site, spoke: client.Site, exclude=()) -> dict:
+    """What join would do: ``rekey`` (type, name, spoke id, hub id) and
+    ``blocked`` (matches that cannot be re-keyed, with the reason)."""
+    caps = spoke.capabilities()
+    rekeyable = set(caps.get('rekey_types', ()))
+    rekey, blocked = [], []
+    for type_name in JOIN_TYPES:
+        if type_name not in rekeyable:
+            continue
+        hub_by_key = {}
+        for r in _all(hub, type_name):
+            key = natural_key(type_name, r)
+            if key is not None:
+                hub_by_key[key] = r['id']
+        spoke_items = _all(spoke, type_name)
+        spoke_ids = {r['id'] for r in spoke_items}
+        for r in spoke_items:
+            key = natural_key(type_name, r)
+            hub_id = hub_by_key.get(key)
+            if hub_id is None or hub_id == r['id']:
+                continue
+            name = _display_name(type_name, r)
+            if excluded(exclude, type_name, name):
+                continue
+            entry = {'type': type_name, 'name': name, 'domain_id': key[0],
+                     'spoke_id': r['id'], 'hub_id': hub_id}
+            if hub_id in spoke_ids:
+                entry['reason'] = ('the hub\'s id is taken at the spoke by '
+                                   'another resource')
+                blocked.append(entry)
+            else:
+                rekey.append(entry)
+    return {'rekey': rekey, 'blocked': blocked}
+
+
+def execute(spoke: client.Site, the_plan: dict, origin: str) -> list[dict]:
+    """Re-key every planned resource; returns what each moved."""
+    done = []
+    for entry in the_plan['rekey']:
+        result = spoke.rekey(entry['type'], entry['spoke_id'],
+                             entry['hub_id'], origin=origin)
+        done.append(dict(entry, references=result['references']))
+    return done

@@ -1,0 +1,62 @@
+"""keystone-sync's options: every one can live in a config file
+(``--config-file``); the command line's flags override the file."""
+
+from oslo_config import cfg
+
+DEFAULT_STATE = 'sqlite:///$state_dir/state.sqlite'
+
+SITE_OPTS = [
+    cfg.StrOpt('hub',
+               help='The hub: a cloud name in clouds.yaml '
+                    '(OS_CLIENT_CONFIG_FILE is honoured). Its credentials '
+                    'must give a system-scoped admin token.'),
+    cfg.ListOpt('spokes', default=[],
+                help='The spokes: cloud names in clouds.yaml, each with '
+                     'system-scoped admin credentials.'),
+    cfg.StrOpt('state_dir', default='~/.local/state/keystone-sync',
+               help='Directory for the default SQLite state database.'),
+    cfg.StrOpt('state', default=DEFAULT_STATE,
+               help='SQLAlchemy URL of the state database (checkpoints, '
+                    'outbox, pending items). It holds password hashes in '
+                    'transit: keep it as private as the hub\'s database.'),
+]
+
+TUNING_OPTS = [
+    cfg.IntOpt('poll_wait', default=20, min=0, max=300,
+               help='Seconds a read of the hub\'s feed waits for a change '
+                    '(long-poll; the hub caps it by its max_wait_seconds).'),
+    cfg.IntOpt('feed_page_size', default=500, min=1, max=10000,
+               help='Changes asked for per read of the hub\'s feed.'),
+    cfg.IntOpt('batch_items', default=500, min=1, max=10000,
+               help='Most items sent in one batch request.'),
+    cfg.IntOpt('batch_bytes', default=100000, min=1024,
+               help='Largest batch body, in bytes. Keep it under the '
+                    'spokes\' [oslo_middleware] max_request_body_size '
+                    '(114688 by default).'),
+    cfg.IntOpt('max_parallel_spokes', default=16, min=1,
+               help='Spokes written to at the same time.'),
+    cfg.FloatOpt('retry_initial', default=0.5, min=0.01,
+                 help='Seconds before the first retry after a failure; it '
+                      'doubles with each failure in a row.'),
+    cfg.FloatOpt('retry_max', default=60.0, min=0.1,
+                 help='Longest wait between retries.'),
+    cfg.IntOpt('once_attempts', default=5, min=1,
+               help='With --once: failed attempts in a row after which a '
+                    'spoke is given up and reported.'),
+    cfg.FloatOpt('request_timeout', default=120.0, min=1,
+                 help='Seconds to wait for one response (a long-poll adds '
+                      'its wait to this).'),
+    cfg.BoolOpt('progress', default=True,
+                help='Show a progress bar while seeding a spoke, when '
+                     'standard error is a terminal.'),
+]
+
+
+def register(conf: cfg.ConfigOpts) -> None:
+    conf.register_opts(SITE_OPTS)
+    conf.register_opts(TUNING_OPTS)
+
+
+def list_opts():
+    """For oslo-config-generator (namespace keystone_syncext.agent)."""
+    return [(None, SITE_OPTS + TUNING_OPTS)]

@@ -1,0 +1,515 @@
+"""The sync loop: the hub's feed, read once, fanned out to every spoke.
+
+One thread reads the hub's change feed (long-polling when caught up) and
+stores what it reads in the outbox, with the cursor, in one transaction.
+Each spoke has its own thread that applies the outbox to that spoke through
+``POST /v3/sync/batch``, in dependency order, and moves the spoke's
+checkpoint only after the spoke answered; a spoke that is down or slow
+backs off on its own and never holds the others back. A spoke seen for the
+first time is seeded from the hub's listings first.
+
+Nothing is lost to a crash: the outbox and checkpoints are durable, and
+anything re-applied after a crash is an upsert or delete by id.
+"""
+
+import logging
+import random
+import sys
+import threading
+import time
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import state as state_mod
+
+LOG = logging.getLogger(__name__)
+
+# Creates go in this order, deletes in reverse (users reference identity
+# providers through their federated identities, so those come first).
+TYPE_ORDER = (
+    'domain', 'project', 'role', 'implied_role', 'mapping',
+    'identity_provider', 'federation_protocol', 'user', 'group',
+    'group_membership', 'role_assignment', 'application_credential',
+)
+# Outbox rows a spoke takes in one pass.
+PASS_ROWS = 5000
+
+
+def rank(type_name: str) -> int:
+    try:
+        return TYPE_ORDER.index(type_name)
+    except ValueError:
+        return len(TYPE_ORDER)
+
+
+def order(changes: list[state_mod.Change]) -> list[state_mod.Change]:
+    """The newest change per resource, deletes first (dependents first),
+    then upserts (dependencies first, parent projects before children)."""
+    latest: dict = {}
+    for c in changes:
+        if c.key not in latest or c.seq >= latest[c.key].seq:
+            latest[c.key] = c
+    projects = {c.id: c.resource for c in latest.values()
+                if c.type == 'project' and c.op != 'delete'}
+
+    def depth(c):
+        if c.type != 'project' or c.op == 'delete':
+            return 0
+        n, seen, parent = 0, set(), c.resource.get('parent_id')
+        while parent in projects and parent not in seen:
+            seen.add(parent)
+            parent = projects[parent].get('parent_id')
+            n += 1
+        return n
+
+    def key(c):
+        if c.op == 'delete':
+            return (0, -rank(c.type), c.seq)
+        return (1, rank(c.type), depth(c), c.seq)
+
+    return sorted(latest.values(), key=key)
+
+
+class Stopped(Exception):
+    pass
+
+
+class Progress:
+    """A one-line progress bar on a terminal (standard error)."""
+
+    def __init__(self, label: str, total: int, stream=None):
+        self.label, self.total, self.done = label, max(total, 1), 0
+        self.stream = stream or sys.stderr
+        self.last = 0.0
+
+    def add(self, n: int) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= 0.2 or self.done >= self.total:
+            self.last = now
+            width = 30
+            filled = min(width, width * self.done // self.total)
+            self.stream.write(
+                f'\r{self.label} [{"#" * filled}{"." * (width - filled)}] '
+                f'{self.done}/{self.total}')
+            self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.write('\n')
+        self.stream.flush()
+
+
+class Agent:
+    """``keystone-sync run``: one hub, its spokes, one state database."""
+
+    def __init__(self, conf, hub: client.Site, spokes: list[client.Site],
+                 state: state_mod.State, once: bool = False):
+        self.conf = conf
+        self.hub = hub
+        self.spokes = spokes
+        self.state = state
+        self.once = once
+        self.stop = threading.Event()
+        self.new_changes = threading.Condition()
+        self.caught_up = threading.Event()
+        self.target = None          # --once: the outbox seq to reach
+        self.hub_failure = None     # --once: why the hub was given up
+        self.outcome: dict[str, str | None] = {}
+        self.hub_types: list[str] = []
+        self.spoke_types: dict[str, list[str]] = {}
+        self.spoke_max_items: dict[str, int] = {}
+
+    # -- helpers ------------------------------------------------------
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop.wait(seconds):
+            raise Stopped()
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self.conf.retry_max,
+                    self.conf.retry_initial * 2 ** max(0, failures - 1))
+        return delay * random.uniform(0.8, 1.2)
+
+    # -- start --------------------------------------------------------
+
+    def run(self) -> int:
+        self.state.migrate()
+        failures = 0
+        while True:
+            try:
+                caps = self.hub.capabilities()
+                break
+            except client.SiteError as e:
+                failures += 1
+                self.state_hub_error(str(e))
+                if self.once and (not e.transient or
+                                  failures >= self.conf.once_attempts):
+                    print(f'hub {self.hub.name}: {e}', file=sys.stderr)
+                    return 1
+                try:
+                    self._sleep(self._backoff(failures))
+                except Stopped:
+                    return 0
+        self.hub_types = caps['resource_types']
+        self.state.set_hub(self.hub.name, caps['site_id'], None)
+        if self.state.hub().cursor is None:
+            # First run: every spoke is seeded from the hub's listings, so
+            # the feed is followed from the head on.
+            self.state.restart_feed(caps['head_cursor'])
+        LOG.info('following hub %(hub)s (site %(site)s, Keystone '
+                 '%(version)s) for %(n)d spokes',
+                 {'hub': self.hub.name, 'site': caps['site_id'],
+                  'version': caps['keystone_version'],
+                  'n': len(self.spokes)})
+        for s in self.spokes:
+            self.state.spoke(s.name)
+        self.writers = threading.BoundedSemaphore(
+            self.conf.max_parallel_spokes)
+        threads = [threading.Thread(target=self._feed_loop, name='feed',
+                                    daemon=True)]
+        threads += [threading.Thread(target=self._spoke_loop, args=(s,),
+                                     name=f'spoke-{s.name}', daemon=True)
+                    for s in self.spokes]
+        for t in threads:
+            t.start()
+        try:
+            if self.once:
+                for t in threads[1:]:
+                    t.join()
+                self.stop.set()
+                threads[0].join(timeout=5)
+            else:
+                while any(t.is_alive() for t in threads[1:]):
+                    self.stop.wait(1)
+                    if self.stop.is_set():
+                        break
+        finally:
+            self.stop.set()
+            with self.new_changes:
+                self.new_changes.notify_all()
+            for t in threads:
+                t.join(timeout=self.conf.poll_wait + 10)
+        return self._report()
+
+    def state_hub_error(self, message):
+        try:
+            self.state.hub_error(message)
+        except Exception:  # before set_hub there is no row: nothing to do
+            pass
+
+    def _report(self) -> int:
+        if not self.once:
+            return 0
+        bad = 0
+        if self.hub_failure:
+            print(f'hub {self.hub.name}: {self.hub_failure}', file=sys.stderr)
+            bad += 1
+        for s in self.spokes:
+            why = self.outcome.get(s.name, 'stopped before converging')
+            if why:
+                print(f'spoke {s.name}: not converged: {why}',
+                      file=sys.stderr)
+                bad += 1
+            else:
+                print(f'spoke {s.name}: converged with hub '
+                      f'{self.hub.name}')
+        return 1 if bad else 0
+
+    # -- the hub's feed -----------------------------------------------
+
+    def _feed_loop(self) -> None:
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    more = self._read_feed()
+                    failures = 0
+                except client.Gone as e:
+                    head = e.body.get('head_cursor')
+                    LOG.error('hub %(hub)s no longer holds the history after '
+                              'our cursor; every spoke will be seeded again '
+                              'from its listings (deletes made meanwhile '
+                              'are found by keystone-sync reconcile)',
+                              {'hub': self.hub.name})
+                    self.state.restart_feed(head)
+                    continue
+                except client.SiteError as e:
+                    failures += 1
+                    self.state.hub_error(str(e))
+                    LOG.warning('reading the feed of hub %(hub)s failed '
+                                '(%(n)d in a row): %(err)s',
+                                {'hub': self.hub.name, 'n': failures,
+                                 'err': e})
+                    if self.once and (not e.transient or
+                                      failures >= self.conf.once_attempts):
+                        self.hub_failure = str(e)
+                        self.caught_up.set()
+                        with self.new_changes:
+                            self.new_changes.notify_all()
+                        return
+                    self._sleep(self._backoff(failures))
+                    continue
+                if not more and self.once:
+                    self.target = self.state.top()
+                    self.caught_up.set()
+                    with self.new_changes:
+                        self.new_changes.notify_all()
+                    return
+        except Stopped:
+            return
+
+    def _read_feed(self) -> bool:
+        """One read; returns whether the hub has more right away."""
+        cursor = self.state.hub().cursor
+        wait = 0 if self.once else self.conf.poll_wait
+        page = self.hub.changes(since=cursor, limit=self.conf.feed_page_size,
+                                wait=wait)
+        top = self.state.append(page['changes'], page['next'], page['head'])
+        if page['changes']:
+            LOG.info('read %(n)d changes from hub %(hub)s',
+                     {'n': len(page['changes']), 'hub': self.hub.name})
+            with self.new_changes:
+                self.new_changes.notify_all()
+        pruned = self.state.prune([s.name for s in self.spokes])
+        if pruned:
+            LOG.debug('pruned %d outbox rows every spoke applied', pruned)
+        del top
+        return bool(page['more'])
+
+    # -- one spoke ----------------------------------------------------
+
+    def _spoke_loop(self, site: client.Site) -> None:
+        name = site.name
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    with self.writers:
+                        progressed = self._sync_spoke(site)
+                    if failures:
+                        LOG.info('spoke %(spoke)s is back', {'spoke': name})
+                    failures = 0
+                    self.state.spoke_error(name, None)
+                except Stopped:
+                    raise
+                except Exception as e:
+                    if not isinstance(e, client.SiteError):
+                        # A bug, not the spoke: say where, keep going.
+                        LOG.exception('spoke %(spoke)s: unexpected error',
+                                      {'spoke': name})
+                        e = client.SiteError(name, f'agent error: '
+                                             f'{type(e).__name__}')
+                    failures += 1
+                    self.state.spoke_error(name, str(e))
+                    LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
+                                'a row)', {'spoke': name, 'err': e,
+                                           'n': failures})
+                    if self.once and (not e.transient or
+                                      failures >= self.conf.once_attempts):
+                        self.outcome[name] = str(e)
+                        return
+                    site.site_id = None  # ask for capabilities again
+                    self._sleep(self._backoff(failures))
+                    continue
+                row = self.state.spoke(name)
+                npending = len(self.state.pending_for(name))
+                if self.once:
+                    if self.hub_failure and not progressed:
+                        self.outcome[name] = 'the hub could not be read'
+                        return
+                    if self.caught_up.is_set() and self.target is not None \
+                            and row.state == 'live' \
+                            and row.applied_seq >= self.target:
+                        if not npending:
+                            self.outcome[name] = None
+                            return
+                        failures += 1
+                        if failures >= self.conf.once_attempts:
+                            first = self.state.report_pending(name)
+                            self.outcome[name] = (
+                                f'{npending} items refused; first: {first}')
+                            return
+                        self._sleep(self._backoff(failures))
+                        continue
+                if not progressed:
+                    delay = (self._backoff(max(1, npending and 3))
+                             if npending else self.conf.poll_wait + 5)
+                    with self.new_changes:
+                        if not self.stop.is_set():
+                            self.new_changes.wait(timeout=delay)
+        except Stopped:
+            return
+
+    def _connect(self, site: client.Site) -> None:
+        if site.site_id is None:
+            caps = site.capabilities()
+            self.spoke_types[site.name] = caps['resource_types']
+            self.spoke_max_items[site.name] = caps.get('max_page_size')
+            self.state.set_site_id(site.name, caps['site_id'])
+            if caps['site_id'] == self.state.hub().site_id:
+                raise client.SiteError(site.name, 'is the hub itself '
+                                       f'(site {caps["site_id"]})',
+                                       transient=False)
+
+    def _sync_spoke(self, site: client.Site) -> bool:
+        """Seed if needed, then apply the outbox; returns whether anything
+        was applied."""
+        self._connect(site)
+        row = self.state.spoke(site.name)
+        progressed = False
+        if row.state != 'live':
+            self._seed(site)
+            progressed = True
+        first = True
+        while not self.stop.is_set():
+            row = self.state.spoke(site.name)
+            rows = self.state.outbox_after(row.applied_seq, PASS_ROWS)
+            retry = self.state.pending_for(site.name) if first else []
+            first = False
+            if not rows and not retry:
+                break
+            work = [c for c in retry + rows
+                    if c.origin is None or c.origin != site.site_id]
+            done, failed = self._apply(site, work)
+            # Echoes and replaced pending items count as done.
+            by_key = {c.key for c in work}
+            done += [c for c in retry + rows if c.key not in by_key]
+            self.state.record(site.name, rows[-1].seq if rows else None,
+                              done, failed)
+            progressed = progressed or bool(rows) or bool(done)
+            if rows:
+                LOG.info('spoke %(spoke)s: applied up to outbox %(seq)d '
+                         '(%(ok)d written, %(bad)d refused)',
+                         {'spoke': site.name, 'seq': rows[-1].seq,
+                          'ok': len(done), 'bad': len(failed)})
+            if not rows:
+                break
+        return progressed
+
+    def _seed(self, site: client.Site) -> None:
+        seq = self.state.start_seed(site.name)
+        types = [t for t in sorted(self.hub_types, key=rank)
+                 if t in self.spoke_types.get(site.name, ())]
+        bar = None
+        if self.conf.progress and sys.stderr.isatty():
+            total = sum(self.hub.digest(t)['count'] for t in types)
+            bar = Progress(f'seeding {site.name}', total)
+        LOG.info('seeding spoke %(spoke)s from hub %(hub)s',
+                 {'spoke': site.name, 'hub': self.hub.name})
+        count = refused = 0
+        for type_name in types:
+            held = []
+            for page in self._pages(type_name):
+                changes = [state_mod.Change(seq, type_name, i['id'],
+                                            'upsert', None, i['resource'])
+                           for i in page]
+                if type_name == 'project':
+                    held += changes   # parents first: order them whole
+                    continue
+                count += len(changes)
+                refused += self._seed_apply(site, changes)
+                if bar:
+                    bar.add(len(changes))
+            if held:
+                count += len(held)
+                refused += self._seed_apply(site, held)
+                if bar:
+                    bar.add(len(held))
+        if bar:
+            bar.close()
+        self.state.finish_seed(site.name)
+        LOG.info('seeded spoke %(spoke)s: %(n)d resources, %(bad)d refused '
+                 '(pending)', {'spoke': site.name, 'n': count,
+                               'bad': refused})
+
+    def _pages(self, type_name):
+        marker = None
+        while True:
+            self._check_stop()
+            page = self.hub.listing(type_name, marker=marker)
+            if page['items']:
+                yield page['items']
+            marker = page.get('next_marker')
+            if not marker:
+                return
+
+    def _check_stop(self):
+        if self.stop.is_set():
+            raise Stopped()
+
+    def _seed_apply(self, site, changes) -> int:
+        done, failed = self._apply(site, changes)
+        self.state.record(site.name, None, done, failed)
+        return len(failed)
+
+    # -- writing ------------------------------------------------------
+
+    def _apply(self, site: client.Site, changes):
+        """Write ``changes`` to ``site`` in batches; returns (done, failed
+        with reasons). A pass that leaves some refused while others went
+        in retries the refused once more: what they needed may have been
+        written later in the same pass."""
+        known = set(self.spoke_types.get(site.name, ()))
+        done, failed = [], []
+        todo = []
+        for c in changes:
+            if c.type not in known:
+                failed.append((c, f'spoke does not sync type {c.type}'))
+            elif c.op != 'delete' and c.resource is None:
+                # Deleted at the hub since (its delete follows in the
+                # feed), or a resource the hub does not represent.
+                done.append(c)
+            else:
+                todo.append(c)
+        for attempt in range(3):
+            ok, bad = self._write(site, order(todo))
+            done += ok
+            if not bad or not ok or attempt == 2:
+                failed += bad
+                break
+            todo = [c for c, _ in bad]
+        return done, failed
+
+    def _write(self, site, ordered):
+        ok, bad = [], []
+        origin = self.state.hub().site_id
+        for chunk in client.chunks(ordered, self._max_items(site),
+                                   self.conf.batch_bytes,
+                                   as_item=state_mod.Change.item):
+            self._check_stop()
+            self._write_chunk(site, chunk, origin, ok, bad)
+        return ok, bad
+
+    def _max_items(self, site):
+        return min(self.conf.batch_items,
+                   self.spoke_max_items.get(site.name) or
+                   self.conf.batch_items)
+
+    def _write_chunk(self, site, chunk, origin, ok, bad):
+        try:
+            results = site.batch([c.item() for c in chunk], origin=origin)
+        except client.SiteError as e:
+            if e.transient or e.status == 401:
+                raise
+            # The spoke refused the whole batch (one item failed its
+            # schema there, or the body was too large): find the item.
+            if len(chunk) == 1:
+                bad.append((chunk[0], str(e)))
+                return
+            half = len(chunk) // 2
+            self._write_chunk(site, chunk[:half], origin, ok, bad)
+            self._write_chunk(site, chunk[half:], origin, ok, bad)
+            return
+        by_index = {r.get('index'): r for r in results}
+        if sorted(by_index) != list(range(len(chunk))):
+            raise client.SiteError(site.name, 'batch answered '
+                                   f'{len(results)} results for '
+                                   f'{len(chunk)} items')
+        for n, c in enumerate(chunk):
+            r = by_index[n]
+            status = r.get('status', 500)
+            if 200 <= status < 300 or (c.op == 'delete' and status == 404):
+                ok.append(c)
+            else:
+                err = r.get('error') or {}
+                bad.append((c, f'{c.type} {c.id}: {status} '
+                               f'{err.get("message", "")}'[:500]))

@@ -1,0 +1,398 @@
+"""The agent's state database: everything it needs to resume after a crash.
+
+- ``agent_hub``: the hub and the feed cursor read up to.
+- ``agent_outbox``: changes read from the hub's feed, in feed order
+  (``seq``), with the representation the feed gave. A change is stored
+  *with* the cursor advance that read it, in one transaction, so a crash
+  either keeps both or neither.
+- ``agent_spoke``: per spoke, the outbox ``seq`` applied up to
+  (``applied_seq``), its seeding state, last success and last error.
+- ``agent_pending``: per spoke, items a spoke refused (a name taken, a
+  missing reference); retried on every pass until they apply or a newer
+  change of the same resource replaces them.
+
+A spoke's checkpoint moves only after the spoke answered for every item up
+to it, so a crash re-applies at most one pass, and re-applying is harmless:
+every write is an upsert or delete by id. Outbox rows every spoke has
+applied are pruned.
+
+SQLite by default, or any SQLAlchemy URL; our own alembic tree
+(``keystone_syncext/agent/migrations``, version table
+``keystone_sync_alembic_version``).
+"""
+
+import datetime
+import json
+import os
+
+from alembic import command as alembic_command
+from alembic import config as alembic_config
+import sqlalchemy as sa
+
+VERSION_TABLE = 'keystone_sync_alembic_version'
+
+metadata = sa.MetaData()
+
+hub = sa.Table(
+    'agent_hub', metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column('name', sa.String(255), nullable=False),
+    sa.Column('site_id', sa.String(64)),
+    sa.Column('cursor', sa.String(64)),
+    sa.Column('head', sa.String(64)),
+    sa.Column('last_read_at', sa.DateTime),
+    sa.Column('last_error', sa.Text),
+    sa.Column('last_error_at', sa.DateTime),
+)
+
+outbox = sa.Table(
+    'agent_outbox', metadata,
+    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('cursor', sa.String(64), nullable=False),
+    sa.Column('type', sa.String(64), nullable=False),
+    sa.Column('resource_id', sa.String(255), nullable=False),
+    sa.Column('op', sa.String(16), nullable=False),
+    sa.Column('origin', sa.String(64)),
+    sa.Column('changed_at', sa.DateTime),
+    sa.Column('hash', sa.String(64)),
+    sa.Column('resource', sa.Text),
+    sqlite_autoincrement=True,
+)
+
+spoke = sa.Table(
+    'agent_spoke', metadata,
+    sa.Column('name', sa.String(255), primary_key=True),
+    sa.Column('site_id', sa.String(64)),
+    # new: never seeded; seeding: a seed started (and is redone whole
+    # after a crash); live: follows the outbox.
+    sa.Column('state', sa.String(16), nullable=False),
+    sa.Column('applied_seq', sa.Integer, nullable=False),
+    sa.Column('last_success_at', sa.DateTime),
+    sa.Column('last_error', sa.Text),
+    sa.Column('last_error_at', sa.DateTime),
+    sa.Column('failures', sa.Integer, nullable=False),
+)
+
+pending = sa.Table(
+    'agent_pending', metadata,
+    sa.Column('spoke', sa.String(255), primary_key=True),
+    sa.Column('type', sa.String(64), primary_key=True),
+    sa.Column('resource_id', sa.String(255), primary_key=True),
+    sa.Column('seq', sa.Integer, nullable=False),
+    sa.Column('op', sa.String(16), nullable=False),
+    sa.Column('resource', sa.Text),
+    sa.Column('attempts', sa.Integer, nullable=False),
+    sa.Column('last_error', sa.Text),
+    sa.Column('since', sa.DateTime, nullable=False),
+)
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def parse_time(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    parsed = datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.UTC).replace(tzinfo=None)
+    return parsed
+
+
+class Change:
+    """One thing to do at a spoke: upsert or delete a resource by id."""
+
+    __slots__ = ('seq', 'type', 'id', 'op', 'origin', 'resource',
+                 'changed_at')
+
+    def __init__(self, seq, type_, id_, op, origin=None, resource=None,
+                 changed_at=None):
+        self.seq, self.type, self.id, self.op = seq, type_, id_, op
+        self.origin, self.resource = origin, resource
+        self.changed_at = changed_at
+
+    @property
+    def key(self):
+        return (self.type, self.id)
+
+    def item(self) -> dict:
+        """The ``/v3/sync/batch`` item."""
+        if self.op == 'delete':
+            return {'op': 'delete', 'type': self.type, 'id': self.id}
+        return {'op': 'upsert', 'type': self.type, 'id': self.id,
+                'resource': self.resource}
+
+
+def _config(conn) -> alembic_config.Config:
+    cfg = alembic_config.Config()
+    cfg.set_main_option('script_location', os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), 'migrations'))
+    cfg.attributes['connection'] = conn
+    return cfg
+
+
+def _engine(url: str) -> sa.engine.Engine:
+    if url.startswith('sqlite'):
+        path = sa.engine.make_url(url).database
+        if path and path != ':memory:':
+            directory = os.path.dirname(os.path.abspath(path))
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            if not os.path.exists(path):
+                # Password hashes pass through: owner-only from the start.
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        engine = sa.create_engine(
+            url, connect_args={'timeout': 60, 'check_same_thread': False})
+
+        @sa.event.listens_for(engine, 'connect')
+        def _wal(dbapi_conn, _record):
+            # Readers (``keystone-sync status``) never block the agent.
+            dbapi_conn.execute('PRAGMA journal_mode=WAL')
+            dbapi_conn.execute('PRAGMA synchronous=NORMAL')
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class State:
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = _engine(url)
+
+    def migrate(self, revision: str = 'head') -> None:
+        with self.engine.begin() as conn:
+            alembic_command.upgrade(_config(conn), revision)
+
+    def downgrade(self, revision: str = 'base') -> None:
+        with self.engine.begin() as conn:
+            alembic_command.downgrade(_config(conn), revision)
+
+    # -- the hub ------------------------------------------------------
+
+    def hub(self):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(hub).where(hub.c.id == 1)) \
+                .one_or_none()
+
+    def set_hub(self, name: str, site_id: str, cursor: str | None) -> None:
+        """Point the state at hub ``name``. A state database follows one
+        hub: pointing it at another is refused, since its cursors mean
+        nothing there."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(hub).where(hub.c.id == 1)) \
+                .one_or_none()
+            if row is None:
+                conn.execute(hub.insert().values(
+                    id=1, name=name, site_id=site_id, cursor=cursor,
+                    head=cursor))
+            elif row.site_id != site_id:
+                raise SystemExit(
+                    f'keystone-sync: the state database follows hub site '
+                    f'{row.site_id!r} (cloud {row.name!r}), not '
+                    f'{site_id!r}; use another --state for another hub')
+            elif row.name != name:
+                conn.execute(hub.update().values(name=name))
+
+    def hub_error(self, message: str | None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(hub.update().values(
+                last_error=message, last_error_at=now() if message else None))
+
+    def append(self, changes: list[dict], cursor: str, head: str) -> int:
+        """Store changes read from the feed, and the cursor after them, in
+        one transaction; returns the newest outbox seq."""
+        with self.engine.begin() as conn:
+            if changes:
+                conn.execute(outbox.insert(), [{
+                    'cursor': c['cursor'], 'type': c['type'],
+                    'resource_id': c['id'], 'op': c['op'],
+                    'origin': c.get('origin'),
+                    'changed_at': parse_time(c.get('changed_at')),
+                    'hash': c.get('hash'),
+                    'resource': (json.dumps(c['resource'])
+                                 if c.get('resource') is not None
+                                 else None)} for c in changes])
+            conn.execute(hub.update().values(
+                cursor=cursor, head=head, last_read_at=now(),
+                last_error=None, last_error_at=None))
+            return self._top(conn)
+
+    def restart_feed(self, cursor: str) -> None:
+        """The hub lost the history after our cursor: every spoke must be
+        seeded again, from the hub's head on."""
+        with self.engine.begin() as conn:
+            conn.execute(hub.update().values(cursor=cursor, head=cursor))
+            conn.execute(spoke.update().values(state='new'))
+
+    @staticmethod
+    def _top(conn) -> int:
+        return conn.execute(sa.select(sa.func.max(outbox.c.seq))) \
+            .scalar() or 0
+
+    def top(self) -> int:
+        with self.engine.connect() as conn:
+            return self._top(conn)
+
+    # -- spokes -------------------------------------------------------
+
+    def spoke(self, name: str):
+        """Spoke ``name``'s row, created (state ``new``) on first use."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
+                .one_or_none()
+            if row is None:
+                conn.execute(spoke.insert().values(
+                    name=name, state='new', applied_seq=0, failures=0))
+                row = conn.execute(
+                    sa.select(spoke).where(spoke.c.name == name)).one()
+            elif row.state == 'live':
+                # Rows it still needed were pruned while it was not
+                # configured: what it missed can only be seeded again.
+                oldest = conn.execute(sa.select(sa.func.min(
+                    outbox.c.seq))).scalar()
+                if oldest is not None and row.applied_seq < oldest - 1:
+                    conn.execute(spoke.update()
+                                 .where(spoke.c.name == name)
+                                 .values(state='new'))
+                    row = conn.execute(
+                        sa.select(spoke).where(spoke.c.name == name)).one()
+            return row
+
+    def set_site_id(self, name: str, site_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(spoke.update().where(spoke.c.name == name)
+                         .values(site_id=site_id))
+
+    def start_seed(self, name: str) -> int:
+        """Mark a seed of ``name`` started; returns the outbox seq it
+        covers. A seed redone after a crash keeps the first one's seq: the
+        changes after it are still to be applied after the seed."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
+                .one()
+            if row.state == 'seeding':
+                return row.applied_seq
+            top = self._top(conn)
+            conn.execute(spoke.update().where(spoke.c.name == name).values(
+                state='seeding', applied_seq=top))
+            conn.execute(pending.delete().where(pending.c.spoke == name))
+            return top
+
+    def finish_seed(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(spoke.update().where(spoke.c.name == name).values(
+                state='live', last_success_at=now(), failures=0,
+                last_error=None, last_error_at=None))
+
+    def outbox_after(self, seq: int, limit: int) -> list[Change]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(outbox).where(outbox.c.seq > seq)
+                .order_by(outbox.c.seq).limit(limit)).all()
+        return [Change(r.seq, r.type, r.resource_id, r.op, r.origin,
+                       json.loads(r.resource) if r.resource else None,
+                       r.changed_at) for r in rows]
+
+    def pending_for(self, name: str) -> list[Change]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(pending)
+                                .where(pending.c.spoke == name)).all()
+        return [Change(r.seq, r.type, r.resource_id, r.op, None,
+                       json.loads(r.resource) if r.resource else None)
+                for r in rows]
+
+    def record(self, name: str, applied_seq: int | None, done: list,
+               failed: list[tuple[Change, str]]) -> None:
+        """After a pass at spoke ``name``: drop what applied (or was
+        replaced) from pending, keep what was refused, and move the
+        checkpoint, all in one transaction."""
+        when = now()
+        with self.engine.begin() as conn:
+            before = {(r.type, r.resource_id): r for r in conn.execute(
+                sa.select(pending.c.type, pending.c.resource_id,
+                          pending.c.attempts, pending.c.since)
+                .where(pending.c.spoke == name))} if failed else {}
+            keys = [c.key for c in done] + [c.key for c, _ in failed]
+            for type_, id_ in keys:
+                conn.execute(pending.delete().where(
+                    pending.c.spoke == name, pending.c.type == type_,
+                    pending.c.resource_id == id_))
+            if failed:
+                conn.execute(pending.insert(), [{
+                    'spoke': name, 'type': c.type, 'resource_id': c.id,
+                    'seq': c.seq, 'op': c.op,
+                    'resource': (json.dumps(c.resource)
+                                 if c.resource is not None else None),
+                    'attempts': (before[c.key].attempts + 1
+                                 if c.key in before else 1),
+                    'last_error': err[:1000],
+                    'since': (before[c.key].since if c.key in before
+                              else when)} for c, err in failed])
+            values = {}
+            if applied_seq is not None:
+                values['applied_seq'] = applied_seq
+            if not failed:
+                values.update(last_success_at=when)
+            if values:
+                conn.execute(spoke.update().where(spoke.c.name == name)
+                             .values(**values))
+
+    def spoke_error(self, name: str, message: str | None) -> None:
+        with self.engine.begin() as conn:
+            if message is None:
+                conn.execute(spoke.update().where(spoke.c.name == name)
+                             .values(failures=0, last_error=None,
+                                     last_error_at=None,
+                                     last_success_at=now()))
+            else:
+                conn.execute(spoke.update().where(spoke.c.name == name)
+                             .values(failures=spoke.c.failures + 1,
+                                     last_error=message[:1000],
+                                     last_error_at=now()))
+
+    def prune(self, names: list[str]) -> int:
+        """Remove outbox rows every one of ``names`` has applied."""
+        with self.engine.begin() as conn:
+            low = conn.execute(sa.select(sa.func.min(spoke.c.applied_seq))
+                               .where(spoke.c.name.in_(names))).scalar()
+            if low is None:
+                return 0
+            return conn.execute(outbox.delete()
+                                .where(outbox.c.seq <= low)).rowcount
+
+    # -- for ``keystone-sync status`` ----------------------------------
+
+    def report(self) -> dict:
+        with self.engine.connect() as conn:
+            hub_row = conn.execute(sa.select(hub)).one_or_none()
+            rows = conn.execute(sa.select(spoke).order_by(spoke.c.name)) \
+                .all()
+            out = []
+            for r in rows:
+                behind = (sa.select(sa.func.count(), sa.func.min(
+                    outbox.c.changed_at)).where(outbox.c.seq > r.applied_seq))
+                if r.site_id:
+                    behind = behind.where(sa.or_(
+                        outbox.c.origin.is_(None),
+                        outbox.c.origin != r.site_id))
+                count, oldest = conn.execute(behind).one()
+                npending, first = conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(pending.c.since))
+                    .where(pending.c.spoke == r.name)).one()
+                out.append({'spoke': r.name, 'site_id': r.site_id,
+                            'state': r.state, 'lag_changes': count,
+                            'oldest_unapplied': oldest,
+                            'pending': npending, 'pending_since': first,
+                            'last_success_at': r.last_success_at,
+                            'last_error': r.last_error,
+                            'last_error_at': r.last_error_at})
+        return {'hub': dict(hub_row._mapping) if hub_row else None,
+                'spokes': out}
+
+    def report_pending(self, name: str) -> str | None:
+        """The oldest refused item of spoke ``name``, with its reason."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(pending.c.last_error)
+                .where(pending.c.spoke == name)
+                .order_by(pending.c.since, pending.c.seq).limit(1)).first()
+        return row.last_error if row else None

@@ -1,0 +1,195 @@
+"""The agent's state database on every backend, and its pure helpers.
+
+The state database is what makes a crash harmless, so it is judged here
+directly: migrations up, down and up again; changes stored with their
+cursor; checkpoints, pending items, pruning and the status report.
+"""
+
+import os
+
+import pytest
+import sqlalchemy as sa
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import join
+from keystone_syncext.agent import runner
+from keystone_syncext.agent import state as state_mod
+from keystone_syncext.tests import conftest
+
+
+@pytest.fixture(scope='module')
+def state_url(backend):
+    name = conftest.unique_name('agent_state')
+    url = backend.create(name)
+    yield url
+    backend.drop(name)
+
+
+def _tables(url):
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+AGENT_TABLES = {'agent_hub', 'agent_outbox', 'agent_spoke', 'agent_pending',
+                state_mod.VERSION_TABLE}
+
+
+def test_migrations_up_down_up(state_url):
+    st = state_mod.State(state_url)
+    st.migrate()
+    assert AGENT_TABLES <= _tables(state_url)
+    st.downgrade('base')
+    assert not (AGENT_TABLES - {state_mod.VERSION_TABLE}) \
+        & _tables(state_url)
+    st.migrate()
+    st.migrate()  # idempotent
+    assert AGENT_TABLES <= _tables(state_url)
+    st.engine.dispose()
+
+
+def _change(cursor, type_, id_, op='create', resource=None, origin=None):
+    return {'cursor': cursor, 'type': type_, 'id': id_, 'op': op,
+            'origin': origin, 'changed_at': '2026-11-28T03:00:00.000000Z',
+            'hash': None,
+            'resource': resource if op != 'delete' else None}
+
+
+def test_outbox_checkpoints_pending_and_report(state_url):
+    st = state_mod.State(state_url)
+    st.migrate()
+    with st.engine.begin() as conn:
+        for t in ('agent_pending', 'agent_spoke', 'agent_outbox',
+                  'agent_hub'):
+            conn.execute(sa.text(f'DELETE FROM {t}'))
+    st.set_hub('hubcloud', 'hub-site', None)
+    with pytest.raises(SystemExit, match='follows hub site'):
+        st.set_hub('other', 'another-site', None)
+    st.restart_feed('c0')
+    assert st.hub().cursor == 'c0'
+
+    top = st.append([_change('c1', 'role', 'r1', resource={'id': 'r1'}),
+                     _change('c2', 'role', 'r2', resource={'id': 'r2'},
+                             origin='s1-site')], 'c2', 'c2')
+    assert st.hub().cursor == 'c2'
+    assert [c.id for c in st.outbox_after(0, 10)] == ['r1', 'r2']
+    assert top == st.top()
+
+    row = st.spoke('s1')
+    assert (row.state, row.applied_seq) == ('new', 0)
+    st.set_site_id('s1', 's1-site')
+    seed_seq = st.start_seed('s1')
+    assert seed_seq == top
+    # A seed redone after a crash keeps the first seed's position.
+    st.append([_change('c3', 'role', 'r3', resource={'id': 'r3'})],
+              'c3', 'c3')
+    assert st.start_seed('s1') == seed_seq
+    st.finish_seed('s1')
+    rows = st.outbox_after(st.spoke('s1').applied_seq, 10)
+    assert [c.id for c in rows] == ['r3']
+
+    # A refused item is kept (with its reason) and counted; it is
+    # dropped once it applies.
+    st.record('s1', rows[-1].seq, [], [(rows[0], 'role r3: 409 taken')])
+    assert [c.id for c in st.pending_for('s1')] == ['r3']
+    assert st.report_pending('s1') == 'role r3: 409 taken'
+    st.record('s1', None, [], [(rows[0], 'role r3: 409 still')])
+    with st.engine.connect() as conn:
+        attempts = conn.execute(sa.select(state_mod.pending.c.attempts)) \
+            .scalar()
+    assert attempts == 2
+    report = st.report()
+    spoke = report['spokes'][0]
+    assert (spoke['spoke'], spoke['state'], spoke['pending'],
+            spoke['lag_changes']) == ('s1', 'live', 1, 0)
+    st.record('s1', None, rows, [])
+    assert st.pending_for('s1') == []
+
+    # Pruning keeps what a configured spoke has not applied yet.
+    st.spoke('s2')
+    assert st.prune(['s1', 's2']) == 0
+    assert st.prune(['s1']) == 3
+    # s2 was never seeded: it still starts with a seed.
+    assert st.spoke('s2').state == 'new'
+    st.engine.dispose()
+
+
+def test_live_spoke_behind_a_pruned_outbox_is_seeded_again(tmp_path):
+    st = state_mod.State(f'sqlite:///{tmp_path}/state.sqlite')
+    st.migrate()
+    st.set_hub('h', 'hub-site', 'c0')
+    st.spoke('a')
+    st.spoke('b')
+    st.start_seed('a')
+    st.finish_seed('a')
+    st.start_seed('b')
+    st.finish_seed('b')
+    st.append([_change(f'c{n}', 'role', f'r{n}', resource={'id': 'x'})
+               for n in range(1, 4)], 'c3', 'c3')
+    st.record('a', st.top(), [], [])
+    # Only 'a' configured for a while: rows 'b' still needed go.
+    assert st.prune(['a']) == 3
+    st.append([_change('c4', 'role', 'r4', resource={'id': 'x'})],
+              'c4', 'c4')
+    assert st.spoke('b').state == 'new'
+    assert st.spoke('a').state == 'live'
+
+
+def test_sqlite_state_file_is_private(tmp_path):
+    path = tmp_path / 'sub' / 'state.sqlite'
+    state_mod.State(f'sqlite:///{path}').migrate()
+    assert oct(os.stat(path).st_mode & 0o777) == '0o600'
+
+
+def _c(seq, type_, id_, op='upsert', resource=None):
+    return state_mod.Change(seq, type_, id_, op, resource=resource)
+
+
+def test_order_dependencies_first_and_latest_change_wins():
+    changes = [
+        _c(1, 'role_assignment', 'a1', resource={}),
+        _c(2, 'project', 'child', resource={'parent_id': 'mid'}),
+        _c(3, 'project', 'mid', resource={'parent_id': 'top'}),
+        _c(4, 'project', 'top', resource={'parent_id': 'default'}),
+        _c(5, 'user', 'u1', resource={}),
+        _c(6, 'group', 'g1', 'delete'),
+        _c(7, 'role', 'r1', 'delete'),
+        _c(8, 'user', 'u1', 'delete'),
+        _c(9, 'domain', 'd1', resource={}),
+    ]
+    got = [(c.op, c.type, c.id) for c in runner.order(changes)]
+    assert got == [
+        ('delete', 'group', 'g1'), ('delete', 'user', 'u1'),
+        ('delete', 'role', 'r1'),
+        ('upsert', 'domain', 'd1'), ('upsert', 'project', 'top'),
+        ('upsert', 'project', 'mid'), ('upsert', 'project', 'child'),
+        ('upsert', 'role_assignment', 'a1'),
+    ]
+
+
+def test_chunks_respect_items_and_bytes():
+    items = [{'op': 'upsert', 'type': 'role', 'id': str(n),
+              'resource': {'name': 'x' * 100}} for n in range(10)]
+    by_count = list(client.chunks(items, 3, 10 ** 6))
+    assert [len(c) for c in by_count] == [3, 3, 3, 1]
+    by_bytes = list(client.chunks(items, 100, 400))
+    assert all(len(c) <= 2 for c in by_bytes)
+    assert sum(len(c) for c in by_bytes) == 10
+    assert [i['id'] for c in by_bytes for i in c] == [str(n)
+                                                      for n in range(10)]
+
+
+def test_join_natural_keys_and_exclusions():
+    assert join.natural_key('role', {'name': 'admin', 'domain_id': None}) \
+        == (None, 'admin')
+    assert join.natural_key('user', {'domain_id': 'default',
+                                     'local': {'name': 'admin'}}) \
+        == ('default', 'admin')
+    assert join.natural_key('user', {'domain_id': 'd', 'local': None}) \
+        is None
+    assert join.excluded(['user:svc-*'], 'user', 'svc-nova')
+    assert not join.excluded(['user:svc-*'], 'role', 'svc-nova')
+    assert join.excluded([':keystone-sync'], 'user', 'keystone-sync')
+    assert not join.excluded([], 'user', 'admin')
