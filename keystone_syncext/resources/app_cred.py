@@ -104,7 +104,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
                         'maxLength': 255},
         'expires_at': {'type': ['string', 'null'],
                        'pattern': _ISO.pattern},
-        'unrestricted': {'type': 'boolean'},
+        'unrestricted': {'type': ['boolean', 'null']},
         'roles': {'type': 'array', 'uniqueItems': True, 'items': base.ID},
         'access_rules': {'type': 'array', 'items': _ACCESS_RULE},
     }
@@ -130,7 +130,9 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             'user_id': r.user_id, 'project_id': r.project_id,
             'system': r.system, 'secret_hash': r.secret_hash,
             'expires_at': _from_micro(r.expires_at),
-            'unrestricted': bool(r.unrestricted),
+            # NULL (not given) and false are both kept, as Keystone has them.
+            'unrestricted': (None if r.unrestricted is None
+                             else bool(r.unrestricted)),
             'roles': sorted(roles.get(r.internal_id, [])),
             'access_rules': sorted(rules.get(r.internal_id, []),
                                    key=lambda a: a['id']),

@@ -1,0 +1,197 @@
+"""keystone-sync: time to seed fresh spokes, and hub-to-spoke propagation
+latency under a steady change rate, in one run.
+
+Real Keystone 30 sites on SQLite (uWSGI, 2 processes each, our WSGI entry
+point): one hub and ``--spokes`` spokes, each bootstrapped on its own and
+joined with ``keystone-sync join``; the agent is the real command line.
+
+1. **Seed.** The hub is filled with ``--resources`` resources (projects,
+   roles, users, groups, memberships, grants) through its own batch route;
+   then ``keystone-sync run --once`` with a fresh state database seeds every
+   spoke. Reported: seconds, and resources per second per spoke (every
+   resource the hub lists, bootstrap ones included, written to every
+   spoke).
+2. **Propagation.** The agent runs (``keystone-sync run``, long-polling the
+   hub), while ``--changes`` roles are created at the hub through the
+   ordinary API at ``--rate`` per second. The latency of one change at one
+   spoke is the spoke's commit time of the write (``changed_at`` in the
+   spoke's own change feed) minus the hub's commit time (``changed_at`` in
+   the hub's feed); both are database clocks of this machine. Goal: p99 <=
+   1 s.
+
+The last line of output is one JSON object with the figures.
+
+    python bench/agent_sync.py --spokes 3 --resources 3000 --changes 60
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+from batch_rate import batch_items
+
+from keystone_syncext.testing import backends
+from keystone_syncext.testing import sites
+
+GOAL_P99 = 1.0
+EXTRA_CONFIG = '[oslo_middleware]\nmax_request_body_size = 67108864\n'
+AGENT = [sys.executable, '-m', 'keystone_syncext.agent.cli']
+
+
+def _time(value: str) -> float:
+    from datetime import datetime
+    return datetime.fromisoformat(value.replace('Z', '+00:00')).timestamp()
+
+
+def feed(site, since, types='role'):
+    """Every change of ``types`` after cursor ``since``."""
+    sess, out = site.admin_session(), []
+    while True:
+        page = sess.get(f'{site.url}/sync/changes', params={
+            'since': since, 'limit': 1000, 'types': types}).json()
+        out += page['changes']
+        since = page['next']
+        if not page['more']:
+            return out
+
+
+def percentile(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--spokes', type=int, default=3)
+    parser.add_argument('--resources', type=int, default=3000)
+    parser.add_argument('--changes', type=int, default=60)
+    parser.add_argument('--rate', type=float, default=2.0,
+                        help='hub changes per second during propagation')
+    args = parser.parse_args(argv)
+
+    workdir = tempfile.mkdtemp(prefix='kssync-bench-agent-')
+    db = backends.get('sqlite', workdir)
+    hub = sites.Site('hub', f'{workdir}/hub', db.create('hub'),
+                     app=sites.SYNC_APP)
+    spokes = [sites.Site(f'spoke{n}', f'{workdir}/spoke{n}',
+                         db.create(f'spoke{n}'), app=sites.SYNC_APP)
+              for n in range(1, args.spokes + 1)]
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
+    conf = f'{workdir}/keystone-sync.conf'
+    with open(conf, 'w') as f:
+        f.write('[DEFAULT]\nhub = hub\nspokes = '
+                + ','.join(s.name for s in spokes)
+                + f'\nstate = sqlite:///{workdir}/state.sqlite\n'
+                f'log_file = {workdir}/agent.log\n')
+
+    def agent(*argv):
+        subprocess.run(AGENT + ['--config-file', conf, *argv], env=env,
+                       check=True, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL)
+
+    runner = None
+    try:
+        for site in [hub] + spokes:
+            site.setup(EXTRA_CONFIG)
+            site.start()
+        clouds = {'hub': hub.admin_auth()}
+        for s in spokes:
+            clouds[s.name] = s.add_agent_account()
+        sites.write_clouds_yaml(f'{workdir}/clouds.yaml', clouds)
+        for s in spokes:
+            agent('join', '--spoke', s.name)
+
+        # -- seed -----------------------------------------------------
+        hs = hub.admin_session()
+        items = batch_items(args.resources)
+        for n in range(0, len(items), 500):
+            results = hs.post(f'{hub.url}/sync/batch', json={
+                'items': items[n:n + 500]}).json()['results']
+            assert all(r['status'] == 201 for r in results), results[:3]
+        types = hs.get(f'{hub.url}/sync').json()['sync']['resource_types']
+        total = sum(hs.get(f'{hub.url}/sync/digest/{t}').json()['digest']
+                    ['count'] for t in types)
+        start = time.perf_counter()
+        agent('run', '--once')
+        seed_s = time.perf_counter() - start
+        rate = total / seed_s
+        print(f'seed: {total} resources to each of {len(spokes)} spokes '
+              f'in {seed_s:.1f} s ({rate:.0f} resources/s per spoke, '
+              f'{rate * len(spokes):.0f} resources/s in all)', flush=True)
+
+        # -- propagation ----------------------------------------------
+        since = hs.get(f'{hub.url}/sync').json()['sync']['head_cursor']
+        spoke_since = {s.name: s.admin_session().get(f'{s.url}/sync')
+                       .json()['sync']['head_cursor'] for s in spokes}
+        runner = subprocess.Popen(AGENT + ['--config-file', conf, 'run'],
+                                  env=env, stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL)
+        time.sleep(3)
+        made = []
+
+        def make():
+            s = hub.admin_session()
+            s.get_token()
+            t0 = time.monotonic()
+            for n in range(args.changes):
+                delay = t0 + n / args.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                made.append(s.post(f'{hub.url}/roles', json={'role': {
+                    'name': f'lat-{uuid.uuid4().hex}'}}).json()['role']['id'])
+        writer = threading.Thread(target=make)
+        writer.start()
+        writer.join()
+        hub_at = {c['id']: _time(c['changed_at'])
+                  for c in feed(hub, since) if c['op'] == 'create'}
+        latencies = {s.name: {} for s in spokes}
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            for s in spokes:
+                for c in feed(s, spoke_since[s.name]):
+                    if c['id'] in hub_at and c['op'] == 'create':
+                        latencies[s.name][c['id']] = \
+                            _time(c['changed_at']) - hub_at[c['id']]
+            if all(len(v) == len(made) for v in latencies.values()):
+                break
+            time.sleep(1)
+        missing = {k: len(made) - len(v) for k, v in latencies.items()
+                   if len(v) != len(made)}
+        if missing:
+            raise SystemExit(f'changes never reached spokes: {missing}')
+    finally:
+        if runner:
+            runner.terminate()
+            runner.wait(timeout=60)
+        for site in [hub] + spokes:
+            site.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    every = [v for per in latencies.values() for v in per.values()]
+    p50, p99 = percentile(every, 0.50), percentile(every, 0.99)
+    print(f'propagation: {len(made)} changes at {args.rate}/s to '
+          f'{len(spokes)} spokes: p50 {p50:.3f} s, p99 {p99:.3f} s, max '
+          f'{max(every):.3f} s (goal p99 <= {GOAL_P99} s: '
+          f'{"met" if p99 <= GOAL_P99 else "MISSED"})')
+    print(json.dumps({
+        'spokes': len(spokes), 'seed_resources': total,
+        'seed_s': round(seed_s, 2),
+        'seed_resources_per_s_per_spoke': round(rate, 1),
+        'propagation_changes': len(made), 'propagation_rate': args.rate,
+        'propagation_p50_s': round(p50, 3),
+        'propagation_p99_s': round(p99, 3),
+        'propagation_max_s': round(max(every), 3),
+        'propagation_mean_s': round(statistics.mean(every), 3),
+    }))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
