@@ -17,6 +17,7 @@ Run it with ``tools/demo`` (which prepares the virtualenvs first) or
 """
 
 import argparse
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -172,9 +173,11 @@ def main(argv=None) -> int:
            '--state', state, '--once']
     try:
         _heading('Three Keystones on SQLite, each bootstrapped on its own')
+        with concurrent.futures.ThreadPoolExecutor(len(every)) as pool:
+            for done in [pool.submit(lambda s: s.setup().start(), site)
+                         for site in every]:
+                done.result()
         for site in every:
-            site.setup()
-            site.start()
             site.release = site.keystone_version()
             print(f'{site.name}: Keystone {site.release} at {site.url}',
                   flush=True)
