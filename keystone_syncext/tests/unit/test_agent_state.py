@@ -193,3 +193,14 @@ def test_join_natural_keys_and_exclusions():
     assert not join.excluded(['user:svc-*'], 'role', 'svc-nova')
     assert join.excluded([':keystone-sync'], 'user', 'keystone-sync')
     assert not join.excluded([], 'user', 'admin')
+
+
+def test_progress_bar_counts_to_the_total():
+    import io
+    out = io.StringIO()
+    bar = runner.Progress('seeding spoke1', 40, stream=out)
+    bar.add(10)
+    bar.add(30)
+    bar.close()
+    last = out.getvalue().rstrip('\n').split('\r')[-1]
+    assert last == 'seeding spoke1 [' + '#' * 30 + '] 40/40'
