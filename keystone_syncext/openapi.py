@@ -23,6 +23,7 @@ import sys
 
 from oslo_policy import policy
 
+from keystone_syncext import batch
 from keystone_syncext import policies
 from keystone_syncext import resources
 from keystone_syncext import service
@@ -277,7 +278,7 @@ def _schemas() -> dict:
                 },
             }},
         },
-        'Batch': copy.deepcopy(service.BATCH_SCHEMA),
+        'Batch': copy.deepcopy(batch.BATCH_SCHEMA),
         'BatchResults': {
             'type': 'object',
             'required': ['results'],

@@ -11,6 +11,7 @@ from keystone.common import sql
 import keystone.conf
 from keystone.server import flask as ks_flask
 
+from keystone_syncext import batch
 from keystone_syncext import changes
 from keystone_syncext import cursors
 from keystone_syncext import enforcement
@@ -184,7 +185,7 @@ class BatchResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/batch."""
         enforcement.enforce_call(action='identity:sync:create_batch')
-        return {'results': service.batch(_json_body(), origin=_origin())}
+        return {'results': batch.apply(_json_body(), origin=_origin())}
 
 
 class RekeyResource(flask_restful.Resource):

@@ -129,14 +129,14 @@ class RoleAssignment(base.ResourceType):
     def _check(self, conn, id_, resource):
         what = f'role assignment {id_}'
         actor, target = TYPES[resource['type']]
-        _require_actor(conn, actor, resource['actor_id'], what)
+        require_actor(conn, actor, resource['actor_id'], what)
         if target != 'system':
             common.require(conn, target, resource['target_id'], what,
                            field='target_id')
         common.require(conn, 'role', resource['role_id'], what)
 
     @staticmethod
-    def _grant_args(resource):
+    def grant_args(resource):
         actor, target = TYPES[resource['type']]
         return {f'{actor}_id': resource['actor_id'],
                 f'{target}_id': resource['target_id'],
@@ -151,7 +151,7 @@ class RoleAssignment(base.ResourceType):
             grant(resource['actor_id'], resource['role_id'])
         else:
             api.create_grant(resource['role_id'],
-                             **self._grant_args(resource))
+                             **self.grant_args(resource))
 
     def update(self, session, conn, id_, old, resource):
         """Nothing but the id: an existing one is already up to date."""
@@ -163,10 +163,10 @@ class RoleAssignment(base.ResourceType):
             revoke = getattr(api, f'delete_system_grant_for_{actor}')
             revoke(old['actor_id'], old['role_id'])
         else:
-            api.delete_grant(old['role_id'], **self._grant_args(old))
+            api.delete_grant(old['role_id'], **self.grant_args(old))
 
 
-def _require_actor(conn, actor, actor_id, what):
+def require_actor(conn, actor, actor_id, what):
     """The user or group exists here: in Keystone's SQL tables, or (for a
     domain with an LDAP or other non-SQL backend) in that backend, asked
     through the identity manager as the ordinary API does."""

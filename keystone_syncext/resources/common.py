@@ -109,10 +109,7 @@ def require(conn, type_name, id_, what, field=None):
     ``type_name`` does not exist here."""
     from keystone_syncext import resources
     if not resources.get(type_name).exists(conn, id_):
-        field = field or f'{type_name}_id'
-        raise base.BadRequest(
-            f'{what} refers to {type_name} {id_!r} ({field}), which does '
-            'not exist at this site; sync it first')
+        raise missing_reference(what, type_name, id_, field)
 
 
 def check_name_free(rtype, conn, id_, resource):
@@ -120,10 +117,20 @@ def check_name_free(rtype, conn, id_, resource):
     the same scope (Keystone would refuse it, without saying which)."""
     taken = [i for i in rtype._existing_named(conn, resource) if i != id_]
     if taken:
-        raise base.NameConflict(
-            f'{rtype.name} name {resource["name"]!r} is already used by '
-            f'{rtype.name} {taken[0]} at this site',
-            existing_id=taken[0])
+        raise name_conflict(rtype.name, resource['name'], taken[0])
+
+
+def name_conflict(type_name, name, existing_id) -> base.NameConflict:
+    return base.NameConflict(
+        f'{type_name} name {name!r} is already used by {type_name} '
+        f'{existing_id} at this site', existing_id=existing_id)
+
+
+def missing_reference(what, type_name, id_, field=None) -> base.BadRequest:
+    field = field or f'{type_name}_id'
+    return base.BadRequest(
+        f'{what} refers to {type_name} {id_!r} ({field}), which does not '
+        'exist at this site; sync it first')
 
 
 def set_extra(conn, table_name, id_, extra: dict, id_column='id'):

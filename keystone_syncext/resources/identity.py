@@ -175,17 +175,31 @@ def _base64_parts_decode(hasher, hashed) -> bool:
     return True
 
 
-def _require_sql_backend(domain_id, what):
+def has_sql_backend(domain_id) -> bool:
     """Only a domain whose identity backend is SQL keeps users and groups
     in these tables."""
     api = PROVIDERS.identity_api
     select = getattr(api, '_select_identity_driver', None)
     driver = select(domain_id) if select else None
-    if driver is not None and not getattr(driver, 'is_sql', True):
-        raise base.BadRequest(
-            f'{what}: domain {domain_id} uses a non-SQL identity backend '
-            'here; its users and groups come from that backend and are '
-            'not synced')
+    return driver is None or getattr(driver, 'is_sql', True)
+
+
+def non_sql_backend(domain_id, what) -> base.BadRequest:
+    return base.BadRequest(
+        f'{what}: domain {domain_id} uses a non-SQL identity backend '
+        'here; its users and groups come from that backend and are '
+        'not synced')
+
+
+def _require_sql_backend(domain_id, what):
+    if not has_sql_backend(domain_id):
+        raise non_sql_backend(domain_id, what)
+
+
+def default_project_is_domain(user_id, project_id) -> base.BadRequest:
+    return base.BadRequest(
+        f"user {user_id}: the default project {project_id} is a "
+        'domain; a user\'s default project cannot be a domain')
 
 
 def _check_domain_unchanged(type_name, id_, old, resource):
@@ -343,9 +357,7 @@ class User(common.IdTable, base.ResourceType):
             p = base.table(conn, 'project')
             if conn.execute(sa.select(p.c.is_domain).where(
                     p.c.id == project_id)).scalar():
-                raise base.BadRequest(
-                    f"{what}: the default project {project_id} is a "
-                    'domain; a user\'s default project cannot be a domain')
+                raise default_project_is_domain(id_, project_id)
         local = resource['local']
         if local is not None:
             if old is None or old['local'] is None or \
@@ -395,7 +407,7 @@ class User(common.IdTable, base.ResourceType):
             extra=json.dumps(resource['extra']),
             default_project_id=resource['default_project_id'],
             created_at=now,
-            last_active_at=_active_today() if resource['enabled'] else None))
+            last_active_at=active_today() if resource['enabled'] else None))
         _write_options(conn, id_, {}, resource['options'], self.registry)
         if resource['local'] is not None:
             self._insert_local(conn, id_, resource)
@@ -421,7 +433,7 @@ class User(common.IdTable, base.ResourceType):
         if enabling:
             # Keystone's User.enabled setter: a re-enabled user starts a
             # new inactivity period and its lockout is cleared.
-            today = _active_today()
+            today = active_today()
             if today is not None:
                 values['last_active_at'] = today
         if values:
@@ -501,7 +513,7 @@ def _current_hash(local):
     return local['passwords'][-1]['hash'] if local['passwords'] else None
 
 
-def _active_today():
+def active_today():
     """What Keystone's User.enabled setter stores in last_active_at when
     a user is enabled: today, if inactivity is tracked at all."""
     if CONF.security_compliance.disable_user_account_days_inactive:
@@ -513,23 +525,25 @@ def _insert_passwords(conn, local_user_id, passwords):
     if not passwords:
         return
     pw = base.table(conn, 'password')
-    rows = []
-    for p in passwords:
-        created = _parse_iso(p['created_at'])
-        expires = _parse_iso(p['expires_at'])
-        rows.append({
-            'local_user_id': local_user_id,
-            'password_hash': p['hash'],
-            'created_at': created,
-            'created_at_int': _micros(created),
-            'expires_at': expires,
-            'expires_at_int': None if expires is None else _micros(expires),
-            'self_service': p['self_service'],
-        })
     # One row at a time: the ids (which break created_at ties on read)
     # follow the order given.
-    for row in rows:
-        conn.execute(pw.insert().values(row))
+    for p in passwords:
+        conn.execute(pw.insert().values(password_row(local_user_id, p)))
+
+
+def password_row(local_user_id, password: dict) -> dict:
+    """The ``password`` row of one synced password."""
+    created = _parse_iso(password['created_at'])
+    expires = _parse_iso(password['expires_at'])
+    return {
+        'local_user_id': local_user_id,
+        'password_hash': password['hash'],
+        'created_at': created,
+        'created_at_int': _micros(created),
+        'expires_at': expires,
+        'expires_at_int': None if expires is None else _micros(expires),
+        'self_service': password['self_service'],
+    }
 
 
 def _check_options(registry, what, options):

@@ -11,6 +11,7 @@ import openapi_spec_validator
 from openapi_spec_validator.validation import exceptions as spec_exc
 import pytest
 
+from keystone_syncext import batch
 from keystone_syncext import openapi
 from keystone_syncext import policies
 from keystone_syncext import resources
@@ -127,7 +128,7 @@ def test_resource_types_come_from_the_registry(doc):
 def test_request_bodies_are_the_service_schemas(doc):
     from keystone_syncext import service
     schemas = doc['components']['schemas']
-    assert schemas['Batch'] == service.BATCH_SCHEMA
+    assert schemas['Batch'] == batch.BATCH_SCHEMA
     assert schemas['Rekey'] == service.REKEY_SCHEMA
 
 

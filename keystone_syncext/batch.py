@@ -1,0 +1,264 @@
+"""``POST /v3/sync/batch``: many upserts and deletes in one transaction,
+in dependency order, with a result per item.
+
+Each item is judged and applied as a ``PUT`` or ``DELETE`` of it alone
+would be (``service.apply_upsert`` / ``apply_delete``, in a savepoint of
+its own): it applies whole or not at all, and one item refused by
+Keystone's rules does not stop the others. New resources of the common
+types go the faster way of ``keystone_syncext.resources.bulk`` (checked
+and inserted set-wise, with the same result per item); everything else,
+and any run the set-wise path cannot judge exactly, goes item by item.
+"""
+
+import functools
+
+from keystone import exception
+from keystone.common.validation import validators
+import keystone.conf
+from oslo_db import exception as db_exc
+import sqlalchemy as sa
+
+from keystone_syncext import resources
+from keystone_syncext import service
+from keystone_syncext.resources import base
+from keystone_syncext.resources import bulk
+
+CONF = keystone.conf.CONF
+
+BATCH_SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'items': {
+            'type': 'array',
+            'items': {
+                'type': 'object',
+                'properties': {
+                    'op': {'enum': ['upsert', 'delete']},
+                    'type': {'type': 'string'},
+                    'id': {'type': 'string', 'minLength': 1,
+                           'maxLength': 255},
+                    'resource': {'type': 'object'},
+                    'if_match': {'type': 'string'},
+                },
+                'required': ['op', 'type', 'id'],
+                'additionalProperties': False,
+            },
+        },
+    },
+    'required': ['items'],
+    'additionalProperties': False,
+}
+
+# What a multi-row insert raises when a row breaks a constraint the
+# set-wise checks did not foresee; the run is then applied item by item.
+_CONSTRAINT_ERRORS = (sa.exc.IntegrityError, db_exc.DBDuplicateEntry,
+                      db_exc.DBReferenceError, db_exc.DBConstraintError)
+
+
+def apply(body, origin=None) -> list[dict]:
+    """Apply many upserts and deletes in dependency order.
+
+    The whole body is checked first (schema, types, each representation):
+    one bad item refuses the batch with 400 and nothing is written. Then
+    each item is applied whole or not at all, and one item refused by
+    Keystone's rules (a name conflict, a missing reference) does not stop
+    the others. Deletes go first, dependents before what they depend on,
+    so a name freed by a delete can be reused by a create in the same
+    batch; then upserts, dependencies first (projects parents first).
+    """
+    try:
+        _batch_validator().validate(body)
+    except exception.ValidationError as e:
+        raise base.BadRequest(f'invalid batch: {base.first_line(e)}') \
+            from None
+    items = body['items']
+    if len(items) > CONF.sync.max_page_size:
+        raise base.BadRequest(
+            f'a batch may carry at most {CONF.sync.max_page_size} items '
+            f'([sync] max_page_size), not {len(items)}')
+    for n, item in enumerate(items):
+        rtype = resources.get(item['type'])
+        if item['op'] == 'upsert':
+            if 'resource' not in item:
+                raise base.BadRequest(f'item {n}: an upsert needs resource')
+            try:
+                rtype.validate(item['id'], item['resource'])
+            except base.BadRequest as e:
+                raise base.BadRequest(f'item {n}: {e}') from None
+    with service.writing(origin) as (session, conn):
+        return _Applier(session, conn, items).run()
+
+
+class _Applier:
+    """Walks the items in batch order. Consecutive new resources of a type
+    that ``bulk`` handles gather into a *run*, applied set-wise when the
+    walk leaves it; any other item ends the run before it and is applied
+    alone, so every item sees the site as the items before it left it,
+    exactly as when all go one by one."""
+
+    def __init__(self, session, conn, items):
+        self.session, self.conn, self.items = session, conn, items
+        self.results: list[dict | None] = [None] * len(items)
+        self.current: dict[str, dict] = {}  # type -> id -> as it is here
+        self.seen: set[tuple[str, str]] = set()
+        self.run_: list[int] = []
+
+    def run(self) -> list[dict]:
+        for n in _order(self.conn, self.items):
+            if self.run_ and self.items[self.run_[0]]['type'] != \
+                    self.items[n]['type']:
+                self._flush()
+            kind = self._kind(self.items[n])
+            if kind == 'unchanged':
+                self._unchanged(n)
+            elif kind == 'create':
+                self.run_.append(n)
+            else:
+                self._flush()
+                self._one(n)
+        self._flush()
+        return self.results
+
+    def _kind(self, item) -> str | None:
+        """'create' (for a run), 'unchanged', or None (item by item)."""
+        if item['op'] != 'upsert' or 'if_match' in item:
+            return None
+        key = (item['type'], item['id'])
+        if key in self.seen:  # its first upsert may have changed it
+            return None
+        self.seen.add(key)
+        old = self._current(item['type']).get(item['id'])
+        if old is not None:
+            return ('unchanged' if base.strip_meta(old) == item['resource']
+                    else None)
+        creator = bulk.CREATORS.get(item['type'])
+        if creator is not None and creator.eligible(item['resource']):
+            return 'create'
+        return None
+
+    def _current(self, type_name) -> dict:
+        """The upserted ids of ``type_name`` as this site has them, read
+        once when the walk reaches the type: the deletes and the types
+        before it are applied by then, and an upsert changes no other id
+        of its type."""
+        found = self.current.get(type_name)
+        if found is None:
+            ids = sorted({i['id'] for i in self.items
+                          if i['type'] == type_name and i['op'] == 'upsert'})
+            found = {i['id']: i for i in
+                     resources.get(type_name).fetch(self.conn, ids=ids)}
+            self.current[type_name] = found
+        return found
+
+    def _result(self, n, **fields) -> None:
+        item = self.items[n]
+        self.results[n] = dict({'index': n, 'op': item['op'],
+                                'type': item['type'], 'id': item['id']},
+                               **fields)
+
+    def _unchanged(self, n) -> None:
+        item = self.items[n]
+        old = self.current[item['type']][item['id']]
+        self._result(n, status=200,
+                     hash=base.content_hash(base.strip_meta(old)))
+
+    def _one(self, n) -> None:
+        """One item in its own savepoint, through the per-item path."""
+        item = self.items[n]
+        rtype = resources.get(item['type'])
+        try:
+            with self.session.begin_nested():
+                if item['op'] == 'delete':
+                    service.apply_delete(self.session, self.conn, rtype,
+                                         item['id'], item.get('if_match'))
+                    self._result(n, status=204)
+                else:
+                    status, env = service.apply_upsert(
+                        self.session, self.conn, rtype, item['id'],
+                        item['resource'], item.get('if_match'))
+                    self._result(n, status=status, hash=env['hash'])
+        except (exception.Error, sa.exc.IntegrityError) as e:
+            err = _error_result(e)
+            self._result(n, status=err['code'], error=err)
+
+    def _flush(self) -> None:
+        """Apply the gathered run set-wise, or item by item when the
+        set-wise path cannot judge it exactly."""
+        run, self.run_ = self.run_, []
+        if not run:
+            return
+        type_name = self.items[run[0]]['type']
+        rtype = resources.get(type_name)
+        entries = [(self.items[n]['id'], self.items[n]['resource'])
+                   for n in run]
+        self.session.flush()
+        try:
+            with self.session.begin_nested():
+                creator = bulk.CREATORS[type_name](self.conn)
+                errors = creator.check(entries)
+                accepted = [e for e, err in zip(entries, errors, strict=True)
+                            if err is None]
+                creator.write(accepted)
+                written = {i['id']: i for i in rtype.fetch(
+                    self.conn, ids=[id_ for id_, _ in accepted])}
+        except (bulk.Fallback, *_CONSTRAINT_ERRORS):
+            for n in run:
+                self._one(n)
+            return
+        # Keystone's ORM objects of this transaction must not outlive the
+        # rows written under them (a later manager call would use them).
+        self.session.expire_all()
+        creator.notify(accepted)
+        for n, (id_, _), err in zip(run, entries, errors, strict=True):
+            if err is None:
+                self._result(n, status=201, hash=base.content_hash(
+                    base.strip_meta(written[id_])))
+            else:
+                body = _error_result(err)
+                self._result(n, status=body['code'], error=body)
+
+
+@functools.cache
+def _batch_validator() -> validators.SchemaValidator:
+    return validators.SchemaValidator(BATCH_SCHEMA)
+
+
+def _error_result(exc) -> dict:
+    if isinstance(exc, exception.Error):
+        return base.error_body(exc)['error']
+    # A constraint the checks above did not foresee (a concurrent writer):
+    # never echo the statement, it may hold a password hash.
+    return {'code': 409, 'title': 'Conflict',
+            'message': 'the write conflicts with data at this site '
+            f'({type(exc).__name__})'}
+
+
+def _order(conn, items) -> list[int]:
+    """Indexes of ``items`` in the order to apply them: deletes first,
+    dependents before what they depend on (children before parents, as
+    this site has them); then upserts, dependencies first (parents before
+    children, as the batch has them)."""
+    upserts: dict[str, dict] = {}
+    deletes: dict[str, dict] = {}
+    for item in items:
+        if item['op'] == 'upsert':
+            upserts.setdefault(item['type'], {})[item['id']] = \
+                item['resource']
+        else:
+            deletes.setdefault(item['type'], {})[item['id']] = None
+    for type_name, ids in deletes.items():
+        rtype = resources.get(type_name)
+        for found in rtype.fetch(conn, ids=sorted(ids)):
+            ids[found['id']] = found
+
+    def key(n):
+        item = items[n]
+        rtype = resources.get(item['type'])
+        if item['op'] == 'delete':
+            known = deletes[item['type']]
+            return (0, -resources.rank(item['type']),
+                    -rtype.sort_key(known.get(item['id']), known), n)
+        return (1, resources.rank(item['type']),
+                rtype.sort_key(item['resource'], upserts[item['type']]), n)
+
+    return sorted(range(len(items)), key=key)
