@@ -8,9 +8,7 @@ run a 30.0 hub beside a 29.1 spoke.
 """
 
 import contextlib
-import grp
 import os
-import pwd
 import secrets
 import socket
 import subprocess
@@ -18,6 +16,10 @@ import sys
 import textwrap
 import time
 
+# Imported here, in the main thread, never lazily: it imports eventlet,
+# and eventlet imported by another thread leaves that thread unjoinable
+# (a ThreadPoolExecutor setting sites up side by side would hang).
+from keystone.common import fernet_utils
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 import requests
@@ -26,20 +28,14 @@ import sqlalchemy as sa
 ADMIN_USER = 'admin'
 # Fast hashing keeps site setup quick; bcrypt's minimum cost is 4.
 HASH_ROUNDS = 4
+# Keystone's default for every key repository.
+MAX_ACTIVE_KEYS = 3
 
 # Keystone's own WSGI entry point: capture does not depend on our code
 # running in the API process.
 KEYSTONE_APP = 'keystone.wsgi.api:application'
 # Ours: Keystone's application plus the /v3/sync routes.
 SYNC_APP = 'keystone_syncext.wsgi.api:application'
-
-
-def _user():
-    return pwd.getpwuid(os.getuid()).pw_name
-
-
-def _group():
-    return grp.getgrgid(os.getgid()).gr_name
 
 
 def free_port() -> int:
@@ -133,15 +129,17 @@ class Site:
                 site_id = {self.name}
                 """) + extra)
 
-    def setup(self, extra_config: str = '') -> 'Site':
-        """Config, schema, keys and ``keystone-manage bootstrap``."""
+    def setup(self, extra_config: str = '', schema: bool = True) -> 'Site':
+        """Config, schema, keys and ``keystone-manage bootstrap``.
+
+        :param schema: run the db_syncs; False when the database already
+            has the schema (a copy of one that had them, see
+            :meth:`sync_schema`).
+        """
         self.write_config(extra_config)
-        self.run('keystone-manage', 'db_sync')
-        if self.capture:
-            self.run('keystone-syncext-manage', 'db_sync')
-        owner = ['--keystone-user', _user(), '--keystone-group', _group()]
-        for cmd in ('fernet_setup', 'credential_setup', 'receipt_setup'):
-            self.run('keystone-manage', cmd, *owner)
+        if schema:
+            self.sync_schema()
+        self.write_keys()
         # The password goes through the environment: argv is visible to
         # every process on the machine and ends up in error messages.
         self.run('keystone-manage', 'bootstrap',
@@ -151,6 +149,29 @@ class Site:
                  '--bootstrap-admin-url', self.url,
                  env={'OS_BOOTSTRAP_PASSWORD': self.admin_password})
         return self
+
+    def sync_schema(self) -> None:
+        """Keystone's ``db_sync``, then ours when ``capture`` is on. Needs
+        only the [database] section of the config: a database made here
+        can serve as the template of many sites."""
+        self.run('keystone-manage', 'db_sync')
+        if self.capture:
+            self.run('keystone-syncext-manage', 'db_sync')
+
+    def write_keys(self) -> None:
+        """Token, receipt and credential key repositories as
+        ``keystone-manage fernet_setup``, ``receipt_setup`` and
+        ``credential_setup`` make them (a staged and a primary key), with
+        Keystone's own code in this process: the three commands would cost
+        three Keystone imports, seconds each. The key format is the same
+        in every supported release."""
+        for group, sub in (('fernet_tokens', 'fernet-keys'),
+                           ('fernet_receipts', 'receipt-keys'),
+                           ('credential', 'credential-keys')):
+            futils = fernet_utils.FernetUtils(
+                os.path.join(self.dir, sub), MAX_ACTIVE_KEYS, group)
+            futils.create_key_directory()
+            futils.initialize_key_repository()
 
     def start(self, timeout: float = 90) -> 'Site':
         env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf)

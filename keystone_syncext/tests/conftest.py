@@ -2,11 +2,14 @@
 
 Sites are expensive (a database, keys, bootstrap and a uWSGI process), so a
 test module asks for one per backend and shares it; each test works on its
-own resources and judges them through a ``Recorder``.
+own resources and judges them through a ``Recorder``. A site's database is
+a copy of a template that went through the db_syncs once per test process
+(per backend and Keystone release); keys and bootstrap are the site's own.
 """
 
 import os
 import sys
+import threading
 import uuid
 
 import pytest
@@ -79,19 +82,51 @@ def unique_name(prefix: str) -> str:
     return f'{prefix}_{uuid.uuid4().hex[:10]}'
 
 
+@pytest.fixture(scope='session')
+def schema_template(tmp_path_factory):
+    """``get(backend, venv, capture=True)``: the name of a database with
+    the schema ``venv``'s db_syncs make (Keystone's, and ours with
+    ``capture``), made once per test process and dropped at its end.
+    Sites and tests copy it (``backend.clone``) instead of running the
+    db_syncs again: those cost seconds each, mostly Keystone's imports."""
+    made, to_drop = {}, []
+    lock = threading.Lock()  # sites may be set up side by side
+
+    def get(backend, venv, capture=True):
+        key = (backend.name, venv, capture)
+        with lock:
+            return made.get(key) or make(key, backend, venv, capture)
+
+    def make(key, backend, venv, capture):
+        dbname = unique_name('ks_template')
+        url = backend.create(dbname)
+        to_drop.append((backend, dbname))
+        site = sites.Site('template', str(tmp_path_factory.mktemp(
+            'template')), url, venv=venv, capture=capture)
+        site.write_config()
+        site.sync_schema()
+        made[key] = dbname
+        return dbname
+
+    yield get
+    for backend, dbname in to_drop:
+        backend.drop(dbname)
+
+
 @pytest.fixture(scope='module')
-def make_site(backend, tmp_path_factory):
+def make_site(backend, tmp_path_factory, schema_template):
     """Factory for started Keystone sites on this module's backend."""
     made = []
 
     def make(name='site', venv=None, capture=True, extra_config='', **kw):
+        venv = venv or VENV30
         dbname = unique_name(f'ks_{name}')
-        url = backend.create(dbname)
+        url = backend.clone(schema_template(backend, venv, capture), dbname)
         workdir = tmp_path_factory.mktemp(name)
-        site = sites.Site(name, str(workdir), url, venv=venv or VENV30,
+        site = sites.Site(name, str(workdir), url, venv=venv,
                           capture=capture, **kw)
         made.append((site, dbname))
-        site.setup(extra_config)
+        site.setup(extra_config, schema=False)
         site.start()
         return site
 
