@@ -181,6 +181,9 @@ class Site:
                '--master', '--die-on-term', '--need-app',
                '--processes', str(self.processes), '--threads', '1',
                '--lazy-apps', '--buffer-size', '65535',
+               # Keystone's exit handlers hold a stopping worker for
+               # seconds, and a stopped site has no use for them.
+               '--skip-atexit',
                # uWSGI's http-socket does not keep connections alive;
                # say so, or clients reuse a closed one.
                '--add-header', 'Connection: close',

@@ -7,6 +7,7 @@ a copy of a template that went through the db_syncs once per test process
 (per backend and Keystone release); keys and bootstrap are the site's own.
 """
 
+from concurrent import futures
 import os
 import sys
 import threading
@@ -48,6 +49,34 @@ def pytest_generate_tests(metafunc):
                              ids=[f'{n}-{r}' for n, r in combos])
     else:
         metafunc.parametrize('backend_name', names, scope='module')
+
+
+# Test modules by how long they take (most first, from --durations on the
+# 2-core CI machine); the rest (quick) keep their order after these.
+# run-tests hands modules to the xdist workers in this order
+# (--no-loadscope-reorder), so the two workers finish close together.
+SLOWEST_FIRST = (
+    'test_resources_identity.py',
+    'test_resources_federation.py',
+    'test_api_resources.py',
+    'test_feed.py',
+    'test_migrations.py',
+    'test_capture_api.py',
+    'test_manage.py',
+    'test_api_rbac.py',
+    'test_capture_concurrency.py',
+    'test_origin.py',
+    'test_api_capabilities.py',
+    'test_capture_managers.py',
+    'test_api_cache.py',
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    # A stable sort: each module's own order (grouped by backend) stays.
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 def release_venv(release: str) -> str:
@@ -113,34 +142,101 @@ def schema_template(tmp_path_factory):
         backend.drop(dbname)
 
 
-@pytest.fixture(scope='module')
-def make_site(backend, tmp_path_factory, schema_template):
-    """Factory for started Keystone sites on this module's backend."""
-    made = []
-
-    def make(name='site', venv=None, capture=True, extra_config='', **kw):
-        venv = venv or VENV30
-        dbname = unique_name(f'ks_{name}')
-        url = backend.clone(schema_template(backend, venv, capture), dbname)
-        workdir = tmp_path_factory.mktemp(name)
-        site = sites.Site(name, str(workdir), url, venv=venv,
-                          capture=capture, **kw)
-        made.append((site, dbname))
+def _new_site(backend, template, workdir, name, venv, capture=True,
+              extra_config='', **kw):
+    """A started site on a copy of ``template``; returns it and its
+    database's name. On failure the database is dropped again."""
+    dbname = unique_name(f'ks_{name}')
+    url = backend.clone(template, dbname)
+    site = sites.Site(name, workdir, url, venv=venv, capture=capture, **kw)
+    try:
         site.setup(extra_config, schema=False)
         site.start()
-        return site
-
-    yield make
-    for site, dbname in made:
+    except BaseException:
         site.stop()
+        backend.drop(dbname)
+        raise
+    return site, dbname
+
+
+def _stop_and_drop(made):
+    """Stop sites side by side (each takes a second or more), then drop
+    their databases."""
+    with futures.ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda m: m[1].stop(), made))
+    for backend, _, dbname in made:
         backend.drop(dbname)
 
 
 @pytest.fixture(scope='module')
-def site(make_site):
+def make_site(backend, tmp_path_factory, schema_template):
+    """Factory for started Keystone sites on this module's backend, for
+    this module alone (a site it reconfigures, purges or counts on)."""
+    made = []
+
+    def make(name='site', venv=None, capture=True, extra_config='', **kw):
+        venv = venv or VENV30
+        site, dbname = _new_site(
+            backend, schema_template(backend, venv, capture),
+            str(tmp_path_factory.mktemp(name)), name, venv, capture,
+            extra_config, **kw)
+        made.append((backend, site, dbname))
+        return site
+
+    yield make
+    _stop_and_drop(made)
+
+
+@pytest.fixture(scope='session')
+def site_pool(tmp_path_factory, schema_template):
+    """``get(backend, name, venv, extra_config='', **site_kw)``: a started
+    site that the modules run by this test process share, one per
+    (backend, name); made on first use, stopped at the end of the session.
+    A site costs a bootstrap and a uWSGI start (several seconds of
+    Keystone imports); the modules using one work on resources of their
+    own and leave its configuration and history as they found them."""
+    made, entries = [], {}
+    lock = threading.Lock()
+
+    def get(backend, name, venv, extra_config='', **kw):
+        with lock:
+            entry = entries.setdefault((backend.name, name),
+                                       {'lock': threading.Lock()})
+        # Per site: two sites may be set up side by side.
+        with entry['lock']:
+            if 'site' not in entry:
+                site, dbname = _new_site(
+                    backend, schema_template(backend, venv),
+                    str(tmp_path_factory.mktemp(name)), name, venv,
+                    extra_config=extra_config, **kw)
+                made.append((backend, site, dbname))
+                entry['site'] = site
+            assert entry['site'].venv == venv, (name, venv)
+            return entry['site']
+
+    yield get
+    _stop_and_drop(made)
+
+
+@pytest.fixture(scope='module')
+def shared_site(backend, site_pool):
+    """``get(release=CURRENT, second=False)``: a started site of Keystone
+    ``release`` serving our API on this module's backend, shared with the
+    other modules of this test process (see ``site_pool``); ``second``
+    gives another one, for tests that need two sites of one release."""
+    def get(release=CURRENT, second=False):
+        name = f'sync{release.replace(".", "")}{"b" if second else "a"}'
+        return site_pool(backend, name, release_venv(release),
+                         app=sites.SYNC_APP)
+    return get
+
+
+@pytest.fixture(scope='module')
+def site(backend, site_pool):
     """A Keystone 30 site with capture, lockout and inactivity tracking on
-    (so that site-local columns really change during the tests)."""
-    return make_site('site', extra_config=(
+    (so that site-local columns really change during the tests), serving
+    Keystone's own application; shared by the capture modules."""
+    return site_pool(backend, 'site', VENV30, extra_config=(
         '[security_compliance]\n'
         'lockout_failure_attempts = 3\n'
         'lockout_duration = 1800\n'

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from keystone_syncext import cursors
 from keystone_syncext.capture import spec
 from keystone_syncext.db import tables
-from keystone_syncext.testing import sites
 from keystone_syncext.tests import personas
 
 # Policy, not SQL: the first selected database backend is enough.
@@ -40,8 +39,8 @@ EXPECTED = {
 
 
 @pytest.fixture(scope='module')
-def api_site(make_site):
-    return make_site('api', app=sites.SYNC_APP)
+def api_site(shared_site):
+    return shared_site()
 
 
 @pytest.fixture(scope='module')

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from keystone_syncext import openapi
 from keystone_syncext import policies
 from keystone_syncext.db import tables
-from keystone_syncext.testing import sites
 from keystone_syncext.tests import personas
 
 # Policy, not SQL: the first selected database backend is enough.
@@ -94,8 +93,8 @@ def test_matrix_follows_the_policy_defaults():
 # --- one site, one token per persona ----------------------------------------
 
 @pytest.fixture(scope='module')
-def rbac_site(make_site):
-    return make_site('rbac', app=sites.SYNC_APP)
+def rbac_site(shared_site):
+    return shared_site()
 
 
 @pytest.fixture(scope='module')

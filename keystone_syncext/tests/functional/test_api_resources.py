@@ -12,16 +12,13 @@ import sqlalchemy as sa
 
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
-from keystone_syncext.testing import sites
-from keystone_syncext.tests import conftest
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 
 
 @pytest.fixture(scope='module')
-def api_site(make_site, keystone_release):
-    return make_site('res', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(keystone_release))
+def api_site(shared_site, keystone_release):
+    return shared_site(keystone_release)
 
 
 @pytest.fixture(scope='module')

@@ -17,7 +17,6 @@ import sqlalchemy as sa
 from keystone_syncext import resources
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
-from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
 
 RULES = [{'local': [{'user': {'name': '{0}'}}],
@@ -33,16 +32,16 @@ def _hex(prefix):
 # --- sites and clients ----------------------------------------------------
 
 @pytest.fixture(scope='module')
-def site_a(make_site):
-    return make_site('fa', app=sites.SYNC_APP)
+def site_a(shared_site, keystone_release):
+    return shared_site(conftest.CURRENT,
+                       second=keystone_release == conftest.CURRENT)
 
 
 @pytest.fixture(scope='module')
-def site_b(make_site, keystone_release):
+def site_b(shared_site, keystone_release):
     """Where most writes land: Keystone ``keystone_release`` (29.1:
     copies from a 30.0 site a go from N+1 to N)."""
-    return make_site('fb', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(keystone_release))
+    return shared_site(keystone_release)
 
 
 class Client:

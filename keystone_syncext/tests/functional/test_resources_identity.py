@@ -141,16 +141,16 @@ def assignment_rep(type_, actor, target, role, inherited=False):
 
 
 @pytest.fixture(scope='module')
-def two_sites(make_site, keystone_release):
+def two_sites(shared_site, keystone_release):
     """Site a runs the current Keystone; site b, where most writes land,
     runs ``keystone_release``: with 29.1 the copies go from N+1 to N."""
-    # Set up side by side: most of a site's start is waiting on
-    # keystone-manage subprocesses.
+    # Set up side by side (when not made yet): most of a site's start is
+    # waiting on Keystone processes.
     with futures.ThreadPoolExecutor(2) as pool:
-        started = [pool.submit(make_site, name, app=sites.SYNC_APP,
-                               venv=conftest.release_venv(rel))
-                   for name, rel in (('a', conftest.CURRENT),
-                                     ('b', keystone_release))]
+        started = [
+            pool.submit(shared_site, conftest.CURRENT,
+                        second=keystone_release == conftest.CURRENT),
+            pool.submit(shared_site, keystone_release)]
         return [f.result() for f in started]
 
 
