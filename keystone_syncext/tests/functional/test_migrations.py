@@ -23,7 +23,6 @@ import secrets
 import sys
 import uuid
 
-from cryptography import fernet
 import pytest
 import sqlalchemy as sa
 
@@ -152,19 +151,6 @@ def sync_tables(conn) -> list[str]:
 
 # -- the site -------------------------------------------------------------
 
-def write_keys(site) -> None:
-    """Fernet key repositories as ``keystone-manage fernet_setup`` (and
-    its receipt and credential twins) leave them: a staged key 0 and a
-    primary key 1. bootstrap refuses to run without them; writing them
-    here saves three keystone-manage runs per test."""
-    for sub in ('fernet-keys', 'receipt-keys', 'credential-keys'):
-        for index in ('0', '1'):
-            path = os.path.join(site.dir, sub, index)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, 'wb') as f:
-                f.write(fernet.Fernet.generate_key())
-
-
 @pytest.fixture
 def make_keystone_site(backend, tmp_path):
     """Factory: a bootstrapped Keystone database of a release on
@@ -180,7 +166,7 @@ def make_keystone_site(backend, tmp_path):
                           url, venv=venv, capture=False)
         made.append((site, dbname))
         site.write_config()
-        write_keys(site)
+        site.write_keys()  # bootstrap refuses to run without keys
         site.run('keystone-manage', 'db_sync')
         if not bootstrap:
             return site
