@@ -56,6 +56,7 @@ def pytest_generate_tests(metafunc):
 # run-tests hands modules to the xdist workers in this order
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
+    'test_agent.py',
     'test_resources_identity.py',
     'test_resources_federation.py',
     'test_api_resources.py',

@@ -121,25 +121,26 @@ TYPES = ('domain', 'project', 'role', 'implied_role', 'user', 'group',
 
 
 @pytest.fixture(scope='module')
-def world(tmp_path_factory):
+def world(tmp_path_factory, sqlite_dir, schema_template):
     workdir = str(tmp_path_factory.mktemp('agent'))
-    db = backends.get('sqlite', workdir)
-    hub = sites.Site('hub', f'{workdir}/hub', db.create('hub'),
-                     app=sites.SYNC_APP)
-    spokes = [
-        sites.Site('spoke1', f'{workdir}/spoke1', db.create('spoke1'),
-                   app=sites.SYNC_APP),
-        sites.Site('spoke2', f'{workdir}/spoke2', db.create('spoke2'),
-                   app=sites.SYNC_APP,
-                   venv=conftest.release_venv(conftest.PREVIOUS)),
-    ]
-    w = World(workdir, hub, spokes)
+    db = backends.get('sqlite', sqlite_dir)
+    specs = [('hub', conftest.VENV30), ('spoke1', conftest.VENV30),
+             ('spoke2', conftest.release_venv(conftest.PREVIOUS))]
+    made = []
+
+    def new_site(name, venv):
+        site, dbname = conftest._new_site(
+            db, schema_template(db, venv), f'{workdir}/{name}', name, venv,
+            app=sites.SYNC_APP)
+        made.append((db, site, dbname))
+        return site
+
     try:
         # Side by side: most of a site's setup is waiting on processes.
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            for done in [pool.submit(lambda s: s.setup().start(), site)
-                         for site in w.every()]:
-                done.result()
+            hub, *spokes = [f.result() for f in [
+                pool.submit(new_site, name, venv) for name, venv in specs]]
+        w = World(workdir, hub, spokes)
         clouds = {'hub': hub.admin_auth()}
         for spoke in spokes:
             clouds[spoke.name] = spoke.add_agent_account()
@@ -154,8 +155,7 @@ def world(tmp_path_factory):
             spoke.admin_password = hub.admin_password
         yield w
     finally:
-        for site in w.every():
-            site.stop()
+        conftest._stop_and_drop(made)
 
 
 def _hex():
