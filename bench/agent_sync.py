@@ -134,6 +134,10 @@ def main(argv=None) -> int:
               f'in {seed_s:.1f} s ({rate:.0f} resources/s per spoke, '
               f'{rate * len(spokes):.0f} resources/s in all)', flush=True)
 
+        for s in spokes:
+            # Joined and seeded: each spoke's admin is the hub's admin.
+            s.admin_password = hub.admin_password
+
         # -- propagation ----------------------------------------------
         since = hs.get(f'{hub.url}/sync').json()['sync']['head_cursor']
         spoke_since = {s.name: s.admin_session().get(f'{s.url}/sync')

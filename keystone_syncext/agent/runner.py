@@ -109,7 +109,12 @@ class Agent:
         self.state = state
         self.once = once
         self.stop = threading.Event()
+        # Bumped (under the condition) whenever there is news for the
+        # spokes; a spoke waits only while the generation is the one it
+        # saw before its last pass, so news arriving during a pass is
+        # never missed.
         self.new_changes = threading.Condition()
+        self.generation = 0
         self.caught_up = threading.Event()
         self.target = None          # --once: the outbox seq to reach
         self.hub_failure = None     # --once: why the hub was given up
@@ -184,11 +189,15 @@ class Agent:
                         break
         finally:
             self.stop.set()
-            with self.new_changes:
-                self.new_changes.notify_all()
+            self._announce()
             for t in threads:
                 t.join(timeout=self.conf.poll_wait + 10)
         return self._report()
+
+    def _announce(self) -> None:
+        with self.new_changes:
+            self.generation += 1
+            self.new_changes.notify_all()
 
     def state_hub_error(self, message):
         try:
@@ -243,16 +252,14 @@ class Agent:
                                       failures >= self.conf.once_attempts):
                         self.hub_failure = str(e)
                         self.caught_up.set()
-                        with self.new_changes:
-                            self.new_changes.notify_all()
+                        self._announce()
                         return
                     self._sleep(self._backoff(failures))
                     continue
                 if not more and self.once:
                     self.target = self.state.top()
                     self.caught_up.set()
-                    with self.new_changes:
-                        self.new_changes.notify_all()
+                    self._announce()
                     return
         except Stopped:
             return
@@ -267,8 +274,7 @@ class Agent:
         if page['changes']:
             LOG.info('read %(n)d changes from hub %(hub)s',
                      {'n': len(page['changes']), 'hub': self.hub.name})
-            with self.new_changes:
-                self.new_changes.notify_all()
+            self._announce()
         pruned = self.state.prune([s.name for s in self.spokes])
         if pruned:
             LOG.debug('pruned %d outbox rows every spoke applied', pruned)
@@ -282,6 +288,8 @@ class Agent:
         failures = 0
         try:
             while not self.stop.is_set():
+                with self.new_changes:
+                    seen = self.generation
                 try:
                     with self.writers:
                         progressed = self._sync_spoke(site)
@@ -331,11 +339,12 @@ class Agent:
                         self._sleep(self._backoff(failures))
                         continue
                 if not progressed:
-                    delay = (self._backoff(max(1, npending and 3))
-                             if npending else self.conf.poll_wait + 5)
+                    delay = (self._backoff(3) if npending
+                             else self.conf.poll_wait + 5)
                     with self.new_changes:
-                        if not self.stop.is_set():
-                            self.new_changes.wait(timeout=delay)
+                        self.new_changes.wait_for(
+                            lambda seen=seen: self.stop.is_set()
+                            or self.generation != seen, timeout=delay)
         except Stopped:
             return
 
