@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument('--changes', type=int, default=60)
     parser.add_argument('--rate', type=float, default=2.0,
                         help='hub changes per second during propagation')
+    parser.add_argument('--keep', action='store_true',
+                        help='leave the sites and the agent log behind')
     parser.add_argument('--cache', action='store_true',
                         help='run Keystone with its cache on, as '
                         'production does (see batch_rate.py)')
@@ -184,7 +186,10 @@ def main(argv=None) -> int:
             runner.wait(timeout=60)
         for site in [hub] + spokes:
             site.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.keep:
+            print(f'sites and agent log left in {workdir}')
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     every = [v for per in latencies.values() for v in per.values()]
     p50, p99 = percentile(every, 0.50), percentile(every, 0.99)
     print(f'propagation: {len(made)} changes at {args.rate}/s to '
