@@ -36,6 +36,20 @@ def admin_caller(site):
     return call
 
 
+def checked_caller(site):
+    """``call(method, path, expect=None, **kw)`` as the site's system
+    admin, relative to ``site.url``; asserts the status when ``expect``
+    is given and returns the response either way."""
+    sess = site.admin_session()
+
+    def call(method, path, expect=None, **kw):
+        resp = sess.request(site.url + path, method, raise_exc=False, **kw)
+        if expect is not None:
+            assert resp.status_code == expect, (method, path, resp.text)
+        return resp
+    return call
+
+
 def token(site, user_id: str, password: str, scope: dict) -> str:
     body = {'auth': {
         'identity': {'methods': ['password'], 'password': {

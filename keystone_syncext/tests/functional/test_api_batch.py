@@ -16,6 +16,7 @@ import pytest
 
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
+from keystone_syncext.tests import personas
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 MAX_DEPTH = 3
@@ -32,15 +33,7 @@ def batch_site(make_site, keystone_release):
 
 @pytest.fixture(scope='module')
 def call(batch_site):
-    sess = batch_site.admin_session()
-
-    def call(method, path, expect=None, **kw):
-        resp = sess.request(batch_site.url + path, method, raise_exc=False,
-                            **kw)
-        if expect is not None:
-            assert resp.status_code == expect, (method, path, resp.text)
-        return resp
-    return call
+    return personas.checked_caller(batch_site)
 
 
 def _id():

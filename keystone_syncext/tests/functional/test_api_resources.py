@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
+from keystone_syncext.tests import personas
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 
@@ -23,15 +24,7 @@ def api_site(shared_site, keystone_release):
 
 @pytest.fixture(scope='module')
 def call(api_site):
-    sess = api_site.admin_session()
-
-    def call(method, path, expect=None, **kw):
-        resp = sess.request(api_site.url + path, method, raise_exc=False,
-                            **kw)
-        if expect is not None:
-            assert resp.status_code == expect, (method, path, resp.text)
-        return resp
-    return call
+    return personas.checked_caller(api_site)
 
 
 def _id():
