@@ -80,6 +80,16 @@ def purged_through(conn) -> int:
     return _read_counter(conn, tables.PURGED_THROUGH)
 
 
+def news(conn, top: int) -> bool:
+    """Whether anything was captured or stamped since the head was
+    ``top``: one indexed read, for long-polls to ask often without taking
+    the stamp's write lock."""
+    c = _change.c
+    return bool(conn.execute(sa.select(sa.or_(
+        sa.exists().where(c.position.is_(None)),
+        sa.exists().where(c.position > top)))).scalar())
+
+
 def stamp(conn) -> int:
     """Give every committed, unstamped change its feed position.
 

@@ -305,3 +305,21 @@ def test_purge_removes_tombstones_older_than_their_retention(db):
     with db.connect() as conn:
         left = conn.execute(sa.select(tombstone.c.resource_id)).scalars()
         assert sorted(left) == ['gone-lately', 'gone-today']
+
+
+def test_news_sees_unstamped_and_newly_stamped_changes(db):
+    """A long-poll asks news() between stamps: it must answer yes for a
+    captured change not yet stamped, and for one another reader stamped
+    after this reader's head; no otherwise."""
+    with db.begin() as conn:
+        assert not changes.news(conn, 0)
+        add(conn)
+        assert changes.news(conn, 0)
+        top = changes.stamp(conn)
+        assert top == 1
+        assert not changes.news(conn, top)
+        # Stamped by someone else since this reader saw head 0.
+        assert changes.news(conn, 0)
+        add(conn, count=2)
+        assert changes.news(conn, top)
+        assert not changes.news(conn, changes.stamp(conn))
