@@ -18,6 +18,7 @@ import keystone.conf
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from keystone_syncext import notify
 from keystone_syncext import resources
 from keystone_syncext import service
 from keystone_syncext.resources import base
@@ -85,7 +86,8 @@ def apply(body, origin=None) -> list[dict]:
                 rtype.validate(item['id'], item['resource'])
             except base.BadRequest as e:
                 raise base.BadRequest(f'item {n}: {e}') from None
-    with service.writing(origin) as (session, conn):
+    with service.writing(origin) as (session, conn), \
+            notify.catalog_read_once():
         return _Applier(session, conn, items).run()
 
 

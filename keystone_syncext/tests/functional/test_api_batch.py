@@ -302,6 +302,17 @@ def _notified(site, ids) -> dict[str, list[str]]:
     return {i: sorted(v) for i, v in out.items()}
 
 
+def _observers(site, ids) -> set[str]:
+    """The observer ids of the notifications naming any of ``ids``."""
+    out = set()
+    with open(f'{site.dir}/keystone.log', encoding='utf-8') as log:
+        for line in log:
+            if '"event_type"' in line and any(i in line for i in ids):
+                found = re.search(r'"observer": \{[^}]*"id": "(\w+)"', line)
+                out.add(found.group(1) if found else None)
+    return out
+
+
 def _outcomes(site, role_id) -> list[str]:
     """Outcomes of the role assignment notifications naming ``role_id``."""
     out = []
@@ -339,3 +350,11 @@ def test_notifications_are_those_of_one_by_one_writes(call, batch_site):
     assert _outcomes(batch_site, one_by_one[4]['id']) == \
         _outcomes(batch_site, together[4]['id']) == ['failure']
     assert 'identity.project.created' in seen_batch[together[0]['id']]
+    # Each names the identity service as its observer, as Keystone's own
+    # do (a batch reads the catalog once for all its notifications).
+    identity = [s['id'] for s in call('GET', '/services', 200).json()[
+        'services'] if s['type'] == 'identity']
+    assert len(identity) == 1
+    assert _observers(batch_site, [i['id'] for i in together[:5]]) == \
+        _observers(batch_site, [i['id'] for i in one_by_one[:5]]) == \
+        set(identity)
