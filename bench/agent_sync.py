@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument('--changes', type=int, default=60)
     parser.add_argument('--rate', type=float, default=2.0,
                         help='hub changes per second during propagation')
+    parser.add_argument('--debug', action='store_true',
+                        help='the agent logs every request and its time')
     parser.add_argument('--keep', action='store_true',
                         help='leave the sites and the agent log behind')
     parser.add_argument('--cache', action='store_true',
@@ -97,7 +99,8 @@ def main(argv=None) -> int:
         f.write('[DEFAULT]\nhub = hub\nspokes = '
                 + ','.join(s.name for s in spokes)
                 + f'\nstate = sqlite:///{workdir}/state.sqlite\n'
-                f'log_file = {workdir}/agent.log\n')
+                f'log_file = {workdir}/agent.log\n'
+                + ('debug = true\n' if args.debug else ''))
 
     def agent(*argv):
         subprocess.run(AGENT + ['--config-file', conf, *argv], env=env,

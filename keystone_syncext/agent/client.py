@@ -13,6 +13,7 @@ path and status are logged here.
 
 import json
 import logging
+import time
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
@@ -73,6 +74,7 @@ class Site:
 
     def _request(self, method, path, json_body=None, params=None,
                  headers=None, timeout=None, ok=(200,)):
+        start = time.monotonic()
         try:
             resp = self.adapter.request(
                 path, method, json=json_body, params=params,
@@ -91,8 +93,8 @@ class Site:
         except ks_exc.ClientException as e:
             raise SiteError(self.name, f'{type(e).__name__}: '
                             f'{str(e)[:200]}') from None
-        LOG.debug('%s %s %s -> %s', self.name, method, path,
-                  resp.status_code)
+        LOG.debug('%s %s %s -> %s in %.0f ms', self.name, method, path,
+                  resp.status_code, (time.monotonic() - start) * 1000)
         if resp.status_code in ok:
             return resp.json() if resp.content else None
         try:
