@@ -27,6 +27,7 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import opts
 from keystone_syncext.agent import runner
+from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
 
 LOG = log.getLogger(__name__)
@@ -61,15 +62,34 @@ def _state(conf) -> state_mod.State:
     return state_mod.State(url)
 
 
+def _selections(conf, spoke_names) -> dict:
+    """Each spoke's rule set, checked now: a malformed rule stops the
+    agent before it writes anything."""
+    out = {}
+    for name in spoke_names:
+        include, exclude = opts.spoke_rules(conf, name)
+        try:
+            out[name] = selection_mod.Selection(include, exclude)
+        except selection_mod.RuleError as e:
+            raise SystemExit(f'keystone-sync: spoke {name}: {e}') from None
+        if out[name]:
+            LOG.info('spoke %(spoke)s: include %(inc)s, exclude %(exc)s',
+                     {'spoke': name,
+                      'inc': [r.text for r in out[name].include] or 'all',
+                      'exc': [r.text for r in out[name].exclude]})
+    return out
+
+
 def do_run(conf) -> int:
     hub_name, spoke_names = _hub(conf), _spokes(conf)
     if hub_name in spoke_names:
         raise SystemExit(f'keystone-sync: {hub_name} is both hub and spoke')
     timeout = conf.request_timeout
+    selections = _selections(conf, spoke_names)
     agent = runner.Agent(
         conf, client.Site(hub_name, timeout),
         [client.Site(n, timeout) for n in spoke_names], _state(conf),
-        once=conf.command.once)
+        once=conf.command.once, selections=selections)
 
     def _terminate(signum, _frame):
         LOG.info('signal %d: finishing the requests in flight, then '
@@ -125,10 +145,12 @@ def do_join(conf) -> int:
     spoke_names = _spokes(conf)
     if len(spoke_names) != 1:
         raise SystemExit('keystone-sync join: one --spoke at a time')
+    selection = _selections(conf, spoke_names)[spoke_names[0]]
     hub = client.Site(hub_name, conf.request_timeout)
     spoke = client.Site(spoke_names[0], conf.request_timeout)
     hub_caps = hub.capabilities()
-    the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [])
+    the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [],
+                             selection=selection)
     table = prettytable.PrettyTable(['type', 'domain', 'name', 'spoke id',
                                      'hub id'])
     table.align = 'l'
@@ -169,7 +191,8 @@ def _add_commands(subparsers):
                       help='show the plan and change nothing')
     join.add_argument('--exclude', action='append', metavar='TYPE:NAME',
                       help='leave matching resources alone (globs, '
-                      'repeatable), e.g. user:svc-*')
+                      'repeatable), e.g. user:svc-*; the [selection] '
+                      'rules are honoured as well')
     for parser in (run, status, join):
         parser.add_argument('--state', metavar='URL', dest='cli_state',
                             help='state database (SQLAlchemy URL)')

@@ -8,12 +8,13 @@ token; keystoneauth re-authenticates on a 401 by itself.
 
 Request and response bodies carry password hashes, so keystoneauth's own
 request logging is switched off for them (``log=False``): only the method,
-path and status are logged here.
+path, status and time taken are logged here.
 """
 
 import json
 import logging
 import time
+import urllib.parse
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
@@ -138,6 +139,18 @@ class Site:
             params['marker'] = marker
         return self._request('GET', f'/sync/resources/{type_name}',
                              params=params)
+
+    def resource(self, type_name, id_) -> dict | None:
+        """The representation of one resource, or None when absent."""
+        try:
+            item = self._request(
+                'GET', f'/sync/resources/{type_name}/'
+                f'{urllib.parse.quote(id_, safe=":")}')
+        except SiteError as e:
+            if e.status == 404:
+                return None
+            raise
+        return item['resource']
 
     def digest(self, type_name, prefix='') -> dict:
         return self._request('GET', f'/sync/digest/{type_name}',

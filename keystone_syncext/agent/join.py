@@ -8,7 +8,9 @@ matches the spoke's resources to the hub's by natural key (name within
 domain; a user's local name) and re-keys each match to the hub's id with
 ``POST /v3/sync/rekey``, which moves every reference (assignments, implied
 roles, memberships...) in the same transaction. Resources the hub does not
-have, and those matching an ``--exclude`` pattern, are left alone.
+have, those matching an ``--exclude`` pattern, and those the selection
+rules keep out (judged on the spoke's representation and on the hub's)
+are left alone.
 Afterwards the first ``keystone-sync run`` updates the joined resources to
 the hub's state, as for any other resource.
 """
@@ -16,6 +18,7 @@ the hub's state, as for any other resource.
 import fnmatch
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import selection as selection_mod
 
 # Types re-keyed, in order: what others point at first.
 JOIN_TYPES = ('role', 'project', 'group', 'user')
@@ -59,21 +62,35 @@ def excluded(patterns, type_name, name) -> bool:
     return False
 
 
-def plan(hub: client.Site, spoke: client.Site, exclude=()) -> dict:
+def plan(hub: client.Site, spoke: client.Site, exclude=(),
+         selection: selection_mod.Selection | None = None) -> dict:
     """What join would do: ``rekey`` (type, name, spoke id, hub id) and
     ``blocked`` (matches that cannot be re-keyed, with the reason)."""
     caps = spoke.capabilities()
     rekeyable = set(caps.get('rekey_types', ()))
     rekey, blocked = [], []
+    hub_view = selection_mod.View(hub.resource)
+    spoke_view = selection_mod.View(spoke.resource)
+
+    def left_alone(type_name, spoke_id, hub_id):
+        if not selection:
+            return False
+        return not (selection.judge(spoke_view).selected(type_name, spoke_id)
+                    and selection.judge(hub_view).selected(type_name,
+                                                           hub_id))
+
     for type_name in JOIN_TYPES:
         if type_name not in rekeyable:
             continue
         hub_by_key = {}
         for r in _all(hub, type_name):
+            hub_view.note(type_name, r['id'], r)
             key = natural_key(type_name, r)
             if key is not None:
                 hub_by_key[key] = r['id']
         spoke_items = _all(spoke, type_name)
+        for r in spoke_items:
+            spoke_view.note(type_name, r['id'], r)
         spoke_ids = {r['id'] for r in spoke_items}
         for r in spoke_items:
             key = natural_key(type_name, r)
@@ -81,7 +98,8 @@ def plan(hub: client.Site, spoke: client.Site, exclude=()) -> dict:
             if hub_id is None or hub_id == r['id']:
                 continue
             name = _display_name(type_name, r)
-            if excluded(exclude, type_name, name):
+            if excluded(exclude, type_name, name) or \
+                    left_alone(type_name, r['id'], hub_id):
                 continue
             entry = {'type': type_name, 'name': name, 'domain_id': key[0],
                      'spoke_id': r['id'], 'hub_id': hub_id}

@@ -51,12 +51,64 @@ TUNING_OPTS = [
                      'standard error is a terminal.'),
 ]
 
+SELECTION_GROUP = cfg.OptGroup(
+    'selection', title='Selective sync',
+    help='Which resources the agent writes at the spokes. A rule is '
+         'type:TYPE, domain:DOMAIN (id or name; the domain and everything '
+         'in it), project:PROJECT (id or name; the project and its '
+         'subtree) or name:TYPE:GLOB (fnmatch on the name; a user\'s local '
+         'name). A resource is synced when it matches an include rule (no '
+         'include rules: everything) and no exclude rule; exclude wins, '
+         'and whatever is inside or refers to an excluded resource is '
+         'excluded too. An excluded resource is never created, changed or '
+         'deleted at a spoke by the agent (run and join). See '
+         'doc/agent.md, "Selective sync".')
+SELECTION_OPTS = [
+    cfg.ListOpt('include', default=[],
+                help='Rules of what to sync (comma-separated); empty: '
+                     'everything.'),
+    cfg.ListOpt('exclude', default=[],
+                help='Rules of what never to write at a spoke '
+                     '(comma-separated), e.g. domain:service-local, '
+                     'name:user:svc-*.'),
+]
+# [spoke:NAME]: the same options for one spoke; each one set there
+# replaces [selection]'s for that spoke.
+SPOKE_GROUP_PREFIX = 'spoke:'
+SPOKE_OPTS = [
+    cfg.ListOpt('include', default=None,
+                help='Replaces [selection] include for this spoke.'),
+    cfg.ListOpt('exclude', default=None,
+                help='Replaces [selection] exclude for this spoke.'),
+]
+
 
 def register(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(SITE_OPTS)
     conf.register_opts(TUNING_OPTS)
+    conf.register_group(SELECTION_GROUP)
+    conf.register_opts(SELECTION_OPTS, group=SELECTION_GROUP)
+
+
+def spoke_rules(conf: cfg.ConfigOpts, spoke: str) -> tuple[list, list]:
+    """(include, exclude) rule texts for ``spoke``: its ``[spoke:NAME]``
+    group where set, ``[selection]`` otherwise."""
+    group = SPOKE_GROUP_PREFIX + spoke
+    if group not in conf:
+        conf.register_opts(SPOKE_OPTS, group=group)
+    own = conf[group]
+    return ((conf.selection.include if own.include is None
+             else own.include),
+            (conf.selection.exclude if own.exclude is None
+             else own.exclude))
 
 
 def list_opts():
     """For oslo-config-generator (namespace keystone_syncext.agent)."""
-    return [(None, SITE_OPTS + TUNING_OPTS)]
+    return [(None, SITE_OPTS + TUNING_OPTS),
+            (SELECTION_GROUP, SELECTION_OPTS),
+            (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'NAME',
+                          help='Selection rules for the spoke NAME (a '
+                               'cloud name); each option set here replaces '
+                               'the [selection] one for that spoke.'),
+             SPOKE_OPTS)]

@@ -12,6 +12,7 @@ Nothing is lost to a crash: the outbox and checkpoints are durable, and
 anything re-applied after a crash is an upsert or delete by id.
 """
 
+import contextlib
 import logging
 import random
 import sys
@@ -19,6 +20,7 @@ import threading
 import time
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
 
 LOG = logging.getLogger(__name__)
@@ -102,8 +104,12 @@ class Agent:
     """``keystone-sync run``: one hub, its spokes, one state database."""
 
     def __init__(self, conf, hub: client.Site, spokes: list[client.Site],
-                 state: state_mod.State, once: bool = False):
+                 state: state_mod.State, once: bool = False,
+                 selections: dict[str, selection_mod.Selection] | None =
+                 None):
         self.conf = conf
+        # Per spoke: what the agent may write there (selective sync).
+        self.selections = selections or {}
         self.hub = hub
         self.spokes = spokes
         self.state = state
@@ -291,7 +297,7 @@ class Agent:
                 with self.new_changes:
                     seen = self.generation
                 try:
-                    with self.writers:
+                    with self.writers, self._selection_scope(site):
                         progressed = self._sync_spoke(site)
                     if failures:
                         LOG.info('spoke %(spoke)s is back', {'spoke': name})
@@ -347,6 +353,12 @@ class Agent:
                             or self.generation != seen, timeout=delay)
         except Stopped:
             return
+
+    def _selection_scope(self, site):
+        selection = self.selections.get(site.name)
+        if not selection:
+            return contextlib.nullcontext()
+        return selection.scope(self.hub.resource)
 
     def _connect(self, site: client.Site) -> None:
         if site.site_id is None:
@@ -459,6 +471,12 @@ class Agent:
         written later in the same pass."""
         known = set(self.spoke_types.get(site.name, ()))
         done, failed = [], []
+        selection = self.selections.get(site.name)
+        if selection:
+            # Left alone by the rules: never written, never retried.
+            changes, skipped = selection.filter(
+                site.name, changes, self.hub.resource, site.resource)
+            done += [c for c, _ in skipped]
         todo = []
         for c in changes:
             if c.type not in known:

@@ -1,0 +1,378 @@
+"""Selective sync: which resources the agent may write at a spoke.
+
+Rules come from the configuration (``[selection]``, overridden per spoke
+in ``[spoke:NAME]``); each is one of
+
+- ``type:TYPE``: every resource of that type;
+- ``domain:DOMAIN``: a domain (by id or name) and everything in it;
+- ``project:PROJECT``: a project (by id or name) and its whole subtree;
+- ``name:TYPE:GLOB``: resources of that type whose name matches the
+  ``fnmatch`` pattern (a user's name is its local name; identity
+  providers and mappings are named by their id).
+
+A resource is synced when it is *included* and not *excluded*:
+
+- excluded: an exclude rule matches it, or what contains it (its domain,
+  the projects above it) or what it refers to (a grant's actor, target
+  and role; a membership's user and group; an implied role's roles; an
+  application credential's user and project; a protocol's identity
+  provider and mapping; a federated user's identity providers) is
+  excluded. Something the spoke will not get cannot be depended on there.
+- included: there are no include rules, or one matches it, or a
+  ``domain:``/``project:`` include covers what contains it, or it is a
+  dependent (grant, membership, implied role, application credential,
+  protocol) whose every reference is included.
+
+Rules are judged on representations, not on ids resolved once: an
+upsert by the hub's representation (and the hub's view of what it refers
+to), a delete by the *spoke's* current representation of that id, so
+that something the rules keep out is never deleted at a spoke, whatever
+the hub did to it meanwhile. Looked-up representations are cached for
+one pass of a spoke (``scope``) and kept current with the changes the
+pass applies, so a project moved at the hub moves its subtree at once.
+Only what rules need is kept (names, domains, parents, references), never
+secrets.
+"""
+
+from collections.abc import Callable
+from collections.abc import Iterable
+import contextlib
+import dataclasses
+import fnmatch
+import logging
+import threading
+
+LOG = logging.getLogger(__name__)
+
+# What contains a resource (domain_id, parent_id) and what it refers to,
+# by type: the edges along which exclusion spreads.
+CONTAINED_IN = {
+    'project': ('domain', 'project'),
+    'role': ('domain',),
+    'user': ('domain',),
+    'group': ('domain',),
+    'identity_provider': ('domain',),
+}
+REFERS_TO = {
+    'implied_role': ('role',),
+    'user': ('identity_provider',),
+    'group_membership': ('user', 'group'),
+    'role_assignment': ('user', 'group', 'project', 'domain', 'role'),
+    'application_credential': ('user', 'project'),
+    'federation_protocol': ('identity_provider', 'mapping'),
+}
+# Types that exist only between others: included when all they refer to
+# is.
+DEPENDENTS = ('implied_role', 'group_membership', 'role_assignment',
+              'application_credential', 'federation_protocol')
+TYPES = ('domain', 'project', 'role', 'implied_role', 'mapping',
+         'identity_provider', 'federation_protocol', 'user', 'group',
+         'group_membership', 'role_assignment', 'application_credential')
+NAMED = ('domain', 'project', 'role', 'user', 'group',
+         'application_credential', 'identity_provider', 'mapping')
+ASSIGNMENT_ENDS = {
+    'UserProject': ('user', 'project'), 'GroupProject': ('group', 'project'),
+    'UserDomain': ('user', 'domain'), 'GroupDomain': ('group', 'domain'),
+    'UserSystem': ('user', None), 'GroupSystem': ('group', None),
+}
+KINDS = ('type', 'domain', 'project', 'name')
+
+
+def _reaches(type_name: str) -> frozenset:
+    """Every type whose exclusion can exclude a ``type_name``."""
+    seen, todo = set(), [type_name]
+    while todo:
+        t = todo.pop()
+        for n in CONTAINED_IN.get(t, ()) + REFERS_TO.get(t, ()):
+            if n not in seen:
+                seen.add(n)
+                todo.append(n)
+    return frozenset(seen | {type_name})
+
+
+REACHES = {t: _reaches(t) for t in TYPES}
+
+
+class RuleError(ValueError):
+    """A malformed selection rule."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    kind: str
+    value: str            # a type, a domain or project id or name, a glob
+    type: str | None      # for name rules: the type named
+    text: str
+
+    def matches(self, type_name: str, facts: 'Facts') -> bool:
+        """Whether the rule names this resource itself (containment and
+        references are the caller's business)."""
+        if self.kind == 'type':
+            return type_name == self.value
+        if self.kind == 'name':
+            return (type_name == self.type and facts.name is not None
+                    and fnmatch.fnmatchcase(facts.name, self.value))
+        return type_name == self.kind and self.value in (facts.id,
+                                                         facts.name)
+
+    def concerns(self, type_name: str) -> bool:
+        """Whether the rule can decide anything about ``type_name``."""
+        reach = REACHES.get(type_name, frozenset({type_name}))
+        if self.kind in ('type', 'name'):
+            return (self.type or self.value) in reach
+        return self.kind in reach
+
+
+def parse(text: str) -> Rule:
+    """One rule from its text; a :class:`RuleError` says what is wrong."""
+    raw = text.strip()
+    kind, sep, rest = raw.partition(':')
+    if not sep or kind not in KINDS or not rest:
+        raise RuleError(f'selection rule {text!r}: expected one of '
+                        'type:TYPE, domain:DOMAIN, project:PROJECT, '
+                        'name:TYPE:GLOB')
+    if kind == 'type':
+        if rest not in TYPES:
+            raise RuleError(f'selection rule {text!r}: unknown type '
+                            f'{rest!r} (types: {", ".join(TYPES)})')
+        return Rule('type', rest, None, raw)
+    if kind == 'name':
+        type_name, sep, glob = rest.partition(':')
+        if type_name not in NAMED or not sep or not glob:
+            raise RuleError(f'selection rule {text!r}: expected '
+                            'name:TYPE:GLOB with TYPE one of '
+                            f'{", ".join(NAMED)}')
+        return Rule('name', glob, type_name, raw)
+    return Rule(kind, rest, None, raw)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Facts:
+    """What the rules need of one resource; no secrets."""
+    id: str
+    name: str | None
+    contained_in: tuple      # ((type, id), ...)
+    refers_to: tuple         # ((type, id), ...)
+
+    @classmethod
+    def of(cls, type_name: str, resource: dict) -> 'Facts':
+        r = resource
+        inside, refs = [], []
+        if type_name == 'project':
+            inside.append(('domain', r.get('domain_id')))
+            if r.get('parent_id') not in (None, r.get('domain_id')):
+                inside.append(('project', r['parent_id']))
+        elif type_name in CONTAINED_IN and r.get('domain_id'):
+            inside.append(('domain', r['domain_id']))
+        if type_name == 'user':
+            refs += [('identity_provider', f['idp_id'])
+                     for f in r.get('federated') or ()]
+        elif type_name == 'implied_role':
+            refs += [('role', r['prior_role_id']),
+                     ('role', r['implied_role_id'])]
+        elif type_name == 'group_membership':
+            refs += [('user', r['user_id']), ('group', r['group_id'])]
+        elif type_name == 'role_assignment':
+            actor, target = ASSIGNMENT_ENDS[r['type']]
+            refs += [(actor, r['actor_id']), ('role', r['role_id'])]
+            if target:
+                refs.append((target, r['target_id']))
+        elif type_name == 'application_credential':
+            refs.append(('user', r['user_id']))
+            if r.get('project_id'):
+                refs.append(('project', r['project_id']))
+        elif type_name == 'federation_protocol':
+            refs += [('identity_provider', r['idp_id']),
+                     ('mapping', r['mapping_id'])]
+        if type_name == 'user':
+            name = (r.get('local') or {}).get('name')
+        elif type_name in ('identity_provider', 'mapping'):
+            name = r['id']
+        else:
+            name = r.get('name')
+        return cls(r['id'], name, tuple(x for x in inside if x[1]),
+                   tuple(refs))
+
+
+class View:
+    """Facts of one site's resources, fetched once each and cached."""
+
+    def __init__(self, fetch: Callable[[str, str], dict | None]):
+        self._fetch = fetch
+        self._facts: dict = {}
+
+    def note(self, type_name: str, id_: str, resource: dict | None) -> None:
+        self._facts[(type_name, id_)] = (
+            None if resource is None else Facts.of(type_name, resource))
+
+    def get(self, type_name: str, id_: str) -> Facts | None:
+        key = (type_name, id_)
+        if key not in self._facts:
+            self.note(type_name, id_, self._fetch(type_name, id_))
+        return self._facts[key]
+
+
+class Selection:
+    """One rule set: include and exclude rules."""
+
+    def __init__(self, include: Iterable[str] = (),
+                 exclude: Iterable[str] = ()):
+        self.include = [parse(t) for t in include or ()]
+        self.exclude = [parse(t) for t in exclude or ()]
+        self._local = threading.local()
+        self.skipped: dict[str, int] = {}
+
+    def __bool__(self):
+        return bool(self.include or self.exclude)
+
+    def __repr__(self):
+        return (f'Selection(include={[r.text for r in self.include]}, '
+                f'exclude={[r.text for r in self.exclude]})')
+
+    def concerns(self, type_name: str) -> bool:
+        """Whether any rule can keep a ``type_name`` out."""
+        return bool(self.include) or any(r.concerns(type_name)
+                                         for r in self.exclude)
+
+    def judge(self, view: View) -> 'Judge':
+        return Judge(self, view)
+
+    @contextlib.contextmanager
+    def scope(self, hub_fetch: Callable[[str, str], dict | None]):
+        """One pass of one spoke (a thread): the hub's facts are looked up
+        once for the whole pass."""
+        self._local.hub = View(hub_fetch)
+        try:
+            yield
+        finally:
+            self._local.hub = None
+
+    def filter(self, spoke_name: str, changes: list,
+               hub_fetch: Callable[[str, str], dict | None],
+               spoke_fetch: Callable[[str, str], dict | None]):
+        """Split outbox changes into (to write, left alone with reason).
+
+        An upsert is judged on the hub's representation; a delete on the
+        spoke's current representation of that id (absent there: nothing
+        to protect, the delete goes on and finds nothing)."""
+        if not self:
+            return list(changes), []
+        hub = getattr(self._local, 'hub', None) or View(hub_fetch)
+        for c in sorted(changes, key=lambda c: c.seq):
+            # Newest last: the view follows the hub within the pass.
+            if c.op == 'delete' or c.resource is not None:
+                hub.note(c.type, c.id, c.resource)
+        spoke = View(spoke_fetch)
+        on_hub, on_spoke = Judge(self, hub), Judge(self, spoke)
+        keep, skipped = [], []
+        for c in changes:
+            why = None
+            if not self.concerns(c.type):
+                pass
+            elif c.op == 'delete':
+                if spoke.get(c.type, c.id) is not None:
+                    why = on_spoke.why_not(c.type, c.id)
+            elif c.resource is not None:
+                why = on_hub.why_not(c.type, c.id)
+            if why:
+                skipped.append((c, why))
+                LOG.debug('spoke %(spoke)s: leaving %(type)s %(id)s alone '
+                          '(%(op)s): %(why)s',
+                          {'spoke': spoke_name, 'type': c.type, 'id': c.id,
+                           'op': c.op, 'why': why})
+            else:
+                keep.append(c)
+        if skipped:
+            self.skipped[spoke_name] = (self.skipped.get(spoke_name, 0)
+                                        + len(skipped))
+            LOG.info('spoke %(spoke)s: %(n)d changes left alone by the '
+                     'selection rules (%(total)d so far)',
+                     {'spoke': spoke_name, 'n': len(skipped),
+                      'total': self.skipped[spoke_name]})
+        return keep, skipped
+
+
+class Judge:
+    """Verdicts on the resources of one view, memoized for one batch."""
+
+    MAX_DEPTH = 64   # deeper than any Keystone hierarchy (max_depth)
+
+    def __init__(self, selection: Selection, view: View):
+        self.selection = selection
+        self.view = view
+        self._excluded: dict = {}
+        self._included: dict = {}
+        self._covered: dict = {}
+
+    def why_not(self, type_name: str, id_: str) -> str | None:
+        """Why the resource must be left alone, or None to sync it."""
+        why = self.excluded(type_name, id_)
+        if why:
+            return why
+        if not self.included(type_name, id_):
+            return 'matches no include rule'
+        return None
+
+    def selected(self, type_name: str, id_: str) -> bool:
+        return self.why_not(type_name, id_) is None
+
+    def excluded(self, type_name, id_, depth=0) -> str | None:
+        key = (type_name, id_)
+        if key in self._excluded:
+            return self._excluded[key]
+        rules = [r for r in self.selection.exclude
+                 if r.concerns(type_name)]
+        why = None
+        if rules and depth < self.MAX_DEPTH:
+            self._excluded[key] = None     # a loop judges as not excluded
+            facts = self.view.get(type_name, id_)
+            if facts is not None:
+                why = next((f'exclude rule {r.text!r}' for r in rules
+                            if r.matches(type_name, facts)), None)
+                for t, i in facts.contained_in + facts.refers_to:
+                    if why:
+                        break
+                    inner = self.excluded(t, i, depth + 1)
+                    if inner:
+                        why = (f'{t} {i} is excluded ({inner})'
+                               if depth == 0 else inner)
+        self._excluded[key] = why
+        return why
+
+    def included(self, type_name, id_, depth=0) -> bool:
+        if not self.selection.include:
+            return True
+        key = (type_name, id_)
+        if key in self._included:
+            return self._included[key]
+        self._included[key] = False
+        facts = self.view.get(type_name, id_)
+        ok = False
+        if facts is not None and depth < self.MAX_DEPTH:
+            ok = (any(r.matches(type_name, facts)
+                      for r in self.selection.include)
+                  or any(self._covered_by_scope(t, i, depth + 1)
+                         for t, i in facts.contained_in)
+                  or (type_name in DEPENDENTS and bool(facts.refers_to)
+                      and all(self.included(t, i, depth + 1)
+                              for t, i in facts.refers_to)))
+        self._included[key] = ok
+        return ok
+
+    def _covered_by_scope(self, type_name, id_, depth) -> bool:
+        """Whether a ``domain:``/``project:`` include covers this
+        container (or one of its own containers)."""
+        key = (type_name, id_)
+        if key in self._covered:
+            return self._covered[key]
+        self._covered[key] = False
+        facts = self.view.get(type_name, id_)
+        ok = False
+        if facts is not None and depth < self.MAX_DEPTH:
+            ok = (any(r.kind in ('domain', 'project')
+                      and r.matches(type_name, facts)
+                      for r in self.selection.include)
+                  or any(self._covered_by_scope(t, i, depth + 1)
+                         for t, i in facts.contained_in))
+        self._covered[key] = ok
+        return ok
