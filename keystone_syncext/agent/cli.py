@@ -11,7 +11,9 @@
 Every flag can come from a config file instead (``--config-file``, or
 ``keystone-sync.conf`` where oslo.config looks for it: ``[DEFAULT] hub``,
 ``spokes``, ``state`` and the tuning options; see
-``etc/keystone-sync.conf.sample``). Flags override the file.
+``etc/keystone-sync.conf.sample``). Flags override the file. The
+selective sync rules (``[selection]``, ``[spoke:NAME]``) are in the file
+only.
 """
 
 import json

@@ -107,8 +107,10 @@ def list_opts():
     """For oslo-config-generator (namespace keystone_syncext.agent)."""
     return [(None, SITE_OPTS + TUNING_OPTS),
             (SELECTION_GROUP, SELECTION_OPTS),
-            (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'NAME',
-                          help='Selection rules for the spoke NAME (a '
-                               'cloud name); each option set here replaces '
-                               'the [selection] one for that spoke.'),
+            (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'example',
+                          help='Selection rules for one spoke, here the '
+                               'cloud named "example": one [spoke:NAME] '
+                               'group per spoke that needs its own. Each '
+                               'option set here replaces the [selection] '
+                               'one for that spoke.'),
              SPOKE_OPTS)]

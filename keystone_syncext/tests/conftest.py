@@ -57,6 +57,7 @@ def pytest_generate_tests(metafunc):
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
     'test_agent.py',
+    'test_agent_selective.py',
     'test_resources_identity.py',
     'test_resources_federation.py',
     'test_api_resources.py',
