@@ -326,7 +326,12 @@ class Judge:
         if rules and depth < self.MAX_DEPTH:
             self._excluded[key] = None     # a loop judges as not excluded
             facts = self.view.get(type_name, id_)
-            if facts is not None:
+            if facts is None and depth:
+                # Something it needs is gone (deleted at the hub since):
+                # the rules cannot clear it, and a write of it would be
+                # refused or undone by the delete that follows.
+                why = 'not at the site'
+            elif facts is not None:
                 why = next((f'exclude rule {r.text!r}' for r in rules
                             if r.matches(type_name, facts)), None)
                 for t, i in facts.contained_in + facts.refers_to:
@@ -334,8 +339,7 @@ class Judge:
                         break
                     inner = self.excluded(t, i, depth + 1)
                     if inner:
-                        why = (f'{t} {i} is excluded ({inner})'
-                               if depth == 0 else inner)
+                        why = f'{t} {i}: {inner}' if depth == 0 else inner
         self._excluded[key] = why
         return why
 

@@ -238,8 +238,8 @@ def test_upserts_of_excluded_resources_are_left_alone():
         changes, hub, {})
     assert ('user', 'u-svc') in skipped and ('user', 'u-alice') in keep
     assert "exclude rule 'name:user:svc-*'" in skipped[('user', 'u-svc')]
-    assert 'user u-svc is excluded' in skipped[('group_membership',
-                                                'u-svc:g-ops')]
+    assert skipped[('group_membership', 'u-svc:g-ops')] == \
+        "user u-svc: exclude rule 'name:user:svc-*'"
     assert len(keep) + len(skipped) == len(changes)
     assert 'SECRET' not in repr(skipped)
 
@@ -283,6 +283,22 @@ def test_moving_out_of_scope_at_the_hub_updates_nothing_deletes_nothing():
     assert set(skipped) == {('project', 'p-other'), ('user', 'u-alice'),
                             ('role_assignment', grant['id'])}
     assert spoke.calls == []
+
+
+def test_what_refers_to_something_gone_is_not_written():
+    # The hub deleted the user since (its delete, and the grant's, follow
+    # in the feed): whether the rules exclude it cannot be told, so the
+    # grant is not written -- the spoke may hold an excluded copy.
+    hub = _site()
+    grant = hub.pop(('role_assignment',
+                     'UserProject:u-svc:p-other:r-member:0'))
+    del hub[('user', 'u-svc')]
+    keep, skipped, _, _ = _filter(
+        sel.Selection(exclude=['name:user:svc-*']),
+        [state_mod.Change(1, 'role_assignment', grant['id'], 'upsert', None,
+                          grant)], hub, {})
+    assert keep == [] and skipped == {
+        ('role_assignment', grant['id']): 'user u-svc: not at the site'}
 
 
 def test_the_hub_is_looked_up_once_per_pass():
