@@ -84,13 +84,15 @@ def plan(hub: client.Site, spoke: client.Site, exclude=(),
             continue
         hub_by_key = {}
         for r in _all(hub, type_name):
-            hub_view.note(type_name, r['id'], r)
+            if selection:
+                hub_view.note(type_name, r['id'], r)
             key = natural_key(type_name, r)
             if key is not None:
                 hub_by_key[key] = r['id']
         spoke_items = _all(spoke, type_name)
         for r in spoke_items:
-            spoke_view.note(type_name, r['id'], r)
+            if selection:
+                spoke_view.note(type_name, r['id'], r)
         spoke_ids = {r['id'] for r in spoke_items}
         for r in spoke_items:
             key = natural_key(type_name, r)
