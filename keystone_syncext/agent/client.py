@@ -124,10 +124,12 @@ class Site:
         self.site_id = caps['site_id']
         return caps
 
-    def changes(self, since=None, limit=500, wait=0) -> dict:
+    def changes(self, since=None, limit=500, wait=0, types=None) -> dict:
         params = {'limit': limit}
         if since:
             params['since'] = since
+        if types:
+            params['types'] = ','.join(types)
         if wait:
             params['wait'] = wait
         return self._request('GET', '/sync/changes', params=params,

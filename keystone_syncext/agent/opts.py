@@ -13,6 +13,16 @@ SITE_OPTS = [
     cfg.ListOpt('spokes', default=[],
                 help='The spokes: cloud names in clouds.yaml, each with '
                      'system-scoped admin credentials.'),
+    cfg.ListOpt('spoke_originated_types',
+                default=['application_credential'],
+                help='Types that also flow up: a change made at a spoke '
+                     'itself (not written there by the agent) goes to the '
+                     'hub, and from there to the other spokes, never back '
+                     'to where it came from. The hub\'s own changes of '
+                     'these types flow down as always. Empty: one-way. '
+                     'Application credentials are the sensible default: '
+                     'users make them where they work. Trusts are not a '
+                     'v1 type (see doc/agent.md, "Two-way sync").'),
     cfg.StrOpt('state_dir', default='~/.local/state/keystone-sync',
                help='Directory for the default SQLite state database.'),
     cfg.StrOpt('state', default=DEFAULT_STATE,

@@ -8,10 +8,17 @@ checkpoint only after the spoke answered; a spoke that is down or slow
 backs off on its own and never holds the others back. A spoke seen for the
 first time is seeded from the hub's listings first.
 
+Two-way: for the types that flow up (``spoke_originated_types``), one more
+thread per spoke reads that spoke's own feed and writes the changes made
+there (origin unset: not the agent's writes) to the hub, carrying the
+spoke as their origin; the hub's feed then brings them to every other
+spoke, and never back to the one they came from.
+
 Nothing is lost to a crash: the outbox and checkpoints are durable, and
 anything re-applied after a crash is an upsert or delete by id.
 """
 
+import concurrent.futures
 import contextlib
 import logging
 import random
@@ -125,6 +132,9 @@ class Agent:
         self.target = None          # --once: the outbox seq to reach
         self.hub_failure = None     # --once: why the hub was given up
         self.outcome: dict[str, str | None] = {}
+        self.up_outcome: dict[str, str] = {}   # --once: why up failed
+        self.upward_done = threading.Event()
+        self.upward_done.set()
         self.hub_types: list[str] = []
         self.spoke_types: dict[str, list[str]] = {}
         self.spoke_max_items: dict[str, int] = {}
@@ -161,6 +171,7 @@ class Agent:
                 except Stopped:
                     return 0
         self.hub_types = caps['resource_types']
+        self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
         self.state.set_hub(self.hub.name, caps['site_id'], None)
         if self.state.hub().cursor is None:
             # First run: every spoke is seeded from the hub's listings, so
@@ -177,9 +188,21 @@ class Agent:
             self.conf.max_parallel_spokes)
         threads = [threading.Thread(target=self._feed_loop, name='feed',
                                     daemon=True)]
+        if self.once and self.conf.spoke_originated_types:
+            # Spokes' own changes go to the hub side by side with the
+            # rest; the feed is not done until they are in (so this run
+            # carries them on to the other spokes).
+            self.upward_done.clear()
+            threads.append(threading.Thread(target=self._upward_once,
+                                            name='up', daemon=True))
         threads += [threading.Thread(target=self._spoke_loop, args=(s,),
                                      name=f'spoke-{s.name}', daemon=True)
                     for s in self.spokes]
+        if not self.once and self.conf.spoke_originated_types:
+            threads += [threading.Thread(target=self._upward_loop,
+                                         args=(s,), name=f'up-{s.name}',
+                                         daemon=True)
+                        for s in self.spokes]
         for t in threads:
             t.start()
         try:
@@ -189,7 +212,8 @@ class Agent:
                 self.stop.set()
                 threads[0].join(timeout=5)
             else:
-                while any(t.is_alive() for t in threads[1:]):
+                while any(t.is_alive() for t in threads[1:]
+                          if t.name.startswith('spoke-')):
                     self.stop.wait(1)
                     if self.stop.is_set():
                         break
@@ -220,6 +244,8 @@ class Agent:
             bad += 1
         for s in self.spokes:
             why = self.outcome.get(s.name, 'stopped before converging')
+            if not why and s.name in self.up_outcome:
+                why = self.up_outcome[s.name]
             if why:
                 print(f'spoke {s.name}: not converged: {why}',
                       file=sys.stderr)
@@ -261,6 +287,11 @@ class Agent:
                         self._announce()
                         return
                     self._sleep(self._backoff(failures))
+                    continue
+                if not more and self.once and not self.upward_done.is_set():
+                    # Read again once the spokes' own changes are in.
+                    while not self.upward_done.wait(0.2):
+                        self._check_stop()
                     continue
                 if not more and self.once:
                     self.target = self.state.top()
@@ -462,6 +493,132 @@ class Agent:
         self.state.record(site.name, None, done, failed)
         return len(failed)
 
+    # -- two-way: spokes' own changes up to the hub -------------------
+
+    def _up_types(self, site: client.Site) -> list[str]:
+        return [t for t in self.conf.spoke_originated_types
+                if t in self.hub_types
+                and t in self.spoke_types.get(site.name, ())]
+
+    def _upward_once(self) -> None:
+        """--once: bring every spoke's own changes to the hub, all spokes
+        side by side; a spoke that fails is reported, the others go on."""
+        def one(site):
+            failures = 0
+            while True:
+                try:
+                    while self._push_up(site):
+                        pass
+                    if self.state.pending_for(state_mod.up_key(site.name)):
+                        self.up_outcome[site.name] = (
+                            'its own changes were refused by the hub: ' +
+                            self.state.report_pending(
+                                state_mod.up_key(site.name)))
+                    return
+                except client.SiteError as e:
+                    failures += 1
+                    if not e.transient or \
+                            failures >= self.conf.once_attempts:
+                        self.up_outcome[site.name] = (
+                            f'its own changes could not be read or sent to '
+                            f'the hub: {e}')
+                        return
+                    site.site_id = None
+                    try:
+                        self._sleep(self._backoff(failures))
+                    except Stopped:
+                        return
+
+        workers = min(len(self.spokes), self.conf.max_parallel_spokes) or 1
+        try:
+            with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                list(pool.map(one, self.spokes))
+        finally:
+            self.upward_done.set()
+
+    def _upward_loop(self, site: client.Site) -> None:
+        failures = 0
+        try:
+            while not self.stop.is_set():
+                try:
+                    self._push_up(site, wait=self.conf.poll_wait)
+                    failures = 0
+                except client.SiteError as e:
+                    failures += 1
+                    LOG.warning('spoke %(spoke)s: reading its own changes '
+                                'for the hub failed (%(n)d in a row): '
+                                '%(err)s', {'spoke': site.name,
+                                            'n': failures, 'err': e})
+                    site.site_id = None
+                    self._sleep(self._backoff(failures))
+                except Exception:
+                    failures += 1
+                    LOG.exception('spoke %(spoke)s: unexpected error while '
+                                  'sending its own changes to the hub',
+                                  {'spoke': site.name})
+                    self._sleep(self._backoff(failures))
+        except Stopped:
+            return
+
+    def _push_up(self, site: client.Site, wait: float = 0) -> bool:
+        """One read of spoke ``site``'s feed, for the types that flow up;
+        what was made at the spoke itself goes to the hub with the spoke as
+        its origin, and what the hub refuses waits in pending (retried
+        each time). The cursor moves only after the hub answered. Returns
+        whether the spoke's feed has more right away."""
+        self._connect(site)
+        types = self._up_types(site)
+        if not types:
+            if wait:
+                self._sleep(wait)   # nothing flows up from this spoke
+            return False
+        cursor = self.state.upward_cursor(site.name)
+        if cursor is None:
+            # First sight of this spoke: what it made before is its own.
+            self.state.set_upward_cursor(
+                site.name, site.capabilities()['head_cursor'])
+            return True
+        page = site.changes(since=cursor, limit=self.conf.feed_page_size,
+                            wait=wait, types=types)
+        key = state_mod.up_key(site.name)
+        retry = self.state.pending_for(key)
+        base = max((c.seq for c in retry), default=0) + 1
+        # Origin set: written there by the agent (from the hub); only what
+        # the spoke made itself goes up.
+        mine = [state_mod.Change(base + n, c['type'], c['id'], c['op'],
+                                 None, c.get('resource'))
+                for n, c in enumerate(page['changes'])
+                if c.get('origin') is None]
+        if retry or mine:
+            done, failed = self._apply_up(site, retry + mine)
+            self.state.record(key, None, done, failed)
+            if mine:
+                LOG.info('spoke %(spoke)s: sent %(ok)d of its own changes '
+                         'to hub %(hub)s (%(bad)d refused)',
+                         {'spoke': site.name, 'hub': self.hub.name,
+                          'ok': len(done), 'bad': len(failed)})
+        self.state.set_upward_cursor(site.name, page['next'])
+        return bool(page['more'])
+
+    def _apply_up(self, site: client.Site, changes):
+        """Write a spoke's own changes to the hub; (done, failed)."""
+        done = []
+        selection = self.selections.get(site.name)
+        if selection:
+            # Judged as the other way round: upserts on the spoke's
+            # representation, deletes on the hub's copy.
+            changes, skipped = selection.filter(
+                site.name, changes, site.resource, self.hub.resource)
+            done += [c for c, _ in skipped]
+        todo = []
+        for c in changes:
+            if c.op != 'delete' and c.resource is None:
+                done.append(c)   # deleted since: its delete follows
+            else:
+                todo.append(c)
+        ok, bad = self._write(self.hub, order(todo), origin=site.site_id)
+        return done + ok, bad
+
     # -- writing ------------------------------------------------------
 
     def _apply(self, site: client.Site, changes):
@@ -496,9 +653,9 @@ class Agent:
             todo = [c for c, _ in bad]
         return done, failed
 
-    def _write(self, site, ordered):
+    def _write(self, site, ordered, origin=None):
         ok, bad = [], []
-        origin = self.state.hub().site_id
+        origin = origin or self.state.hub().site_id
         for chunk in client.chunks(ordered, self._max_items(site),
                                    self.conf.batch_bytes,
                                    as_item=state_mod.Change.item):

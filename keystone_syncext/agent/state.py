@@ -9,7 +9,11 @@
   (``applied_seq``), its seeding state, last success and last error.
 - ``agent_pending``: per spoke, items a spoke refused (a name taken, a
   missing reference); retried on every pass until they apply or a newer
-  change of the same resource replaces them.
+  change of the same resource replaces them. Items the hub refused from a
+  spoke (two-way sync) are kept the same way under ``up_key(spoke)``.
+- ``agent_upward``: per spoke, the cursor of the spoke's own feed read up
+  to, for the types that flow up (``spoke_originated_types``). It moves
+  only after the hub answered for what was read.
 
 A spoke's checkpoint moves only after the spoke answered for every item up
 to it, so a crash re-applies at most one pass, and re-applying is harmless:
@@ -85,6 +89,19 @@ pending = sa.Table(
     sa.Column('last_error', sa.Text),
     sa.Column('since', sa.DateTime, nullable=False),
 )
+
+upward = sa.Table(
+    'agent_upward', metadata,
+    sa.Column('spoke', sa.String(255), primary_key=True),
+    sa.Column('cursor', sa.String(64)),
+    sa.Column('last_read_at', sa.DateTime),
+)
+
+
+def up_key(name: str) -> str:
+    """The ``agent_pending.spoke`` key of what the hub refused from
+    spoke ``name``."""
+    return f'{name} -> hub'
 
 
 def now() -> datetime.datetime:
@@ -349,6 +366,20 @@ class State:
                                      last_error=message[:1000],
                                      last_error_at=now()))
 
+    # -- two-way: spokes' own changes, up to the hub ------------------
+
+    def upward_cursor(self, name: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(upward.c.cursor)
+                                .where(upward.c.spoke == name)).scalar()
+
+    def set_upward_cursor(self, name: str, cursor: str) -> None:
+        with self.engine.begin() as conn:
+            values = {'cursor': cursor, 'last_read_at': now()}
+            if conn.execute(upward.update().where(upward.c.spoke == name)
+                            .values(**values)).rowcount == 0:
+                conn.execute(upward.insert().values(spoke=name, **values))
+
     def prune(self, names: list[str]) -> int:
         """Remove outbox rows every one of ``names`` has applied."""
         with self.engine.begin() as conn:
@@ -377,7 +408,8 @@ class State:
                 count, oldest = conn.execute(behind).one()
                 npending, first = conn.execute(
                     sa.select(sa.func.count(), sa.func.min(pending.c.since))
-                    .where(pending.c.spoke == r.name)).one()
+                    .where(pending.c.spoke.in_([r.name, up_key(r.name)]))
+                ).one()
                 out.append({'spoke': r.name, 'site_id': r.site_id,
                             'state': r.state, 'lag_changes': count,
                             'oldest_unapplied': oldest,

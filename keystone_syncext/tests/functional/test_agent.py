@@ -422,6 +422,79 @@ def test_hub_user_logs_in_at_spokes_and_password_change_follows(world):
             .status_code == 201, spoke.name
 
 
+def _feed_of(world, site, id_):
+    """(op, origin) of each change of application credential ``id_`` in
+    ``site``'s feed."""
+    sess, since, out = world.session(site), None, []
+    while True:
+        page = sess.get(f'{site.url}/sync/changes', params={
+            'limit': 1000, 'types': 'application_credential',
+            **({'since': since} if since else {})}).json()
+        out += [(c['op'], c['origin']) for c in page['changes']
+                if c['id'] == id_]
+        since = page['next']
+        if not page['more']:
+            return out
+
+
+def test_application_credential_made_at_a_spoke_reaches_everywhere(world):
+    """Two-way: a user's application credential made at spoke1 (30.0)
+    authenticates at the hub and at spoke2 (29.1) with the same id and
+    secret, and its delete at spoke1 removes it everywhere; nothing is
+    echoed back to spoke1."""
+    _made, ctx = make_everything(world.hub)
+    world.sync()
+    spoke1, spoke2 = world.spokes
+    u, p = ctx['user']['id'], ctx['project']['id']
+    resp = _token(spoke1, _password(u, ctx['password']),
+                  {'project': {'id': p}})
+    assert resp.status_code == 201, resp.text
+    user_token = {'X-Auth-Token': resp.headers['X-Subject-Token']}
+    resp = requests.post(
+        f'{spoke1.url}/users/{u}/application_credentials',
+        headers=user_token, timeout=60, json={'application_credential': {
+            'name': f'made-at-spoke1-{_hex()[:6]}'}})
+    assert resp.status_code == 201, resp.text
+    ac = resp.json()['application_credential']
+    login = {'methods': ['application_credential'],
+             'application_credential': {'id': ac['id'],
+                                        'secret': ac['secret']}}
+
+    world.sync()
+    for site in (world.hub, spoke2):
+        resp = _token(site, login)
+        assert resp.status_code == 201, (site.name, resp.text)
+        assert resp.json()['token']['application_credential']['id'] == \
+            ac['id']
+        assert resp.json()['token']['project']['id'] == p
+    # The hub holds it as spoke1's (its role rows are captured as updates
+    # of it); spoke1 never got it back: every change there is its own.
+    spoke1_id = world.session(spoke1).get(
+        f'{spoke1.url}/sync').json()['sync']['site_id']
+    at_hub = _feed_of(world, world.hub, ac['id'])
+    assert at_hub[0] == ('create', spoke1_id), at_hub
+    assert {origin for _, origin in at_hub} == {spoke1_id}, at_hub
+    at_spoke1 = _feed_of(world, spoke1, ac['id'])
+    assert at_spoke1[0] == ('create', None), at_spoke1
+    assert {origin for _, origin in at_spoke1} == {None}, at_spoke1
+
+    resp = requests.delete(
+        f'{spoke1.url}/users/{u}/application_credentials/{ac["id"]}',
+        headers=user_token, timeout=60)
+    assert resp.status_code == 204, resp.text
+    world.sync()
+    for site in world.every():
+        # Keystone answers 404 for a credential it does not know.
+        assert _token(site, login).status_code in (401, 404), site.name
+        assert world.session(site).get(
+            f'{site.url}/sync/resources/application_credential/{ac["id"]}',
+            raise_exc=False).status_code == 404, site.name
+    assert _feed_of(world, world.hub, ac['id'])[-1] == ('delete', spoke1_id)
+    at_spoke1 = _feed_of(world, spoke1, ac['id'])
+    assert at_spoke1[-1] == ('delete', None), at_spoke1
+    assert {origin for _, origin in at_spoke1} == {None}, at_spoke1
+
+
 def _bulk(world, count):
     """``count`` projects and roles at the hub, fast: through the hub's
     own batch route (hub changes like any other)."""

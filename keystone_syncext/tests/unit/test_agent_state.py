@@ -34,7 +34,7 @@ def _tables(url):
 
 
 AGENT_TABLES = {'agent_hub', 'agent_outbox', 'agent_spoke', 'agent_pending',
-                state_mod.VERSION_TABLE}
+                'agent_upward', state_mod.VERSION_TABLE}
 
 
 def test_migrations_up_down_up(state_url):
@@ -113,6 +113,33 @@ def test_outbox_checkpoints_pending_and_report(state_url):
     assert st.prune(['s1']) == 3
     # s2 was never seeded: it still starts with a seed.
     assert st.spoke('s2').state == 'new'
+    st.engine.dispose()
+
+
+def test_upward_cursor_and_what_the_hub_refused(tmp_path):
+    """Two-way sync: a spoke's own-feed cursor is kept per spoke, and what
+    the hub refused from it is pending under up_key(), counted in that
+    spoke's status row."""
+    st = state_mod.State(f'sqlite:///{tmp_path}/s.sqlite')
+    st.migrate()
+    st.set_hub('hub', 'hub-site', 'c0')
+    st.spoke('s1')
+    assert st.upward_cursor('s1') is None
+    st.set_upward_cursor('s1', 'c1')
+    st.set_upward_cursor('s1', 'c2')
+    assert st.upward_cursor('s1') == 'c2'
+    assert st.upward_cursor('s2') is None
+    up = state_mod.up_key('s1')
+    refused = state_mod.Change(1, 'application_credential', 'ac1', 'upsert',
+                               None, {'id': 'ac1'})
+    st.record(up, None, [], [(refused, '400 user u1 not found')])
+    assert [c.id for c in st.pending_for(up)] == ['ac1']
+    assert st.pending_for('s1') == []
+    row = st.report()['spokes'][0]
+    assert row['spoke'] == 's1' and row['pending'] == 1
+    assert st.report_pending(up) == '400 user u1 not found'
+    st.record(up, None, [refused], [])
+    assert st.pending_for(up) == []
     st.engine.dispose()
 
 
