@@ -178,9 +178,17 @@ def _schemas() -> dict:
             'properties': {'sync': {
                 'type': 'object',
                 'properties': {
-                    'protocol_versions': {'type': 'array',
-                                          'items': {'type': 'integer'}},
-                    'protocol_version': {'type': 'integer'},
+                    'protocol_versions': {
+                        'type': 'array', 'items': {'type': 'integer'},
+                        'description': 'Every wire protocol version this '
+                        'site speaks; an agent uses the highest one it '
+                        'speaks too, and refuses the site when there is '
+                        'none.'},
+                    'protocol_version': {
+                        'type': 'integer',
+                        'description': 'The oldest of protocol_versions, '
+                        'for consumers that read one value (kept for '
+                        'compatibility).'},
                     'site_id': {'type': 'string'},
                     'keystone_version': {'type': 'string'},
                     'resource_types': {'type': 'array',

@@ -22,7 +22,11 @@ from keystoneauth1 import exceptions as ks_exc
 LOG = logging.getLogger(__name__)
 
 ORIGIN_HEADER = 'OpenStack-Sync-Origin'
-PROTOCOL_VERSION = 1
+# The wire protocol versions this agent speaks. A site advertises its own
+# in ``GET /v3/sync``; the agent uses the highest version both speak, so an
+# extension one release ahead or behind keeps syncing as long as the two
+# still share a version.
+PROTOCOL_VERSIONS = (1,)
 
 
 class SiteError(Exception):
@@ -67,6 +71,7 @@ class Site:
             endpoint_override=cloud.get_endpoint('identity'),
             version=(3, 0))
         self.site_id = None
+        self.protocol_version = None
 
     def __repr__(self):
         return f'Site({self.name!r})'
@@ -115,12 +120,15 @@ class Site:
 
     # -- the protocol -------------------------------------------------
 
-    def capabilities(self) -> dict:
+    def capabilities(self, speaks=PROTOCOL_VERSIONS,
+                     speaker='this agent') -> dict:
+        """``GET /v3/sync``, choosing the protocol version: the highest
+        of the site's that ``speaker`` also ``speaks`` (this agent, or this
+        agent and the hub, whose representations a spoke receives).
+        Non-transient when there is none: asking again will not help,
+        upgrading one side will."""
         caps = self._request('GET', '/sync')['sync']
-        if PROTOCOL_VERSION not in caps.get('protocol_versions', []):
-            raise SiteError(self.name, 'speaks sync protocol versions '
-                            f'{caps.get("protocol_versions")}, this agent '
-                            f'speaks {PROTOCOL_VERSION}', transient=False)
+        self.protocol_version = negotiate(self.name, caps, speaks, speaker)
         self.site_id = caps['site_id']
         return caps
 
@@ -170,6 +178,35 @@ class Site:
                              json_body={'type': type_name, 'from': old_id,
                                         'to': new_id},
                              headers=headers)['rekey']
+
+
+def advertised_versions(caps: dict) -> list[int]:
+    """The protocol versions a capabilities document offers: its
+    ``protocol_versions`` list, or the single ``protocol_version`` of an
+    extension that predates the list."""
+    versions = caps.get('protocol_versions')
+    if versions is None and caps.get('protocol_version') is not None:
+        versions = [caps['protocol_version']]
+    return sorted({v for v in versions or () if isinstance(v, int)})
+
+
+def negotiate(site: str, caps: dict, speaks=PROTOCOL_VERSIONS,
+              speaker: str = 'this agent') -> int:
+    """The highest protocol version both ``caps`` and ``speaks`` hold;
+    a non-transient :class:`SiteError` naming both lists when there is
+    none."""
+    theirs = advertised_versions(caps)
+    common = set(theirs) & set(speaks)
+    if not common:
+        raise SiteError(site, 'no sync protocol version in common: the site '
+                        f'speaks {_versions(theirs)}, {speaker} '
+                        f'{_versions(speaks)}; upgrade the side that is '
+                        'behind (extension or agent)', transient=False)
+    return max(common)
+
+
+def _versions(versions) -> str:
+    return ', '.join(str(v) for v in sorted(versions)) or 'none'
 
 
 def chunks(things, max_items, max_bytes, as_item=lambda thing: thing):

@@ -136,6 +136,7 @@ class Agent:
         self.upward_done = threading.Event()
         self.upward_done.set()
         self.hub_types: list[str] = []
+        self.hub_versions: list[int] = list(client.PROTOCOL_VERSIONS)
         self.spoke_types: dict[str, list[str]] = {}
         self.spoke_max_items: dict[str, int] = {}
 
@@ -172,15 +173,21 @@ class Agent:
                     return 0
         self.hub_types = caps['resource_types']
         self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
+        # A spoke receives the hub's representations as they are: it must
+        # share a version with the agent and the hub both.
+        self.hub_versions = sorted(
+            set(client.advertised_versions(caps)) &
+            set(client.PROTOCOL_VERSIONS))
         self.state.set_hub(self.hub.name, caps['site_id'], None)
         if self.state.hub().cursor is None:
             # First run: every spoke is seeded from the hub's listings, so
             # the feed is followed from the head on.
             self.state.restart_feed(caps['head_cursor'])
         LOG.info('following hub %(hub)s (site %(site)s, Keystone '
-                 '%(version)s) for %(n)d spokes',
+                 '%(version)s, sync protocol %(protocol)d) for %(n)d spokes',
                  {'hub': self.hub.name, 'site': caps['site_id'],
                   'version': caps['keystone_version'],
+                  'protocol': self.hub.protocol_version,
                   'n': len(self.spokes)})
         for s in self.spokes:
             self.state.spoke(s.name)
@@ -393,7 +400,13 @@ class Agent:
 
     def _connect(self, site: client.Site) -> None:
         if site.site_id is None:
-            caps = site.capabilities()
+            caps = site.capabilities(
+                speaks=self.hub_versions,
+                speaker=f'this agent and hub {self.hub.name}')
+            LOG.info('spoke %(spoke)s (Keystone %(version)s): sync protocol '
+                     '%(protocol)d', {'spoke': site.name,
+                                      'version': caps['keystone_version'],
+                                      'protocol': site.protocol_version})
             self.spoke_types[site.name] = caps['resource_types']
             self.spoke_max_items[site.name] = caps.get('max_page_size')
             self.state.set_site_id(site.name, caps['site_id'])
