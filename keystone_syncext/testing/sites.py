@@ -52,11 +52,14 @@ class Site:
         defaults to the running interpreter's.
     :param capture: run ``keystone-syncext-manage db_sync`` (install the
         extension's schema) after Keystone's own db_sync.
+    :param env: environment variables for the uWSGI process (added to
+        this process's own).
     """
 
     def __init__(self, name: str, workdir: str, db_url: str,
                  venv: str | None = None, capture: bool = True,
-                 app: str = KEYSTONE_APP, processes: int = 2):
+                 app: str = KEYSTONE_APP, processes: int = 2,
+                 env: dict | None = None):
         self.name = name
         self.dir = os.path.abspath(workdir)
         self.db_url = db_url
@@ -64,6 +67,7 @@ class Site:
         self.capture = capture
         self.app = app
         self.processes = processes
+        self.env = dict(env or {})
         self.port = free_port()
         self.admin_password = secrets.token_hex(16)
         self.proc = None
@@ -174,7 +178,8 @@ class Site:
             futils.initialize_key_repository()
 
     def start(self, timeout: float = 90) -> 'Site':
-        env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf)
+        env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf,
+                   **self.env)
         cmd = [self.bin('uwsgi'),
                '--http-socket', f'127.0.0.1:{self.port}',
                '--module', self.app,
