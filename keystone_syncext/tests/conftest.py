@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from keystone_syncext.testing import backends
+from keystone_syncext.testing import secrets
 from keystone_syncext.testing import sites
 
 VENV30 = os.environ.get('KSSYNC_VENV30', sys.prefix)
@@ -252,3 +253,17 @@ def site(backend, site_pool):
 @pytest.fixture(scope='module')
 def admin(site):
     return site.admin_session()
+
+
+@pytest.fixture(scope='module')
+def secret_scan():
+    """The registry of secrets and product logs (``testing.secrets``);
+    at the end of the module, every registered log is searched for every
+    registered secret, and any hit fails the module. A fixture that starts
+    processes asks for this one first, so that its own teardown (which
+    stops them and finishes their logs) runs before the scan."""
+    yield secrets.REGISTRY
+    hits = secrets.REGISTRY.scan()
+    secrets.REGISTRY.clear()
+    if hits:
+        pytest.fail(secrets.report(hits), pytrace=False)

@@ -11,6 +11,8 @@ import uuid
 
 import requests
 
+from keystone_syncext.testing import secrets as secret_scan
+
 # persona: (role, target) -- target 'system', 'domain' (the default domain)
 # or 'project' (a project made for the personas); None for anonymous.
 PERSONAS = {
@@ -57,7 +59,9 @@ def token(site, user_id: str, password: str, scope: dict) -> str:
         'scope': scope}}
     resp = requests.post(site.url + '/auth/tokens', json=body, timeout=30)
     assert resp.status_code == 201, resp.text
-    return resp.headers['X-Subject-Token']
+    tok = resp.headers['X-Subject-Token']
+    secret_scan.REGISTRY.secret(tok, f'token of {user_id}')
+    return tok
 
 
 def make_tokens(site, admin_call=None) -> dict[str, str | None]:
@@ -75,6 +79,7 @@ def make_tokens(site, admin_call=None) -> dict[str, str | None]:
             continue
         role, target = spec
         password = secrets.token_hex(12)
+        secret_scan.REGISTRY.secret(password, f'password of {persona}')
         user = admin_call('POST', '/users', json={'user': {
             'name': f'{persona}-{uuid.uuid4().hex[:8]}',
             'domain_id': 'default', 'password': password}}).json()['user']

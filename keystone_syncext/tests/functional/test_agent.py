@@ -22,6 +22,7 @@ import pytest
 import requests
 
 from keystone_syncext.testing import backends
+from keystone_syncext.testing import secrets as secret_scan
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
 from keystone_syncext.tests import personas
@@ -43,12 +44,16 @@ class World:
         self.env = dict(os.environ, OS_CLIENT_CONFIG_FILE=os.path.join(
             workdir, 'clouds.yaml'))
         self._sessions = {}
+        self._runs = 0
 
     def session(self, site):
         """A system-admin session per site, kept: a token per request
         would make every check slow."""
         if site.name not in self._sessions:
-            self._sessions[site.name] = site.admin_session()
+            sess = site.admin_session()
+            secret_scan.REGISTRY.secret(sess.get_token(),
+                                        f'admin token at {site.name}')
+            self._sessions[site.name] = sess
         return self._sessions[site.name]
 
     def write_conf(self, path=None, **extra):
@@ -67,6 +72,9 @@ class World:
         proc = subprocess.run(self.cmd(*argv, conf=conf), env=self.env,
                               capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
+        what = f'keystone-sync {argv[0]}'
+        secret_scan.REGISTRY.output(f'{what} stdout', proc.stdout)
+        secret_scan.REGISTRY.output(f'{what} stderr', proc.stderr)
         if check:
             assert proc.returncode == 0, (proc.stdout, proc.stderr[-3000:])
         return proc
@@ -75,10 +83,18 @@ class World:
         return self.agent('run', '--once', *extra)
 
     def start_agent(self, *extra):
-        return subprocess.Popen(self.cmd('run', *extra), env=self.env,
-                                stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        """The agent in the background; its stderr goes to a file in the
+        work directory (``proc.stderr_path``), scanned for secrets with
+        the other logs."""
+        self._runs += 1
+        path = os.path.join(self.dir, f'agent-run-{self._runs}.stderr.log')
+        with open(path, 'w') as err:
+            proc = subprocess.Popen(self.cmd('run', *extra), env=self.env,
+                                    stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL,
+                                    stderr=err, text=True)
+        proc.stderr_path = path
+        return proc
 
     def status(self):
         out = self.agent('status', '--json').stdout
@@ -121,8 +137,11 @@ TYPES = ('domain', 'project', 'role', 'implied_role', 'user', 'group',
 
 
 @pytest.fixture(scope='module')
-def world(tmp_path_factory, sqlite_dir, schema_template):
+def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template):
     workdir = str(tmp_path_factory.mktemp('agent'))
+    # The agent's log and its runs' stderr, each site's Keystone and
+    # uWSGI logs: all below the work directory.
+    secret_scan.log_dir(workdir)
     db = backends.get('sqlite', sqlite_dir)
     specs = [('hub', conftest.VENV30), ('spoke1', conftest.VENV30),
              ('spoke2', conftest.release_venv(conftest.PREVIOUS))]
@@ -144,6 +163,11 @@ def world(tmp_path_factory, sqlite_dir, schema_template):
         clouds = {'hub': hub.admin_auth()}
         for spoke in spokes:
             clouds[spoke.name] = spoke.add_agent_account()
+        for name, auth in clouds.items():
+            secret_scan.secret(auth['password'], f'password of {name}')
+        for site in w.every():
+            secret_scan.secret(site.admin_password,
+                               f'bootstrap password of {site.name}')
         sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'),
                                 clouds)
         w.write_conf()
@@ -153,9 +177,17 @@ def world(tmp_path_factory, sqlite_dir, schema_template):
         for spoke in spokes:
             # Joined and synced: the spoke's admin is the hub's admin.
             spoke.admin_password = hub.admin_password
+        for site in w.every():
+            # The spokes' own admin password hashes, before the hub's
+            # replaced them.
+            secret_scan.hashes_of(site.engine())
         yield w
     finally:
-        conftest._stop_and_drop(made)
+        try:
+            for _, site, _ in made:
+                secret_scan.hashes_of(site.engine())
+        finally:
+            conftest._stop_and_drop(made)
 
 
 def _hex():
@@ -166,7 +198,16 @@ def _token(site, identity, scope=None):
     body = {'auth': {'identity': identity}}
     if scope:
         body['auth']['scope'] = scope
-    return requests.post(site.url + '/auth/tokens', json=body, timeout=60)
+    resp = requests.post(site.url + '/auth/tokens', json=body, timeout=60)
+    secret_scan.REGISTRY.secret(resp.headers.get('X-Subject-Token'),
+                                f'token issued by {site.name}')
+    return resp
+
+
+def _secret(value: str, what: str) -> str:
+    """``value``, remembered as a secret the logs must not hold."""
+    secret_scan.REGISTRY.secret(value, what)
+    return value
 
 
 def _password(user_id, password):
@@ -195,7 +236,7 @@ def make_everything(hub):
     dom_role = post('/roles', 'role', {'name': f'dr-{tag}',
                                        'domain_id': dom['id']})
     call('PUT', f'/roles/{role["id"]}/implies/{implied["id"]}')
-    password = f'pw-{tag}'
+    password = _secret(f'pw-{tag}', 'password of a user')
     user = post('/users', 'user', {'name': f'u-{tag}', 'domain_id': dom['id'],
                                    'password': password,
                                    'default_project_id': parent['id']})
@@ -223,7 +264,7 @@ def make_everything(hub):
     tok = _token(hub, _password(user['id'], password),
                  {'project': {'id': parent['id']}})
     assert tok.status_code == 201, tok.text
-    secret = f'secret-{tag}'
+    secret = _secret(f'secret-{tag}', 'application credential secret')
     ac = requests.post(
         f'{hub.url}/users/{user["id"]}/application_credentials',
         headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
@@ -282,9 +323,10 @@ def make_some(hub):
         'name': f'sp-{tag}', 'domain_id': 'default'}}).json()['project']['id']
     r = call('POST', '/roles', json={'role': {
         'name': f'sr-{tag}'}}).json()['role']['id']
+    password = _secret(f'pw-{tag}', 'password of a user')
     u = call('POST', '/users', json={'user': {
         'name': f'su-{tag}', 'domain_id': 'default',
-        'password': f'pw-{tag}'}}).json()['user']['id']
+        'password': password}}).json()['user']['id']
     call('PUT', f'/projects/{p}/users/{u}/roles/{r}')
     return {'project': (f'/projects/{p}', 'project', p),
             'role': (f'/roles/{r}', 'role', r),
@@ -413,7 +455,7 @@ def test_hub_user_logs_in_at_spokes_and_password_change_follows(world):
         assert resp.status_code == 201, (spoke.name, resp.text)
 
     personas.admin_caller(world.hub)('PATCH', f'/users/{u}', json={
-        'user': {'password': 'the-new-Passw0rd'}})
+        'user': {'password': _secret('the-new-Passw0rd', 'new password')}})
     world.sync()
     for spoke in world.spokes:
         assert _token(spoke, _password(u, ctx['password'])) \
@@ -589,7 +631,8 @@ def test_hub_restarted_during_a_sync_and_clean_shutdown(world):
         finally:
             if proc.poll() is None:
                 proc.kill()
-    assert rc == 0, proc.stderr.read()[-3000:]
+    with open(proc.stderr_path) as f:
+        assert rc == 0, f.read()[-3000:]
 
 
 def test_status_and_logs_hold_no_secret(world):
