@@ -18,6 +18,12 @@ joined with ``keystone-sync join``; the agent is the real command line.
    spoke's own change feed) minus the hub's commit time (``changed_at`` in
    the hub's feed); both are database clocks of this machine. Goal: p99 <=
    1 s.
+3. **Fan-out** (``--burst N``): N roles are made at the hub at once
+   (through its batch route) while the agent runs; the time from the
+   burst until every spoke holds all of them. Goal: <= 60 s.
+
+The agent's peak memory (maximum resident set of the ``run --once``
+process that seeds every spoke) is reported as ``agent_rss_mb``.
 
 The last line of output is one JSON object with the figures.
 
@@ -28,6 +34,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -77,6 +84,12 @@ def main(argv=None) -> int:
     parser.add_argument('--changes', type=int, default=60)
     parser.add_argument('--rate', type=float, default=2.0,
                         help='hub changes per second during propagation')
+    parser.add_argument('--burst', type=int, default=0,
+                        help='then make this many changes at once and time '
+                        'until every spoke holds them (fan-out)')
+    parser.add_argument('--processes', type=int, default=2,
+                        help='uWSGI processes per spoke (1 lets more '
+                        'spokes fit on a small machine)')
     parser.add_argument('--debug', action='store_true',
                         help='the agent logs every request and its time')
     parser.add_argument('--keep', action='store_true',
@@ -91,7 +104,8 @@ def main(argv=None) -> int:
     hub = sites.Site('hub', f'{workdir}/hub', db.create('hub'),
                      app=sites.SYNC_APP)
     spokes = [sites.Site(f'spoke{n}', f'{workdir}/spoke{n}',
-                         db.create(f'spoke{n}'), app=sites.SYNC_APP)
+                         db.create(f'spoke{n}'), app=sites.SYNC_APP,
+                         processes=args.processes)
               for n in range(1, args.spokes + 1)]
     env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
     conf = f'{workdir}/keystone-sync.conf'
@@ -132,8 +146,13 @@ def main(argv=None) -> int:
         total = sum(hs.get(f'{hub.url}/sync/digest/{t}').json()['digest']
                     ['count'] for t in types)
         start = time.perf_counter()
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         agent('run', '--once')
         seed_s = time.perf_counter() - start
+        # ru_maxrss of children is the largest of any child so far (KiB):
+        # the agent is the only child that can be larger than the join.
+        rss_mb = max(before, resource.getrusage(
+            resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
         rate = total / seed_s
         print(f'seed: {total} resources to each of {len(spokes)} spokes '
               f'in {seed_s:.1f} s ({rate:.0f} resources/s per spoke, '
@@ -183,6 +202,41 @@ def main(argv=None) -> int:
                    if len(v) != len(made)}
         if missing:
             raise SystemExit(f'changes never reached spokes: {missing}')
+
+        # -- fan-out --------------------------------------------------
+        fanout_s = None
+        if args.burst:
+            since = {s.name: s.admin_session().get(f'{s.url}/sync')
+                     .json()['sync']['head_cursor'] for s in spokes}
+            burst = []
+            for _ in range(args.burst):
+                i = uuid.uuid4().hex
+                burst.append({'type': 'role', 'id': i, 'op': 'upsert',
+                              'resource': {'name': f'burst-{i}',
+                                           'domain_id': None,
+                                           'description': None,
+                                           'options': {}, 'extra': {}}})
+            want = {item['id'] for item in burst}
+            start = time.perf_counter()
+            for n in range(0, len(burst), 500):
+                results = hs.post(f'{hub.url}/sync/batch', json={
+                    'items': burst[n:n + 500]}).json()['results']
+                assert all(r['status'] == 201 for r in results), results[:3]
+            left = {s.name: set(want) for s in spokes}
+            deadline = time.monotonic() + 300
+            while any(left.values()) and time.monotonic() < deadline:
+                for s in spokes:
+                    if left[s.name]:
+                        for c in feed(s, since[s.name]):
+                            left[s.name].discard(c['id'])
+                if any(left.values()):
+                    time.sleep(0.5)
+            if any(left.values()):
+                raise SystemExit('burst never reached spokes: ' + str(
+                    {k: len(v) for k, v in left.items() if v}))
+            fanout_s = time.perf_counter() - start
+            print(f'fan-out: {args.burst} changes reached all '
+                  f'{len(spokes)} spokes in {fanout_s:.1f} s', flush=True)
     finally:
         if runner:
             runner.terminate()
@@ -209,6 +263,10 @@ def main(argv=None) -> int:
         'propagation_p99_s': round(p99, 3),
         'propagation_max_s': round(max(every), 3),
         'propagation_mean_s': round(statistics.mean(every), 3),
+        'agent_rss_mb': round(rss_mb, 1),
+        'fanout_changes': args.burst or None,
+        'fanout_converge_s': (round(fanout_s, 2) if fanout_s is not None
+                              else None),
     }))
     return 0
 
