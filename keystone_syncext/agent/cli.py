@@ -7,6 +7,8 @@
     keystone-sync status [--state URL] [--json]
     keystone-sync join --hub CLOUD --spoke CLOUD [--exclude TYPE:NAME]
                        [--dry-run]
+    keystone-sync reconcile --hub CLOUD --spoke CLOUD [--spoke CLOUD ...]
+                            [--state URL] [--dry-run]
 
 Every flag can come from a config file instead (``--config-file``, or
 ``keystone-sync.conf`` where oslo.config looks for it: ``[DEFAULT] hub``,
@@ -28,6 +30,7 @@ import prettytable
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import opts
+from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import runner
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
@@ -130,14 +133,15 @@ def do_status(conf) -> int:
              f'{hub["last_error"]}' if hub['last_error'] else ''))
     table = prettytable.PrettyTable(
         ['spoke', 'state', 'lag (changes)', 'lag (s)', 'pending',
-         'last success (UTC)', 'last error'])
+         'last success (UTC)', 'last reconcile (UTC)', 'last error'])
     table.align = 'l'
     for row in report['spokes']:
         error = (f'{_when(row["last_error_at"])} {row["last_error"]}'
                  if row['last_error'] else '-')
         table.add_row([row['spoke'], row['state'], row['lag_changes'],
                        row['lag_seconds'], row['pending'],
-                       _when(row['last_success_at']), error[:80]])
+                       _when(row['last_success_at']),
+                       _when(row['last_reconcile_at']), error[:80]])
     print(table)
     return 0
 
@@ -176,6 +180,71 @@ def do_join(conf) -> int:
     return 1 if the_plan['blocked'] else 0
 
 
+REPORT_FIELDS = ('compared', 'missing', 'differ', 'upserts', 'deletes',
+                 'kept_local', 'refused', 'bytes')
+
+
+def do_reconcile(conf) -> int:
+    hub_name, spoke_names = _hub(conf), _spokes(conf)
+    if hub_name in spoke_names:
+        raise SystemExit(f'keystone-sync: {hub_name} is both hub and spoke')
+    dry_run = conf.command.dry_run
+    st = _state(conf)
+    st.migrate()
+    timeout = conf.request_timeout
+    hub = client.Site(hub_name, timeout)
+    agent = runner.Agent(conf, hub, [client.Site(n, timeout)
+                                     for n in spoke_names], st)
+    try:
+        caps = hub.capabilities()
+    except client.SiteError as e:
+        print(f'hub {hub_name}: {e}', file=sys.stderr)
+        return 1
+    agent.hub_types = caps['resource_types']
+    st.set_hub(hub_name, caps['site_id'], None)
+    bad = 0
+    for site in agent.spokes:
+        st.spoke(site.name)
+        try:
+            agent._connect(site)
+            reports = reconcile_mod.reconcile_spoke(agent, site,
+                                                    dry_run=dry_run)
+        except client.SiteError as e:
+            print(f'spoke {site.name}: not reconciled: {e}',
+                  file=sys.stderr)
+            bad += 1
+            continue
+        _print_reconcile(site.name, hub_name, reports, dry_run)
+        refused = sum(r.refused for r in reports)
+        if refused:
+            print(f'spoke {site.name}: not reconciled: {refused} items '
+                  f'refused; first: {st.report_pending(site.name)}',
+                  file=sys.stderr)
+            bad += 1
+        elif not dry_run:
+            st.reconciled(site.name)
+    return 1 if bad else 0
+
+
+def _print_reconcile(spoke, hub, reports, dry_run) -> None:
+    table = prettytable.PrettyTable(['type', 'buckets compared', 'missing',
+                                     'differ', 'upserts', 'deletes',
+                                     'kept site-local', 'refused', 'bytes'])
+    table.align = 'r'
+    table.align['type'] = 'l'
+    total = reconcile_mod.TypeReport('total')
+    for r in reports:
+        table.add_row([r.type] + [getattr(r, f) for f in REPORT_FIELDS])
+        for f in REPORT_FIELDS:
+            setattr(total, f, getattr(total, f) + getattr(r, f))
+    table.add_row(['total'] + [getattr(total, f) for f in REPORT_FIELDS])
+    verb = 'would reconcile (dry run)' if dry_run else 'reconciled'
+    print(f'spoke {spoke}: {verb} with hub {hub}: {total.upserts} upserts, '
+          f'{total.deletes} deletes, {total.kept_local} site-local kept, '
+          f'{total.bytes} bytes')
+    print(table)
+
+
 def _add_commands(subparsers):
     run = subparsers.add_parser('run', help='sync the spokes with the hub')
     run.set_defaults(func=do_run)
@@ -195,10 +264,16 @@ def _add_commands(subparsers):
                       help='leave matching resources alone (globs, '
                       'repeatable), e.g. user:svc-*; the [selection] '
                       'rules are honoured as well')
-    for parser in (run, status, join):
+    reconcile = subparsers.add_parser(
+        'reconcile', help='compare the hub\'s and each spoke\'s digests '
+        'and repair what differs (deletes only what the agent put there)')
+    reconcile.set_defaults(func=do_reconcile)
+    reconcile.add_argument('--dry-run', action='store_true',
+                           help='show what differs and change nothing')
+    for parser in (run, status, join, reconcile):
         parser.add_argument('--state', metavar='URL', dest='cli_state',
                             help='state database (SQLAlchemy URL)')
-    for parser in (run, join):
+    for parser in (run, join, reconcile):
         parser.add_argument('--hub', metavar='CLOUD', dest='cli_hub',
                             help='the hub, a cloud in clouds.yaml')
         parser.add_argument('--spoke', metavar='CLOUD', action='append',

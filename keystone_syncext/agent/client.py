@@ -11,8 +11,10 @@ request logging is switched off for them (``log=False``): only the method,
 path, status and time taken are logged here.
 """
 
+import contextlib
 import json
 import logging
+import threading
 import time
 import urllib.parse
 
@@ -46,6 +48,32 @@ class Gone(SiteError):
     """The feed no longer holds the history after our cursor."""
 
 
+class Meter:
+    """Bytes of request and response bodies of the requests one thread
+    makes while the meter is on (see :func:`metered`)."""
+
+    def __init__(self):
+        self.bytes = 0
+        self.requests = 0
+
+
+_meters = threading.local()
+
+
+@contextlib.contextmanager
+def metered():
+    """Count the body bytes of every request this thread makes, at any
+    site, until the block ends: a reconcile reports its own transfer even
+    while other threads use the same sites."""
+    meter = Meter()
+    outer = getattr(_meters, 'stack', None)
+    _meters.stack = (outer or []) + [meter]
+    try:
+        yield meter
+    finally:
+        _meters.stack = outer
+
+
 def load_cloud(name: str):
     """The ``clouds.yaml`` entry ``name`` (an openstacksdk CloudRegion)."""
     from openstack import config as os_config
@@ -72,6 +100,11 @@ class Site:
             version=(3, 0))
         self.site_id = None
         self.protocol_version = None
+        # Body bytes sent and received, requests made: for the figures
+        # of a reconcile or a benchmark.
+        self.bytes_transferred = 0
+        self.requests = 0
+        self._count_lock = threading.Lock()
 
     def __repr__(self):
         return f'Site({self.name!r})'
@@ -101,6 +134,7 @@ class Site:
                             f'{str(e)[:200]}') from None
         LOG.debug('%s %s %s -> %s in %.0f ms', self.name, method, path,
                   resp.status_code, (time.monotonic() - start) * 1000)
+        self._count(resp)
         if resp.status_code in ok:
             return resp.json() if resp.content else None
         try:
@@ -117,6 +151,16 @@ class Site:
         raise SiteError(self.name, f'{method} {path}: {resp.status_code} '
                         f'{message}', status=resp.status_code,
                         transient=transient, body=err)
+
+    def _count(self, resp) -> None:
+        sent = getattr(getattr(resp, 'request', None), 'body', None)
+        n = len(resp.content or b'') + (len(sent) if sent else 0)
+        with self._count_lock:
+            self.bytes_transferred += n
+            self.requests += 1
+        for meter in getattr(_meters, 'stack', None) or ():
+            meter.bytes += n
+            meter.requests += 1
 
     # -- the protocol -------------------------------------------------
 
@@ -161,6 +205,26 @@ class Site:
                 return None
             raise
         return item['resource']
+
+    def envelope(self, type_name, id_) -> dict | None:
+        """One resource with its content hash (``resource``, ``hash``),
+        or None when absent."""
+        try:
+            return self._request(
+                'GET', f'/sync/resources/{type_name}/'
+                f'{urllib.parse.quote(id_, safe=":")}')
+        except SiteError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def listing_prefix(self, type_name, prefix, marker=None,
+                       limit=1000) -> dict:
+        params = {'limit': limit, 'prefix': prefix}
+        if marker:
+            params['marker'] = marker
+        return self._request('GET', f'/sync/resources/{type_name}',
+                             params=params)
 
     def digest(self, type_name, prefix='') -> dict:
         return self._request('GET', f'/sync/digest/{type_name}',

@@ -6,7 +6,11 @@ Each spoke has its own thread that applies the outbox to that spoke through
 ``POST /v3/sync/batch``, in dependency order, and moves the spoke's
 checkpoint only after the spoke answered; a spoke that is down or slow
 backs off on its own and never holds the others back. A spoke seen for the
-first time is seeded from the hub's listings first.
+first time is seeded from the hub's listings first. When the hub no longer
+holds the history after the cursor (410), the feed restarts at the hub's
+head and every seeded spoke is reconciled by digest
+(:mod:`keystone_syncext.agent.reconcile`) before it follows the outbox
+again.
 
 Two-way: for the types that flow up (``spoke_originated_types``), one more
 thread per spoke reads that spoke's own feed and writes the changes made
@@ -27,6 +31,7 @@ import threading
 import time
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
 
@@ -274,11 +279,11 @@ class Agent:
                 except client.Gone as e:
                     head = e.body.get('head_cursor')
                     LOG.error('hub %(hub)s no longer holds the history after '
-                              'our cursor; every spoke will be seeded again '
-                              'from its listings (deletes made meanwhile '
-                              'are found by keystone-sync reconcile)',
+                              'our cursor; following its feed from the head '
+                              'and reconciling every spoke by digest',
                               {'hub': self.hub.name})
                     self.state.restart_feed(head)
+                    self._announce()
                     continue
                 except client.SiteError as e:
                     failures += 1
@@ -421,7 +426,10 @@ class Agent:
         self._connect(site)
         row = self.state.spoke(site.name)
         progressed = False
-        if row.state != 'live':
+        if row.state in ('reconcile', 'reconciling'):
+            self._reconcile(site)
+            progressed = True
+        elif row.state != 'live':
             self._seed(site)
             progressed = True
         first = True
@@ -434,12 +442,12 @@ class Agent:
                 break
             work = [c for c in retry + rows
                     if c.origin is None or c.origin != site.site_id]
-            done, failed = self._apply(site, work)
+            done, failed, written = self._apply(site, work)
             # Echoes and replaced pending items count as done.
             by_key = {c.key for c in work}
             done += [c for c in retry + rows if c.key not in by_key]
             self.state.record(site.name, rows[-1].seq if rows else None,
-                              done, failed)
+                              done, failed, written)
             progressed = progressed or bool(rows) or bool(done)
             if rows:
                 LOG.info('spoke %(spoke)s: applied up to outbox %(seq)d '
@@ -465,7 +473,8 @@ class Agent:
             held = []
             for page in self._pages(type_name):
                 changes = [state_mod.Change(seq, type_name, i['id'],
-                                            'upsert', None, i['resource'])
+                                            'upsert', None, i['resource'],
+                                            hash_=i.get('hash'))
                            for i in page]
                 if type_name == 'project':
                     held += changes   # parents first: order them whole
@@ -502,9 +511,30 @@ class Agent:
             raise Stopped()
 
     def _seed_apply(self, site, changes) -> int:
-        done, failed = self._apply(site, changes)
-        self.state.record(site.name, None, done, failed)
+        done, failed, written = self._apply(site, changes)
+        self.state.record(site.name, None, done, failed, written)
         return len(failed)
+
+    def _reconcile(self, site: client.Site) -> None:
+        """Reconcile a spoke by digest after the feed was restarted at
+        the hub's head (it lost the history after our cursor)."""
+        self.state.start_reconcile(site.name)
+        LOG.info('reconciling spoke %(spoke)s with hub %(hub)s by digest',
+                 {'spoke': site.name, 'hub': self.hub.name})
+        reports = reconcile_mod.reconcile_spoke(self, site)
+        self.state.finish_reconcile(site.name)
+        total = reconcile_mod.TypeReport('all')
+        for r in reports:
+            for f in ('compared', 'upserts', 'deletes', 'kept_local',
+                      'refused', 'bytes'):
+                setattr(total, f, getattr(total, f) + getattr(r, f))
+        LOG.info('reconciled spoke %(spoke)s: %(cmp)d digest buckets '
+                 'compared, %(up)d upserted, %(del)d deleted, %(local)d '
+                 'site-local kept, %(bad)d refused (pending), %(bytes)d '
+                 'bytes', {'spoke': site.name, 'cmp': total.compared,
+                           'up': total.upserts, 'del': total.deletes,
+                           'local': total.kept_local, 'bad': total.refused,
+                           'bytes': total.bytes})
 
     # -- two-way: spokes' own changes up to the hub -------------------
 
@@ -636,11 +666,12 @@ class Agent:
 
     def _apply(self, site: client.Site, changes):
         """Write ``changes`` to ``site`` in batches; returns (done, failed
-        with reasons). A pass that leaves some refused while others went
-        in retries the refused once more: what they needed may have been
-        written later in the same pass."""
+        with reasons, written: what the spoke accepted, a subset of done).
+        A pass that leaves some refused while others went in retries the
+        refused once more: what they needed may have been written later
+        in the same pass."""
         known = set(self.spoke_types.get(site.name, ()))
-        done, failed = [], []
+        done, failed, written = [], [], []
         selection = self.selections.get(site.name)
         if selection:
             # Left alone by the rules: never written, never retried.
@@ -660,11 +691,12 @@ class Agent:
         for attempt in range(3):
             ok, bad = self._write(site, order(todo))
             done += ok
+            written += ok
             if not bad or not ok or attempt == 2:
                 failed += bad
                 break
             todo = [c for c, _ in bad]
-        return done, failed
+        return done, failed, written
 
     def _write(self, site, ordered, origin=None):
         ok, bad = [], []

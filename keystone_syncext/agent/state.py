@@ -14,6 +14,9 @@
 - ``agent_upward``: per spoke, the cursor of the spoke's own feed read up
   to, for the types that flow up (``spoke_originated_types``). It moves
   only after the hub answered for what was read.
+- ``agent_placed``: per spoke, every resource the agent wrote there, with
+  the hub's content hash of what it wrote. A reconcile removes from a spoke
+  only what is recorded here; everything else at the spoke is its own.
 
 A spoke's checkpoint moves only after the spoke answered for every item up
 to it, so a crash re-applies at most one pass, and re-applying is harmless:
@@ -75,6 +78,7 @@ spoke = sa.Table(
     sa.Column('last_error', sa.Text),
     sa.Column('last_error_at', sa.DateTime),
     sa.Column('failures', sa.Integer, nullable=False),
+    sa.Column('last_reconcile_at', sa.DateTime),
 )
 
 pending = sa.Table(
@@ -88,6 +92,16 @@ pending = sa.Table(
     sa.Column('attempts', sa.Integer, nullable=False),
     sa.Column('last_error', sa.Text),
     sa.Column('since', sa.DateTime, nullable=False),
+    sa.Column('hash', sa.String(64)),
+)
+
+placed = sa.Table(
+    'agent_placed', metadata,
+    sa.Column('spoke', sa.String(255), primary_key=True),
+    sa.Column('type', sa.String(64), primary_key=True),
+    sa.Column('resource_id', sa.String(255), primary_key=True),
+    # The hub's content hash of what was written (the three-way base).
+    sa.Column('hash', sa.String(64)),
 )
 
 upward = sa.Table(
@@ -121,13 +135,16 @@ class Change:
     """One thing to do at a spoke: upsert or delete a resource by id."""
 
     __slots__ = ('seq', 'type', 'id', 'op', 'origin', 'resource',
-                 'changed_at')
+                 'changed_at', 'hash')
 
     def __init__(self, seq, type_, id_, op, origin=None, resource=None,
-                 changed_at=None):
+                 changed_at=None, hash_=None):
         self.seq, self.type, self.id, self.op = seq, type_, id_, op
         self.origin, self.resource = origin, resource
         self.changed_at = changed_at
+        # The hub's content hash of ``resource``, recorded as what the
+        # agent placed at a spoke once written.
+        self.hash = hash_
 
     @property
     def key(self):
@@ -234,11 +251,16 @@ class State:
             return self._top(conn)
 
     def restart_feed(self, cursor: str) -> None:
-        """The hub lost the history after our cursor: every spoke must be
-        seeded again, from the hub's head on."""
+        """The hub lost the history after our cursor: follow the feed from
+        the hub's head (``cursor``) on, and reconcile every spoke that was
+        seeded (or being seeded) against the hub's digests; a spoke never
+        seeded still seeds. The reconcile starts after this cursor moved,
+        so whatever changes at the hub after the head arrives through the
+        feed, and nothing that changed before it is missed."""
         with self.engine.begin() as conn:
             conn.execute(hub.update().values(cursor=cursor, head=cursor))
-            conn.execute(spoke.update().values(state='new'))
+            conn.execute(spoke.update().where(spoke.c.state != 'new')
+                         .values(state='reconcile'))
 
     @staticmethod
     def _top(conn) -> int:
@@ -263,13 +285,13 @@ class State:
                     sa.select(spoke).where(spoke.c.name == name)).one()
             elif row.state == 'live':
                 # Rows it still needed were pruned while it was not
-                # configured: what it missed can only be seeded again.
+                # configured: what it missed is found by a reconcile.
                 oldest = conn.execute(sa.select(sa.func.min(
                     outbox.c.seq))).scalar()
                 if oldest is not None and row.applied_seq < oldest - 1:
                     conn.execute(spoke.update()
                                  .where(spoke.c.name == name)
-                                 .values(state='new'))
+                                 .values(state='reconcile'))
                     row = conn.execute(
                         sa.select(spoke).where(spoke.c.name == name)).one()
             return row
@@ -295,10 +317,57 @@ class State:
             return top
 
     def finish_seed(self, name: str) -> None:
+        """Mark the seed of ``name`` done, unless the feed was restarted
+        during it (state ``reconcile``): what the seed's listings read
+        before the hub's head moved may miss deletes, which that reconcile
+        finds."""
         with self.engine.begin() as conn:
-            conn.execute(spoke.update().where(spoke.c.name == name).values(
+            conn.execute(spoke.update().where(
+                spoke.c.name == name,
+                spoke.c.state.in_(('seeding', 'reconciling'))).values(
                 state='live', last_success_at=now(), failures=0,
                 last_error=None, last_error_at=None))
+
+    def start_reconcile(self, name: str) -> int:
+        """Mark a reconcile of ``name`` started; returns the outbox seq
+        it covers. Outbox rows up to it are skipped: the reconcile reads
+        the hub's current state, which includes them, and re-applying an
+        old row after it could bring back what the hub deleted since."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
+                .one()
+            if row.state == 'reconciling':
+                return row.applied_seq
+            top = self._top(conn)
+            conn.execute(spoke.update().where(spoke.c.name == name).values(
+                state='reconciling', applied_seq=top))
+            conn.execute(pending.delete().where(pending.c.spoke == name))
+            return top
+
+    def finish_reconcile(self, name: str) -> None:
+        with self.engine.begin() as conn:
+            values = {'last_reconcile_at': now()}
+            conn.execute(spoke.update().where(spoke.c.name == name)
+                         .values(**values))
+        self.finish_seed(name)
+
+    def reconciled(self, name: str) -> None:
+        """A reconcile outside ``run`` (the command) finished."""
+        with self.engine.begin() as conn:
+            conn.execute(spoke.update().where(spoke.c.name == name)
+                         .values(last_reconcile_at=now()))
+
+    def placed_at(self, name: str, type_name: str, ids) -> dict:
+        """Which of ``ids`` the agent wrote at spoke ``name``: id -> the
+        hub's hash of what it wrote."""
+        ids, out = list(ids), {}
+        with self.engine.connect() as conn:
+            for n in range(0, len(ids), 500):
+                out.update(conn.execute(
+                    sa.select(placed.c.resource_id, placed.c.hash).where(
+                        placed.c.spoke == name, placed.c.type == type_name,
+                        placed.c.resource_id.in_(ids[n:n + 500]))).all())
+        return out
 
     def outbox_after(self, seq: int, limit: int) -> list[Change]:
         with self.engine.connect() as conn:
@@ -307,23 +376,26 @@ class State:
                 .order_by(outbox.c.seq).limit(limit)).all()
         return [Change(r.seq, r.type, r.resource_id, r.op, r.origin,
                        json.loads(r.resource) if r.resource else None,
-                       r.changed_at) for r in rows]
+                       r.changed_at, r.hash) for r in rows]
 
     def pending_for(self, name: str) -> list[Change]:
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(pending)
                                 .where(pending.c.spoke == name)).all()
         return [Change(r.seq, r.type, r.resource_id, r.op, None,
-                       json.loads(r.resource) if r.resource else None)
-                for r in rows]
+                       json.loads(r.resource) if r.resource else None,
+                       hash_=r.hash) for r in rows]
 
     def record(self, name: str, applied_seq: int | None, done: list,
-               failed: list[tuple[Change, str]]) -> None:
+               failed: list[tuple[Change, str]],
+               written: list[Change] = ()) -> None:
         """After a pass at spoke ``name``: drop what applied (or was
-        replaced) from pending, keep what was refused, and move the
-        checkpoint, all in one transaction."""
+        replaced) from pending, keep what was refused, note what was
+        ``written`` there (upserts placed, deletes no longer placed), and
+        move the checkpoint, all in one transaction."""
         when = now()
         with self.engine.begin() as conn:
+            self._placed(conn, name, written)
             before = {(r.type, r.resource_id): r for r in conn.execute(
                 sa.select(pending.c.type, pending.c.resource_id,
                           pending.c.attempts, pending.c.since)
@@ -343,7 +415,8 @@ class State:
                                  if c.key in before else 1),
                     'last_error': err[:1000],
                     'since': (before[c.key].since if c.key in before
-                              else when)} for c, err in failed])
+                              else when),
+                    'hash': c.hash} for c, err in failed])
             values = {}
             if applied_seq is not None:
                 values['applied_seq'] = applied_seq
@@ -352,6 +425,24 @@ class State:
             if values:
                 conn.execute(spoke.update().where(spoke.c.name == name)
                              .values(**values))
+
+    @staticmethod
+    def _placed(conn, name, written) -> None:
+        if not written:
+            return
+        conn.execute(placed.delete().where(
+            placed.c.spoke == name,
+            placed.c.type == sa.bindparam('b_type'),
+            placed.c.resource_id == sa.bindparam('b_id')),
+            [{'b_type': t, 'b_id': i} for t, i in {c.key for c in written}])
+        latest = {}
+        for c in written:
+            latest[c.key] = c
+        rows = [{'spoke': name, 'type': c.type, 'resource_id': c.id,
+                 'hash': c.hash} for c in latest.values()
+                if c.op != 'delete']
+        if rows:
+            conn.execute(placed.insert(), rows)
 
     def spoke_error(self, name: str, message: str | None) -> None:
         with self.engine.begin() as conn:
@@ -415,6 +506,7 @@ class State:
                             'oldest_unapplied': oldest,
                             'pending': npending, 'pending_since': first,
                             'last_success_at': r.last_success_at,
+                            'last_reconcile_at': r.last_reconcile_at,
                             'last_error': r.last_error,
                             'last_error_at': r.last_error_at})
         return {'hub': dict(hub_row._mapping) if hub_row else None,

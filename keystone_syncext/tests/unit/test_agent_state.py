@@ -34,7 +34,7 @@ def _tables(url):
 
 
 AGENT_TABLES = {'agent_hub', 'agent_outbox', 'agent_spoke', 'agent_pending',
-                'agent_upward', state_mod.VERSION_TABLE}
+                'agent_upward', 'agent_placed', state_mod.VERSION_TABLE}
 
 
 def test_migrations_up_down_up(state_url):
@@ -61,8 +61,8 @@ def test_outbox_checkpoints_pending_and_report(state_url):
     st = state_mod.State(state_url)
     st.migrate()
     with st.engine.begin() as conn:
-        for t in ('agent_pending', 'agent_spoke', 'agent_outbox',
-                  'agent_hub'):
+        for t in ('agent_placed', 'agent_pending', 'agent_spoke',
+                  'agent_outbox', 'agent_hub'):
             conn.execute(sa.text(f'DELETE FROM {t}'))
     st.set_hub('hubcloud', 'hub-site', None)
     with pytest.raises(SystemExit, match='follows hub site'):
@@ -143,7 +143,7 @@ def test_upward_cursor_and_what_the_hub_refused(tmp_path):
     st.engine.dispose()
 
 
-def test_live_spoke_behind_a_pruned_outbox_is_seeded_again(tmp_path):
+def test_live_spoke_behind_a_pruned_outbox_is_reconciled(tmp_path):
     st = state_mod.State(f'sqlite:///{tmp_path}/state.sqlite')
     st.migrate()
     st.set_hub('h', 'hub-site', 'c0')
@@ -160,8 +160,50 @@ def test_live_spoke_behind_a_pruned_outbox_is_seeded_again(tmp_path):
     assert st.prune(['a']) == 3
     st.append([_change('c4', 'role', 'r4', resource={'id': 'x'})],
               'c4', 'c4')
-    assert st.spoke('b').state == 'new'
+    assert st.spoke('b').state == 'reconcile'
     assert st.spoke('a').state == 'live'
+
+
+def test_placed_follows_writes_and_a_restart_marks_seeded_spokes(tmp_path):
+    st = state_mod.State(f'sqlite:///{tmp_path}/state.sqlite')
+    st.migrate()
+    st.set_hub('h', 'hub-site', 'c0')
+    for name in ('a', 'b', 'never'):
+        st.spoke(name)
+    st.start_seed('a')
+    st.finish_seed('a')
+    st.start_seed('b')   # still seeding when the feed restarts
+    up = [state_mod.Change(0, 'role', f'r{n}', 'upsert', resource={},
+                           hash_=f'h{n}') for n in range(3)]
+    st.record('a', None, up, [], up)
+    assert st.placed_at('a', 'role', ['r0', 'r1', 'x']) == {'r0': 'h0',
+                                                            'r1': 'h1'}
+    assert st.placed_at('b', 'role', ['r0']) == {}
+    # An update replaces the hash; a delete forgets the resource.
+    st.record('a', None, [], [], [
+        state_mod.Change(0, 'role', 'r0', 'upsert', resource={},
+                         hash_='h0b'),
+        state_mod.Change(0, 'role', 'r1', 'delete')])
+    assert st.placed_at('a', 'role', ['r0', 'r1', 'r2']) == {'r0': 'h0b',
+                                                             'r2': 'h2'}
+
+    st.append([_change('c1', 'role', 'r9', resource={'id': 'r9'})],
+              'c1', 'c1')
+    st.restart_feed('c7')
+    assert st.hub().cursor == 'c7'
+    assert [st.spoke(n).state for n in ('a', 'b', 'never')] == \
+        ['reconcile', 'reconcile', 'new']
+    # The seed that was running when the feed restarted does not make
+    # the spoke live: its listings may have missed deletes.
+    st.finish_seed('b')
+    assert st.spoke('b').state == 'reconcile'
+    # A reconcile skips the outbox rows read before it started.
+    assert st.start_reconcile('a') == st.top()
+    assert st.start_reconcile('a') == st.top()  # after a crash: the same
+    st.finish_reconcile('a')
+    row = st.spoke('a')
+    assert row.state == 'live' and row.last_reconcile_at is not None
+    assert st.outbox_after(row.applied_seq, 10) == []
 
 
 def test_sqlite_state_file_is_private(tmp_path):
