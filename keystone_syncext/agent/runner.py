@@ -525,6 +525,16 @@ class Agent:
         self.state.finish_reconcile(site.name)
         total = reconcile_mod.TypeReport('all')
         for r in reports:
+            if r.missing or r.differ or r.deletes or r.refused:
+                LOG.info('reconciled %(type)s at spoke %(spoke)s: %(cmp)d '
+                         'digest buckets compared, %(miss)d missing, '
+                         '%(diff)d different, %(up)d upserted, %(del)d '
+                         'deleted, %(local)d site-local kept, %(bytes)d '
+                         'bytes', {'type': r.type, 'spoke': site.name,
+                                   'cmp': r.compared, 'miss': r.missing,
+                                   'diff': r.differ, 'up': r.upserts,
+                                   'del': r.deletes, 'local': r.kept_local,
+                                   'bytes': r.bytes})
             for f in ('compared', 'upserts', 'deletes', 'kept_local',
                       'refused', 'bytes'):
                 setattr(total, f, getattr(total, f) + getattr(r, f))
