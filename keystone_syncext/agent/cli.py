@@ -18,6 +18,7 @@ selective sync rules (``[selection]``, ``[spoke:NAME]``) are in the file
 only.
 """
 
+from concurrent import futures
 import json
 import os
 import signal
@@ -202,15 +203,25 @@ def do_reconcile(conf) -> int:
         return 1
     agent.hub_types = caps['resource_types']
     st.set_hub(hub_name, caps['site_id'], None)
-    bad = 0
-    for site in agent.spokes:
+
+    def one(site):
         st.spoke(site.name)
         try:
             agent._connect(site)
-            reports = reconcile_mod.reconcile_spoke(agent, site,
-                                                    dry_run=dry_run)
+            return reconcile_mod.reconcile_spoke(agent, site,
+                                                 dry_run=dry_run)
         except client.SiteError as e:
-            print(f'spoke {site.name}: not reconciled: {e}',
+            return e
+
+    # Spokes side by side (each site answers its own digests); the
+    # reports are printed in the order the spokes were named.
+    with futures.ThreadPoolExecutor(
+            min(len(agent.spokes), conf.max_parallel_spokes)) as pool:
+        outcomes = list(pool.map(one, agent.spokes))
+    bad = 0
+    for site, reports in zip(agent.spokes, outcomes, strict=True):
+        if isinstance(reports, client.SiteError):
+            print(f'spoke {site.name}: not reconciled: {reports}',
                   file=sys.stderr)
             bad += 1
             continue
