@@ -37,10 +37,6 @@ LEAF_LISTING = 8
 # Digest and read requests in flight at once (each site answers them with
 # its own workers).
 WORKERS = 4
-# A run of single buckets (ids sharing a long prefix, as role assignments
-# share ``UserProject:``) is skipped by probing these many more characters
-# of one id at once instead of descending one character per round trip.
-CHAIN_PROBES = (1, 2, 4, 8, 16, 32)
 
 
 @dataclasses.dataclass
@@ -111,29 +107,6 @@ def _sides(hub, spoke, type_name, prefix, h_known, s_known):
     return nodes[0], nodes[1], nbytes, nreq
 
 
-def _skip_chain(hub, spoke, type_name, key, h_count, s_count):
-    """Every id at both sites starts with ``key``: find a longer prefix
-    they all share, probing several lengths of the hub's first id under
-    ``key`` at once. Returns (prefix, hub node, spoke node, bytes,
-    requests) for the longest prefix that keeps every id of both."""
-    (page,), nbytes, nreq = _parallel([(hub.listing_prefix,
-                                        (type_name, key, None, 1))])
-    first = page['items'][0]['id'] if page['items'] else key
-    # The key itself always keeps every id; longer ones are tried, short
-    # of the whole first id (many ids cannot all equal it).
-    prefixes = [key] + [first[:len(key) + d] for d in CHAIN_PROBES
-                        if len(key) + d < len(first)]
-    calls = [(_digest, (site, type_name, p))
-             for p in prefixes for site in (hub, spoke)]
-    got, b, r = _parallel(calls)
-    best = (key, got[0], got[1])
-    for n, p in enumerate(prefixes):
-        h, s = got[2 * n], got[2 * n + 1]
-        if h['count'] == h_count and s['count'] == s_count:
-            best = (p, h, s)
-    return best + (nbytes + b, nreq + r)
-
-
 def _buckets(node, prefix):
     """The node's buckets by prefix; from its items when it has them."""
     if 'items' in node:
@@ -147,14 +120,10 @@ def _buckets(node, prefix):
 
 def _visit(hub, spoke, type_name, node):
     """Compare one node; returns (a partial diff, child nodes)."""
-    prefix, h_known, s_known, *chain = node
+    prefix, h_known, s_known = node
     part = _Diff(type_name)
-    if chain:
-        prefix, h, s, nbytes, nreq = _skip_chain(hub, spoke, type_name,
-                                                 prefix, *chain[0])
-    else:
-        h, s, nbytes, nreq = _sides(hub, spoke, type_name, prefix, h_known,
-                                    s_known)
+    h, s, nbytes, nreq = _sides(hub, spoke, type_name, prefix, h_known,
+                                s_known)
     part.bytes, part.requests = nbytes, nreq
     part.compared = 1
     children = []
@@ -176,13 +145,6 @@ def _visit(hub, spoke, type_name, node):
             part.leaves.append((prefix, wanted))
         return part, children
     hb, sb = _buckets(h, prefix), _buckets(s, prefix)
-    if len(hb) == 1 and hb.keys() == sb.keys():
-        (key,) = hb
-        hk, sk = hb[key], sb[key]
-        if key != prefix and 'hash' in hk and 'hash' in sk:
-            # One bucket at both: a shared prefix, perhaps a long one.
-            children.append((key, None, None, (hk['count'], sk['count'])))
-            return part, children
     for key in sorted(set(hb) | set(sb)):
         hk, sk = hb.get(key), sb.get(key)
         if hk and sk and 'hash' in hk and 'hash' in sk and \

@@ -164,9 +164,17 @@ def test_live_spoke_behind_a_pruned_outbox_is_reconciled(tmp_path):
     assert st.spoke('a').state == 'live'
 
 
-def test_placed_follows_writes_and_a_restart_marks_seeded_spokes(tmp_path):
-    st = state_mod.State(f'sqlite:///{tmp_path}/state.sqlite')
+def _empty(st):
+    with st.engine.begin() as conn:
+        for t in ('agent_placed', 'agent_pending', 'agent_spoke',
+                  'agent_outbox', 'agent_hub'):
+            conn.execute(sa.text(f'DELETE FROM {t}'))
+
+
+def test_placed_follows_writes_and_a_restart_marks_seeded_spokes(state_url):
+    st = state_mod.State(state_url)
     st.migrate()
+    _empty(st)
     st.set_hub('h', 'hub-site', 'c0')
     for name in ('a', 'b', 'never'):
         st.spoke(name)
@@ -204,6 +212,7 @@ def test_placed_follows_writes_and_a_restart_marks_seeded_spokes(tmp_path):
     row = st.spoke('a')
     assert row.state == 'live' and row.last_reconcile_at is not None
     assert st.outbox_after(row.applied_seq, 10) == []
+    st.engine.dispose()
 
 
 def test_sqlite_state_file_is_private(tmp_path):
