@@ -61,6 +61,7 @@ def pytest_generate_tests(metafunc):
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
     'test_agent.py',
+    'test_agent_reconcile.py',
     'test_fuzz.py',
     'test_upgrade.py',
     'test_agent_selective.py',
