@@ -194,15 +194,16 @@ def do_reconcile(conf) -> int:
     st.migrate()
     timeout = conf.request_timeout
     hub = client.Site(hub_name, timeout)
+    # The same rules as run: what they keep out of a spoke is neither
+    # written nor deleted there.
     agent = runner.Agent(conf, hub, [client.Site(n, timeout)
-                                     for n in spoke_names], st)
+                                     for n in spoke_names], st,
+                         selections=_selections(conf, spoke_names))
     try:
-        caps = hub.capabilities()
+        agent.adopt_hub(hub.capabilities())
     except client.SiteError as e:
         print(f'hub {hub_name}: {e}', file=sys.stderr)
         return 1
-    agent.hub_types = caps['resource_types']
-    st.set_hub(hub_name, caps['site_id'], None)
 
     def one(site):
         st.spoke(site.name)

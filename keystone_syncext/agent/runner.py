@@ -176,14 +176,7 @@ class Agent:
                     self._sleep(self._backoff(failures))
                 except Stopped:
                     return 0
-        self.hub_types = caps['resource_types']
-        self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
-        # A spoke receives the hub's representations as they are: it must
-        # share a version with the agent and the hub both.
-        self.hub_versions = sorted(
-            set(client.advertised_versions(caps)) &
-            set(client.PROTOCOL_VERSIONS))
-        self.state.set_hub(self.hub.name, caps['site_id'], None)
+        self.adopt_hub(caps)
         if self.state.hub().cursor is None:
             # First run: every spoke is seeded from the hub's listings, so
             # the feed is followed from the head on.
@@ -235,6 +228,19 @@ class Agent:
             for t in threads:
                 t.join(timeout=self.conf.poll_wait + 10)
         return self._report()
+
+    def adopt_hub(self, caps: dict) -> None:
+        """Take the hub's capabilities (``GET /v3/sync``) as this run's:
+        its types, page size and protocol versions; point the state at
+        it."""
+        self.hub_types = caps['resource_types']
+        self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
+        # A spoke receives the hub's representations as they are: it must
+        # share a version with the agent and the hub both.
+        self.hub_versions = sorted(
+            set(client.advertised_versions(caps)) &
+            set(client.PROTOCOL_VERSIONS))
+        self.state.set_hub(self.hub.name, caps['site_id'], None)
 
     def _announce(self) -> None:
         with self.new_changes:
