@@ -212,7 +212,7 @@ def main(argv=None) -> int:
             for _ in range(args.burst):
                 i = uuid.uuid4().hex
                 burst.append({'type': 'role', 'id': i, 'op': 'upsert',
-                              'resource': {'name': f'burst-{i}',
+                              'resource': {'id': i, 'name': f'burst-{i}',
                                            'domain_id': None,
                                            'description': None,
                                            'options': {}, 'extra': {}}})

@@ -1,0 +1,147 @@
+"""The benchmark suite: every figure the project claims, in one run.
+
+Runs the benchmarks of this directory one after the other (never side by
+side: each one's figures are ratios or times measured within itself, and a
+second benchmark beside it would only add noise), reads the JSON object each
+prints last, and prints, last, one JSON object with:
+
+- ``capture_overhead_ratio``: Keystone API writes with capture / without
+  (SQLite; capture_overhead.py). Goal <= 1.05.
+- ``seed_resources_per_s``: resources per second a fresh spoke is seeded
+  with by ``keystone-sync run --once`` (agent_sync.py). Goal >= 1,000.
+- ``seed_vs_native_api_ratio``: that rate / the ordinary API's create rate
+  (batch_rate.py's native rounds, in this run). Goal >= 50.
+- ``propagation_p50_s``, ``propagation_p99_s``: hub change to every spoke,
+  several spokes, steady rate (agent_sync.py). Goal p99 <= 1 s.
+- ``reconcile_bytes_ratio``, ``reconcile_s``: reconcile of a spoke with 10
+  differences, bytes / a full listing's bytes (reconcile.py). Goals <= 0.01
+  and <= 10 s.
+- ``fanout_spokes``, ``fanout_converge_s``: that many real spokes converge
+  after a burst of changes at the hub (agent_sync.py --burst). Goal <= 60 s.
+- ``agent_rss_mb``: the agent's peak memory while seeding
+  (``agent_rss_resources`` resources). Goal <= 200.
+- ``batch_resources_per_s``: ``POST /v3/sync/batch`` into a fresh Keystone
+  (batch_rate.py). Goal >= 1,000.
+
+plus ``goals`` (each figure: met or MISSED), the sizes used, and how long
+each part took. ``--quick`` uses small sizes (a few minutes on 2 cores);
+the full run uses the sizes the goals name (100,000 resources, 50 spokes)
+and takes much longer.
+
+    python bench/run.py --quick
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+QUICK = {
+    'capture': ['--backend', 'sqlite', '--rounds', '4', '--ops', '2'],
+    'batch': ['--backend', 'sqlite', '--cache', '--rounds', '1',
+              '--resources', '2000', '--chunk', '1000', '--native', '8'],
+    'agent': ['--cache', '--spokes', '3', '--resources', '2000',
+              '--changes', '40', '--rate', '2', '--burst', '1000'],
+    'fanout': None,   # the agent run's own burst, with its spokes
+    'reconcile': ['--resources', '5000'],
+}
+FULL = {
+    'capture': ['--backend', 'sqlite', '--rounds', '12', '--ops', '2'],
+    'batch': ['--backend', 'sqlite', '--cache', '--rounds', '3',
+              '--resources', '2000', '--chunk', '1000', '--native', '12'],
+    'agent': ['--cache', '--spokes', '3', '--resources', '100000',
+              '--changes', '100', '--rate', '2'],
+    'fanout': ['--cache', '--spokes', '50', '--processes', '1',
+               '--resources', '100', '--changes', '10', '--rate', '2',
+               '--burst', '1000'],
+    'reconcile': ['--resources', '100000'],
+}
+SCRIPTS = {'capture': 'capture_overhead.py', 'batch': 'batch_rate.py',
+           'agent': 'agent_sync.py', 'fanout': 'agent_sync.py',
+           'reconcile': 'reconcile.py'}
+GOALS = {
+    'capture_overhead_ratio': ('<=', 1.05),
+    'seed_resources_per_s': ('>=', 1000),
+    'seed_vs_native_api_ratio': ('>=', 50),
+    'propagation_p99_s': ('<=', 1.0),
+    'reconcile_bytes_ratio': ('<=', 0.01),
+    'reconcile_s': ('<=', 10),
+    'fanout_converge_s': ('<=', 60),
+    'agent_rss_mb': ('<=', 200),
+    'batch_resources_per_s': ('>=', 1000),
+}
+
+
+def run(name: str, argv: list[str]) -> tuple[dict, float]:
+    """Run one benchmark, its output passed through; its last line, parsed
+    (a benchmark that fails or prints no JSON stops the suite)."""
+    cmd = [sys.executable, os.path.join(HERE, SCRIPTS[name]), *argv]
+    print(f'==> {" ".join(cmd[1:])}', flush=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, cwd=HERE)
+    last = ''
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        if line.strip():
+            last = line
+    if proc.wait():
+        raise SystemExit(f'{SCRIPTS[name]} failed (exit {proc.returncode})')
+    return json.loads(last), time.monotonic() - start
+
+
+def judge(figures: dict) -> dict:
+    out = {}
+    for key, (how, goal) in GOALS.items():
+        value = figures.get(key)
+        if value is None:
+            continue
+        ok = value <= goal if how == '<=' else value >= goal
+        out[key] = f'{"met" if ok else "MISSED"} ({how} {goal})'
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--quick', action='store_true',
+                        help='small sizes: a few minutes on 2 cores')
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    took, raw = {}, {}
+    for name, argv_ in plan.items():
+        if argv_ is not None:
+            raw[name], took[name] = run(name, argv_)
+    capture, batch, agent = raw['capture'], raw['batch'], raw['agent']
+    fanout = raw.get('fanout', agent)
+    reconcile = raw['reconcile']
+    seed = agent['seed_resources_per_s_per_spoke']
+    figures = {
+        'capture_overhead_ratio': capture['capture_overhead_ratio']['sqlite'],
+        'seed_resources_per_s': seed,
+        'seed_vs_native_api_ratio': round(
+            seed / batch['native_creates_per_s'], 1),
+        'propagation_p50_s': agent['propagation_p50_s'],
+        'propagation_p99_s': agent['propagation_p99_s'],
+        'reconcile_bytes_ratio': reconcile['reconcile_bytes_ratio'],
+        'reconcile_s': reconcile['reconcile_s'],
+        'fanout_spokes': fanout['spokes'],
+        'fanout_converge_s': fanout['fanout_converge_s'],
+        'agent_rss_mb': agent['agent_rss_mb'],
+        'agent_rss_resources': agent['seed_resources'],
+        'batch_resources_per_s': batch['batch_resources_per_s'],
+    }
+    figures['goals'] = judge(figures)
+    figures['mode'] = 'quick' if args.quick else 'full'
+    figures['sizes'] = {name: ' '.join(a) for name, a in plan.items()
+                        if a is not None}
+    figures['seconds'] = {name: round(t) for name, t in took.items()}
+    print(json.dumps(figures, sort_keys=True))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
