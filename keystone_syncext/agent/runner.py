@@ -561,7 +561,21 @@ class Agent:
 
     def _upward_once(self) -> None:
         """--once: bring every spoke's own changes to the hub, all spokes
-        side by side; a spoke that fails is reported, the others go on."""
+        side by side; a spoke that fails is reported, the others go on.
+
+        The hub's feed is read to the end once every spoke has *settled*:
+        sent what it had, or failed once. A spoke that is down is still
+        retried (and reported), but never holds the others back; what it
+        sends after settling reaches the other spokes on the next run."""
+        unsettled = {s.name for s in self.spokes}
+        lock = threading.Lock()
+
+        def settle(site):
+            with lock:
+                unsettled.discard(site.name)
+                if not unsettled:
+                    self.upward_done.set()
+
         def one(site):
             failures = 0
             while True:
@@ -587,6 +601,8 @@ class Agent:
                         self._sleep(self._backoff(failures))
                     except Stopped:
                         return
+                finally:
+                    settle(site)
 
         workers = min(len(self.spokes), self.conf.max_parallel_spokes) or 1
         try:
