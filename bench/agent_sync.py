@@ -72,6 +72,22 @@ def feed(site, since, types='role'):
             return out
 
 
+def histogram(values, step=0.1, width=40) -> list[str]:
+    """A text plot of the latency distribution: one line per ``step``
+    seconds, a bar scaled to the fullest bucket, and its count."""
+    buckets: dict[int, int] = {}
+    for v in values:
+        buckets[int(v / step)] = buckets.get(int(v / step), 0) + 1
+    top = max(buckets.values())
+    lines = []
+    for n in range(min(buckets), max(buckets) + 1):
+        count = buckets.get(n, 0)
+        bar = '#' * max(1, round(width * count / top)) if count else ''
+        lines.append(f'{n * step:4.1f}-{(n + 1) * step:4.1f} s | '
+                     f'{bar:<{width}} {count}')
+    return lines
+
+
 def percentile(values, q):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
@@ -253,6 +269,9 @@ def main(argv=None) -> int:
           f'{len(spokes)} spokes: p50 {p50:.3f} s, p99 {p99:.3f} s, max '
           f'{max(every):.3f} s (goal p99 <= {GOAL_P99} s: '
           f'{"met" if p99 <= GOAL_P99 else "MISSED"})')
+    print('latency distribution (every change at every spoke):')
+    for line in histogram(every):
+        print('    ' + line)
     print(json.dumps({
         'spokes': len(spokes), 'keystone_cache': args.cache,
         'seed_resources': total,

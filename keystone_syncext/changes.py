@@ -80,14 +80,18 @@ def purged_through(conn) -> int:
     return _read_counter(conn, tables.PURGED_THROUGH)
 
 
-def news(conn, top: int) -> bool:
-    """Whether anything was captured or stamped since the head was
-    ``top``: one indexed read, for long-polls to ask often without taking
-    the stamp's write lock."""
+def news(conn, top: int, types=None) -> bool:
+    """Whether anything (of ``types``, if given) was captured or stamped
+    since the head was ``top``: one indexed read, for long-polls to ask
+    often without taking the stamp's write lock."""
     c = _change.c
+    unstamped, stamped = c.position.is_(None), c.position > top
+    if types:
+        unstamped = sa.and_(unstamped, c.resource_type.in_(types))
+        stamped = sa.and_(stamped, c.resource_type.in_(types))
     return bool(conn.execute(sa.select(sa.or_(
-        sa.exists().where(c.position.is_(None)),
-        sa.exists().where(c.position > top)))).scalar())
+        sa.exists().where(unstamped),
+        sa.exists().where(stamped)))).scalar())
 
 
 def stamp(conn) -> int:

@@ -308,7 +308,7 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
     while not rows and time.monotonic() < deadline:
         time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
         with sql.session_for_read() as session:
-            if not change_log.news(session.connection(), top):
+            if not change_log.news(session.connection(), top, names):
                 continue
         rows, top = _read_feed(position, limit, names)
     with sql.session_for_read() as session:

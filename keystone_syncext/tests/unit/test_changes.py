@@ -323,3 +323,16 @@ def test_news_sees_unstamped_and_newly_stamped_changes(db):
         add(conn, count=2)
         assert changes.news(conn, top)
         assert not changes.news(conn, changes.stamp(conn))
+
+
+def test_news_of_some_types_only(db):
+    """A long-poll for some types is not woken by changes of others."""
+    with db.begin() as conn:
+        top = changes.stamp(conn)
+        add(conn)   # a project
+        assert changes.news(conn, top)
+        assert changes.news(conn, top, ['project', 'role'])
+        assert not changes.news(conn, top, ['application_credential'])
+        top = changes.stamp(conn)
+        assert not changes.news(conn, top - 1, ['role'])
+        assert changes.news(conn, top - 1, ['project'])
