@@ -196,15 +196,8 @@ class Site:
 
     def resource(self, type_name, id_) -> dict | None:
         """The representation of one resource, or None when absent."""
-        try:
-            item = self._request(
-                'GET', f'/sync/resources/{type_name}/'
-                f'{urllib.parse.quote(id_, safe=":")}')
-        except SiteError as e:
-            if e.status == 404:
-                return None
-            raise
-        return item['resource']
+        item = self.envelope(type_name, id_)
+        return item['resource'] if item is not None else None
 
     def envelope(self, type_name, id_) -> dict | None:
         """One resource with its content hash (``resource``, ``hash``),

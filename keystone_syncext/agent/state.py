@@ -305,14 +305,20 @@ class State:
         """Mark a seed of ``name`` started; returns the outbox seq it
         covers. A seed redone after a crash keeps the first one's seq: the
         changes after it are still to be applied after the seed."""
+        return self._start(name, 'seeding')
+
+    def _start(self, name: str, state: str) -> int:
+        """Put ``name`` in ``state`` (a seed or a reconcile) covering the
+        outbox up to its top, or keep the seq of the one a crash cut
+        short; pending items are dropped (the pass rewrites them all)."""
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
                 .one()
-            if row.state == 'seeding':
+            if row.state == state:
                 return row.applied_seq
             top = self._top(conn)
             conn.execute(spoke.update().where(spoke.c.name == name).values(
-                state='seeding', applied_seq=top))
+                state=state, applied_seq=top))
             conn.execute(pending.delete().where(pending.c.spoke == name))
             return top
 
@@ -333,16 +339,7 @@ class State:
         it covers. Outbox rows up to it are skipped: the reconcile reads
         the hub's current state, which includes them, and re-applying an
         old row after it could bring back what the hub deleted since."""
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
-                .one()
-            if row.state == 'reconciling':
-                return row.applied_seq
-            top = self._top(conn)
-            conn.execute(spoke.update().where(spoke.c.name == name).values(
-                state='reconciling', applied_seq=top))
-            conn.execute(pending.delete().where(pending.c.spoke == name))
-            return top
+        return self._start(name, 'reconciling')
 
     def finish_reconcile(self, name: str) -> None:
         with self.engine.begin() as conn:
