@@ -5,6 +5,8 @@
     keystone-sync run --hub CLOUD --spoke CLOUD [--spoke CLOUD ...]
                       [--state URL] [--once]
     keystone-sync status [--state URL] [--json]
+    keystone-sync conflicts [--state URL] [--spoke CLOUD] [--limit N]
+                            [--show ID] [--json]
     keystone-sync join --hub CLOUD --spoke CLOUD [--exclude TYPE:NAME]
                        [--dry-run]
     keystone-sync reconcile --hub CLOUD --spoke CLOUD [--spoke CLOUD ...]
@@ -29,6 +31,7 @@ from oslo_log import log
 import prettytable
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import opts
 from keystone_syncext.agent import reconcile as reconcile_mod
@@ -86,6 +89,20 @@ def _selections(conf, spoke_names) -> dict:
     return out
 
 
+def _resolver(conf, spoke_names) -> conflicts_mod.Resolver:
+    """The conflict rules, checked now like the selection rules."""
+    rules = {name: opts.authoritative_rules(conf, name)
+             for name in spoke_names}
+    try:
+        resolver = conflicts_mod.Resolver(conf.conflicts.strategy, rules)
+    except selection_mod.RuleError as e:
+        raise SystemExit(f'keystone-sync: authoritative: {e}') from None
+    for name, texts in resolver.rules.items():
+        LOG.info('spoke %(spoke)s is authoritative for %(rules)s',
+                 {'spoke': name, 'rules': texts})
+    return resolver
+
+
 def do_run(conf) -> int:
     hub_name, spoke_names = _hub(conf), _spokes(conf)
     if hub_name in spoke_names:
@@ -95,7 +112,8 @@ def do_run(conf) -> int:
     agent = runner.Agent(
         conf, client.Site(hub_name, timeout),
         [client.Site(n, timeout) for n in spoke_names], _state(conf),
-        once=conf.command.once, selections=selections)
+        once=conf.command.once, selections=selections,
+        resolver=_resolver(conf, spoke_names))
 
     def _terminate(signum, _frame):
         LOG.info('signal %d: finishing the requests in flight, then '
@@ -134,16 +152,65 @@ def do_status(conf) -> int:
              f'{hub["last_error"]}' if hub['last_error'] else ''))
     table = prettytable.PrettyTable(
         ['spoke', 'state', 'lag (changes)', 'lag (s)', 'pending',
-         'last success (UTC)', 'last reconcile (UTC)', 'last error'])
+         'conflicts', 'last success (UTC)', 'last reconcile (UTC)',
+         'last error'])
     table.align = 'l'
     for row in report['spokes']:
         error = (f'{_when(row["last_error_at"])} {row["last_error"]}'
                  if row['last_error'] else '-')
         table.add_row([row['spoke'], row['state'], row['lag_changes'],
                        row['lag_seconds'], row['pending'],
-                       _when(row['last_success_at']),
+                       row['conflicts'], _when(row['last_success_at']),
                        _when(row['last_reconcile_at']), error[:80]])
     print(table)
+    return 0
+
+
+def _conflict(row) -> dict:
+    """A conflict as shown: versions with the hashes of secrets
+    redacted."""
+    out = dict(row._mapping)
+    for side in ('hub_version', 'spoke_version'):
+        version = json.loads(out[side]) if out[side] else None
+        out[side] = conflicts_mod.redact(row.type, version)
+    out['fields'] = conflicts_mod.differing_fields(out['hub_version'],
+                                                   out['spoke_version'])
+    return out
+
+
+def do_conflicts(conf) -> int:
+    st = _state(conf)
+    st.migrate()
+    cmd = conf.command
+    spoke_names = cmd.cli_spoke or []
+    rows = [_conflict(r) for r in st.conflicts(limit=None if cmd.show
+                                               else cmd.limit)
+            if not spoke_names or r.spoke in spoke_names]
+    if cmd.show is not None:
+        rows = [r for r in rows if r['id'] == cmd.show]
+        if not rows:
+            print(f'keystone-sync: no conflict {cmd.show}', file=sys.stderr)
+            return 1
+    if cmd.json or cmd.show is not None:
+        print(json.dumps(rows if cmd.show is None else rows[0],
+                         default=str, indent=1, sort_keys=True))
+        return 0
+    if not rows:
+        print('no conflicts recorded')
+        return 0
+    table = prettytable.PrettyTable(
+        ['id', 'detected (UTC)', 'spoke', 'type', 'resource', 'fields',
+         'winner', 'why'])
+    table.align = 'l'
+    for r in rows:
+        table.add_row([r['id'], _when(r['detected_at']), r['spoke'],
+                       r['type'], r['resource_id'],
+                       ', '.join(r['fields']) or '-',
+                       r['winner'] if r['winner'] == conflicts_mod.HUB
+                       else f'spoke {r["winner"]}', r['reason'][:100]])
+    print(table)
+    print('keystone-sync conflicts --show ID prints both versions '
+          '(secrets redacted)')
     return 0
 
 
@@ -198,7 +265,8 @@ def do_reconcile(conf) -> int:
     # written nor deleted there.
     agent = runner.Agent(conf, hub, [client.Site(n, timeout)
                                      for n in spoke_names], st,
-                         selections=_selections(conf, spoke_names))
+                         selections=_selections(conf, spoke_names),
+                         resolver=_resolver(conf, spoke_names))
     try:
         agent.adopt_hub(hub.capabilities())
     except client.SiteError as e:
@@ -266,6 +334,20 @@ def _add_commands(subparsers):
     status.set_defaults(func=do_status)
     status.add_argument('--json', action='store_true',
                         help='print the report as JSON')
+    conflicts = subparsers.add_parser(
+        'conflicts', help='the conflicts resolved: resources changed both '
+        'at the hub and at a spoke, both versions, the winner and why')
+    conflicts.set_defaults(func=do_conflicts)
+    conflicts.add_argument('--spoke', metavar='CLOUD', action='append',
+                           dest='cli_spoke',
+                           help='only this spoke\'s (repeatable)')
+    conflicts.add_argument('--limit', type=int, default=50,
+                           help='the newest N (default 50; 0: all)')
+    conflicts.add_argument('--show', type=int, metavar='ID',
+                           help='one conflict whole, both versions '
+                           '(secrets redacted), as JSON')
+    conflicts.add_argument('--json', action='store_true',
+                           help='print them as JSON')
     join = subparsers.add_parser(
         'join', help='re-key a spoke bootstrapped on its own to the hub\'s '
         'ids (roles, admin project and user...) before its first run')
@@ -282,7 +364,7 @@ def _add_commands(subparsers):
     reconcile.set_defaults(func=do_reconcile)
     reconcile.add_argument('--dry-run', action='store_true',
                            help='show what differs and change nothing')
-    for parser in (run, status, join, reconcile):
+    for parser in (run, status, conflicts, join, reconcile):
         parser.add_argument('--state', metavar='URL', dest='cli_state',
                             help='state database (SQLAlchemy URL)')
     for parser in (run, join, reconcile):

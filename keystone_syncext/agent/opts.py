@@ -82,6 +82,24 @@ SELECTION_OPTS = [
                      '(comma-separated), e.g. domain:service-local, '
                      'name:user:svc-*.'),
 ]
+CONFLICTS_GROUP = cfg.OptGroup(
+    'conflicts', title='Conflicts',
+    help='What wins when a resource changed both at the hub and at a '
+         'spoke since the agent last synced it there (the base). Every '
+         'such conflict is recorded with both versions, the winner and '
+         'why: keystone-sync conflicts lists them. A spoke\'s '
+         '[spoke:NAME] authoritative rules come first. See doc/agent.md, '
+         '"Conflicts".')
+CONFLICTS_OPTS = [
+    cfg.StrOpt('strategy', default='hub_wins',
+               choices=[('hub_wins', 'the hub\'s version wins'),
+                        ('last_writer_wins',
+                         'the version changed last (updated_at, each '
+                         'site\'s clock) wins; ties, and deletions whose '
+                         'time is not known, go to the hub')],
+               help='How a conflict outside every authoritative subset is '
+                    'resolved.'),
+]
 # [spoke:NAME]: the same options for one spoke; each one set there
 # replaces [selection]'s for that spoke.
 SPOKE_GROUP_PREFIX = 'spoke:'
@@ -90,6 +108,14 @@ SPOKE_OPTS = [
                 help='Replaces [selection] include for this spoke.'),
     cfg.ListOpt('exclude', default=None,
                 help='Replaces [selection] exclude for this spoke.'),
+    cfg.ListOpt('authoritative', default=[],
+                help='What this spoke is authoritative for, as selection '
+                     'rules (e.g. domain:emea, project:web): in a conflict '
+                     'over a resource inside, this spoke\'s version wins '
+                     'and goes to the hub and every other spoke; so does '
+                     'a change made only at this spoke, once the agent '
+                     'sees it (a hub change of the same resource, or a '
+                     'reconcile). Give each subset to one spoke only.'),
 ]
 
 
@@ -98,29 +124,42 @@ def register(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(TUNING_OPTS)
     conf.register_group(SELECTION_GROUP)
     conf.register_opts(SELECTION_OPTS, group=SELECTION_GROUP)
+    conf.register_group(CONFLICTS_GROUP)
+    conf.register_opts(CONFLICTS_OPTS, group=CONFLICTS_GROUP)
+
+
+def _spoke_group(conf: cfg.ConfigOpts, spoke: str):
+    group = SPOKE_GROUP_PREFIX + spoke
+    if group not in conf:
+        conf.register_opts(SPOKE_OPTS, group=group)
+    return conf[group]
 
 
 def spoke_rules(conf: cfg.ConfigOpts, spoke: str) -> tuple[list, list]:
     """(include, exclude) rule texts for ``spoke``: its ``[spoke:NAME]``
     group where set, ``[selection]`` otherwise."""
-    group = SPOKE_GROUP_PREFIX + spoke
-    if group not in conf:
-        conf.register_opts(SPOKE_OPTS, group=group)
-    own = conf[group]
+    own = _spoke_group(conf, spoke)
     return ((conf.selection.include if own.include is None
              else own.include),
             (conf.selection.exclude if own.exclude is None
              else own.exclude))
 
 
+def authoritative_rules(conf: cfg.ConfigOpts, spoke: str) -> list[str]:
+    """What spoke ``spoke`` is authoritative for (rule texts)."""
+    return list(_spoke_group(conf, spoke).authoritative or ())
+
+
 def list_opts():
     """For oslo-config-generator (namespace keystone_syncext.agent)."""
     return [(None, SITE_OPTS + TUNING_OPTS),
             (SELECTION_GROUP, SELECTION_OPTS),
+            (CONFLICTS_GROUP, CONFLICTS_OPTS),
             (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'example',
-                          help='Selection rules for one spoke, here the '
-                               'cloud named "example": one [spoke:NAME] '
-                               'group per spoke that needs its own. Each '
-                               'option set here replaces the [selection] '
-                               'one for that spoke.'),
+                          help='Selection and conflict rules for one '
+                               'spoke, here the cloud named "example": one '
+                               '[spoke:NAME] group per spoke that needs its '
+                               'own. Each selection option set here '
+                               'replaces the [selection] one for that '
+                               'spoke.'),
              SPOKE_OPTS)]

@@ -274,9 +274,10 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
         else:
             envs, whole = fetch(agent.hub, diff)
             rep.missing += whole
-            changes += [state_mod.Change(0, t, env['id'], 'upsert', None,
-                                         env['resource'], hash_=env['hash'])
-                        for env in envs]
+            changes += [state_mod.Change(
+                0, t, env['id'], 'upsert', None, env['resource'],
+                state_mod.parse_time(env.get('updated_at')),
+                hash_=env['hash']) for env in envs]
             changes += [state_mod.Change(0, t, id_, 'delete')
                         for id_ in placed]
         rep.bytes, rep.requests = diff.bytes, diff.requests

@@ -31,6 +31,7 @@ import threading
 import time
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
@@ -118,8 +119,10 @@ class Agent:
     def __init__(self, conf, hub: client.Site, spokes: list[client.Site],
                  state: state_mod.State, once: bool = False,
                  selections: dict[str, selection_mod.Selection] | None =
-                 None):
+                 None, resolver: conflicts_mod.Resolver | None = None):
         self.conf = conf
+        # What wins a conflict (three-way, see conflicts.py).
+        self.resolver = resolver or conflicts_mod.Resolver()
         # Per spoke: what the agent may write there (selective sync).
         self.selections = selections or {}
         self.hub = hub
@@ -517,7 +520,8 @@ class Agent:
             raise Stopped()
 
     def _seed_apply(self, site, changes) -> int:
-        done, failed, written = self._apply(site, changes)
+        # A seed copies the hub's version whatever the spoke holds.
+        done, failed, written = self._apply(site, changes, guard=False)
         self.state.record(site.name, None, done, failed, written)
         return len(failed)
 
@@ -691,17 +695,20 @@ class Agent:
                 done.append(c)   # deleted since: its delete follows
             else:
                 todo.append(c)
-        ok, bad = self._write(self.hub, order(todo), origin=site.site_id)
+        ok, bad, _ = self._write(self.hub, order(todo), origin=site.site_id)
         return done + ok, bad
 
     # -- writing ------------------------------------------------------
 
-    def _apply(self, site: client.Site, changes):
+    def _apply(self, site: client.Site, changes, guard: bool = True):
         """Write ``changes`` to ``site`` in batches; returns (done, failed
         with reasons, written: what the spoke accepted, a subset of done).
         A pass that leaves some refused while others went in retries the
         refused once more: what they needed may have been written later
-        in the same pass."""
+        in the same pass. With ``guard``, a resource the agent placed
+        there before is written only if the spoke still holds what was
+        placed; what changed there since is settled by the conflict rules
+        (:mod:`keystone_syncext.agent.conflicts`)."""
         known = set(self.spoke_types.get(site.name, ()))
         done, failed, written = [], [], []
         selection = self.selections.get(site.name)
@@ -720,32 +727,56 @@ class Agent:
                 done.append(c)
             else:
                 todo.append(c)
+        if guard:
+            self._guard(site, todo)
+        stale = []
         for attempt in range(3):
-            ok, bad = self._write(site, order(todo))
+            ok, bad, changed = self._write(site, order(todo))
             done += ok
             written += ok
+            stale += changed
             if not bad or not ok or attempt == 2:
                 failed += bad
                 break
             todo = [c for c, _ in bad]
+        if stale:
+            s_done, s_failed, s_written = conflicts_mod.settle(
+                self, site, stale)
+            done += s_done
+            failed += s_failed
+            written += s_written
         return done, failed, written
 
+    def _guard(self, site, changes) -> None:
+        """Make each write of a resource placed at ``site`` before
+        conditional on what was placed (its base)."""
+        by_type: dict = {}
+        for c in changes:
+            by_type.setdefault(c.type, []).append(c)
+        for type_name, group in by_type.items():
+            base = self.state.placed_at(site.name, type_name,
+                                        {c.id for c in group})
+            for c in group:
+                c.if_match = base.get(c.id)
+
     def _write(self, site, ordered, origin=None):
-        ok, bad = [], []
+        """(written, refused with reasons, stale: conditional writes the
+        site refused because it holds another version, with its hash)."""
+        ok, bad, stale = [], [], []
         origin = origin or self.state.hub().site_id
         for chunk in client.chunks(ordered, self._max_items(site),
                                    self.conf.batch_bytes,
                                    as_item=state_mod.Change.item):
             self._check_stop()
-            self._write_chunk(site, chunk, origin, ok, bad)
-        return ok, bad
+            self._write_chunk(site, chunk, origin, ok, bad, stale)
+        return ok, bad, stale
 
     def _max_items(self, site):
         return min(self.conf.batch_items,
                    self.spoke_max_items.get(site.name) or
                    self.conf.batch_items)
 
-    def _write_chunk(self, site, chunk, origin, ok, bad):
+    def _write_chunk(self, site, chunk, origin, ok, bad, stale):
         try:
             results = site.batch([c.item() for c in chunk], origin=origin)
         except client.SiteError as e:
@@ -757,8 +788,8 @@ class Agent:
                 bad.append((chunk[0], str(e)))
                 return
             half = len(chunk) // 2
-            self._write_chunk(site, chunk[:half], origin, ok, bad)
-            self._write_chunk(site, chunk[half:], origin, ok, bad)
+            self._write_chunk(site, chunk[:half], origin, ok, bad, stale)
+            self._write_chunk(site, chunk[half:], origin, ok, bad, stale)
             return
         by_index = {r.get('index'): r for r in results}
         if sorted(by_index) != list(range(len(chunk))):
@@ -768,8 +799,11 @@ class Agent:
         for n, c in enumerate(chunk):
             r = by_index[n]
             status = r.get('status', 500)
-            if 200 <= status < 300 or (c.op == 'delete' and status == 404):
+            if 200 <= status < 300 or (c.op == 'delete' and status == 404
+                                        and not c.if_match):
                 ok.append(c)
+            elif status == 412 and c.if_match:
+                stale.append((c, (r.get('error') or {}).get('current_hash')))
             else:
                 err = r.get('error') or {}
                 bad.append((c, f'{c.type} {c.id}: {status} '

@@ -16,7 +16,11 @@
   only after the hub answered for what was read.
 - ``agent_placed``: per spoke, every resource the agent wrote there, with
   the hub's content hash of what it wrote. A reconcile removes from a spoke
-  only what is recorded here; everything else at the spoke is its own.
+  only what is recorded here; everything else at the spoke is its own. The
+  hash is also the base of the three-way conflict check
+  (:mod:`keystone_syncext.agent.conflicts`).
+- ``agent_conflict``: every conflict resolved (a resource changed at the hub
+  and at a spoke since the base): both versions, the winner and why.
 
 A spoke's checkpoint moves only after the spoke answered for every item up
 to it, so a crash re-applies at most one pass, and re-applying is harmless:
@@ -104,6 +108,27 @@ placed = sa.Table(
     sa.Column('hash', sa.String(64)),
 )
 
+conflict = sa.Table(
+    'agent_conflict', metadata,
+    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column('detected_at', sa.DateTime, nullable=False),
+    sa.Column('spoke', sa.String(255), nullable=False),
+    sa.Column('type', sa.String(64), nullable=False),
+    sa.Column('resource_id', sa.String(255), nullable=False),
+    sa.Column('strategy', sa.String(32), nullable=False),
+    sa.Column('winner', sa.String(255), nullable=False),
+    sa.Column('reason', sa.Text, nullable=False),
+    sa.Column('base_hash', sa.String(64)),
+    sa.Column('hub_hash', sa.String(64)),
+    sa.Column('spoke_hash', sa.String(64)),
+    sa.Column('hub_changed_at', sa.DateTime),
+    sa.Column('spoke_changed_at', sa.DateTime),
+    # JSON; null: that side had deleted the resource.
+    sa.Column('hub_version', sa.Text),
+    sa.Column('spoke_version', sa.Text),
+    sqlite_autoincrement=True,
+)
+
 upward = sa.Table(
     'agent_upward', metadata,
     sa.Column('spoke', sa.String(255), primary_key=True),
@@ -135,27 +160,35 @@ class Change:
     """One thing to do at a spoke: upsert or delete a resource by id."""
 
     __slots__ = ('seq', 'type', 'id', 'op', 'origin', 'resource',
-                 'changed_at', 'hash')
+                 'changed_at', 'hash', 'if_match')
 
     def __init__(self, seq, type_, id_, op, origin=None, resource=None,
-                 changed_at=None, hash_=None):
+                 changed_at=None, hash_=None, if_match=None):
         self.seq, self.type, self.id, self.op = seq, type_, id_, op
         self.origin, self.resource = origin, resource
         self.changed_at = changed_at
         # The hub's content hash of ``resource``, recorded as what the
         # agent placed at a spoke once written.
         self.hash = hash_
+        # Write only if the site still holds this hash (the base of the
+        # three-way conflict check); None: unconditionally.
+        self.if_match = if_match
 
     @property
     def key(self):
         return (self.type, self.id)
 
     def item(self) -> dict:
-        """The ``/v3/sync/batch`` item."""
+        """The ``/v3/sync/batch`` item; conditional on ``if_match`` (the
+        hash the site must still hold) when set."""
         if self.op == 'delete':
-            return {'op': 'delete', 'type': self.type, 'id': self.id}
-        return {'op': 'upsert', 'type': self.type, 'id': self.id,
-                'resource': self.resource}
+            out = {'op': 'delete', 'type': self.type, 'id': self.id}
+        else:
+            out = {'op': 'upsert', 'type': self.type, 'id': self.id,
+                   'resource': self.resource}
+        if self.if_match:
+            out['if_match'] = f'"{self.if_match}"'
+        return out
 
 
 def _config(conn) -> alembic_config.Config:
@@ -478,6 +511,33 @@ class State:
             return conn.execute(outbox.delete()
                                 .where(outbox.c.seq <= low)).rowcount
 
+    # -- conflicts ---------------------------------------------------
+
+    def add_conflict(self, record: dict) -> bool:
+        """Keep one resolved conflict; the same one judged again (its
+        change retried) is kept once. Returns whether it was new."""
+        same = [conflict.c[k] == record.get(k) for k in (
+            'spoke', 'type', 'resource_id', 'hub_hash', 'spoke_hash',
+            'winner')]
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(conflict.c.id)
+                            .where(*same).limit(1)).first():
+                return False
+            conn.execute(conflict.insert().values(
+                detected_at=now(), **record))
+        return True
+
+    def conflicts(self, spoke_name: str | None = None,
+                  limit: int | None = None) -> list:
+        """Resolved conflicts, newest first."""
+        query = sa.select(conflict).order_by(conflict.c.id.desc())
+        if spoke_name:
+            query = query.where(conflict.c.spoke == spoke_name)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return conn.execute(query).all()
+
     # -- for ``keystone-sync status`` ----------------------------------
 
     def report(self) -> dict:
@@ -498,10 +558,14 @@ class State:
                     sa.select(sa.func.count(), sa.func.min(pending.c.since))
                     .where(pending.c.spoke.in_([r.name, up_key(r.name)]))
                 ).one()
+                nconflicts = conn.execute(
+                    sa.select(sa.func.count()).where(
+                        conflict.c.spoke == r.name)).scalar()
                 out.append({'spoke': r.name, 'site_id': r.site_id,
                             'state': r.state, 'lag_changes': count,
                             'oldest_unapplied': oldest,
                             'pending': npending, 'pending_since': first,
+                            'conflicts': nconflicts,
                             'last_success_at': r.last_success_at,
                             'last_reconcile_at': r.last_reconcile_at,
                             'last_error': r.last_error,

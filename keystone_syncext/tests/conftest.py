@@ -62,6 +62,7 @@ def pytest_generate_tests(metafunc):
 SLOWEST_FIRST = (
     'test_agent.py',
     'test_agent_reconcile.py',
+    'test_agent_conflicts.py',
     'test_fuzz.py',
     'test_upgrade.py',
     'test_agent_selective.py',

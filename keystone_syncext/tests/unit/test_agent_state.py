@@ -34,7 +34,8 @@ def _tables(url):
 
 
 AGENT_TABLES = {'agent_hub', 'agent_outbox', 'agent_spoke', 'agent_pending',
-                'agent_upward', 'agent_placed', state_mod.VERSION_TABLE}
+                'agent_upward', 'agent_placed', 'agent_conflict',
+                state_mod.VERSION_TABLE}
 
 
 def test_migrations_up_down_up(state_url):
