@@ -192,3 +192,102 @@ def test_a_spoke_is_authoritative_for_its_domain(world):
                           conf=conf).stdout
     assert inside in listing and 'spoke spoke1' in listing
     world.assert_converged(('project', 'user'))
+
+
+# -- a partition with every kind of edit on both sides ------------------
+
+# What each side does to a resource, and when: before the partition (the
+# spoke, while no agent runs), during it (the hub, the spoke stopped) or
+# after it (the spoke, back, before the agent reaches it).
+KINDS = {
+    'untouched': (None, None),
+    'hub': (None, ('hub', 'edit')),
+    'spoke': (None, ('spoke', 'edit')),
+    'spoke_delete': (('spoke', 'delete'), None),
+    'both_hub_first': (None, ('hub', 'edit'), ('spoke', 'edit')),
+    'both_spoke_first': (('spoke', 'edit'), ('hub', 'edit')),
+    'hub_delete_spoke_edit': (None, ('hub', 'delete'), ('spoke', 'edit')),
+    'spoke_delete_hub_edit': (('spoke', 'delete'), ('hub', 'edit')),
+}
+# Changed on both sides since the base: recorded as conflicts.
+CONFLICTS = {'both_hub_first', 'both_spoke_first', 'hub_delete_spoke_edit',
+             'spoke_delete_hub_edit'}
+
+
+def _expected(kind, authoritative):
+    """(the description every site ends with or None for deleted, the
+    winner of the conflict or None). Inside the spoke's subset the
+    spoke's version always wins; outside it the later write wins, and a
+    deletion of unknown time (the spoke's) loses to the hub."""
+    spoke_text, hub_text = f'spoke {kind}', f'hub {kind}'
+    if authoritative:
+        final = {'untouched': 'as made', 'hub': hub_text,
+                 'spoke_delete': None, 'spoke_delete_hub_edit': None}.get(
+                     kind, spoke_text)
+        return final, 'spoke1' if kind in CONFLICTS else None
+    final = {'untouched': 'as made', 'hub': hub_text,
+             'spoke_delete': 'as made', 'both_spoke_first': hub_text,
+             'spoke_delete_hub_edit': hub_text}.get(kind, spoke_text)
+    winner = ('hub' if kind in ('both_spoke_first', 'spoke_delete_hub_edit')
+              else 'spoke1')
+    return final, winner if kind in CONFLICTS else None
+
+
+def _do(site, id_, kind, action):
+    if action == 'delete':
+        personas.admin_caller(site)('DELETE', f'/projects/{id_}')
+    else:
+        _describe(site, 'project', id_, f'{site.name[:5]} {kind}')
+
+
+def test_partition_with_every_kind_of_edit_converges_as_the_rules_say(
+        world):
+    """spoke1 is authoritative for one domain, last writer wins elsewhere;
+    each kind of edit happens inside and outside that domain. After the
+    agent runs and a reconcile (the only way edits made at the spoke
+    alone are seen), every site holds what the rules name, every
+    conflict is recorded with its winner, and nothing else is."""
+    hub, spoke1 = world.hub, world.spokes[0]
+    call, tag = personas.admin_caller(hub), _tag()
+    call('POST', '/domains', json={'domain': {'name': f'own-{tag}'}})
+    domain = call('GET', f'/domains?name=own-{tag}').json()['domains'][0]
+    conf = _conf(world, 'partition', 'last_writer_wins',
+                 {'spoke1': f'domain:own-{tag}'})
+    made = {}     # id -> (kind, inside the spoke's domain)
+    for kind in KINDS:
+        for inside in (True, False):
+            id_ = _project(call, f'{kind}-{int(inside)}-{tag}',
+                           domain['id'] if inside else 'default')
+            made[id_] = (kind, inside)
+    world.agent('run', '--once', conf=conf)
+
+    def step(n, side):
+        for id_, (kind, _) in made.items():
+            todo = KINDS[kind][n] if len(KINDS[kind]) > n else None
+            if todo and todo[0] == side:
+                _do(hub if side == 'hub' else spoke1, id_, kind, todo[1])
+
+    step(0, 'spoke')
+    time.sleep(1.1)   # every updated_at apart
+    _partition(world, spoke1, lambda: step(1, 'hub'), conf)
+    time.sleep(1.1)
+    step(1, 'spoke')
+    step(2, 'spoke')
+    world.agent('run', '--once', conf=conf)
+    world.agent('reconcile', conf=conf)
+    world.agent('run', '--once', conf=conf)
+
+    got = _conflicts(world, conf, set(made))
+    wrong = []
+    for id_, (kind, inside) in made.items():
+        final, winner = _expected(kind, inside)
+        for site in world.every():
+            have = _described(site, 'project', id_)
+            if have != final:
+                wrong.append((kind, inside, site.name, have, final))
+        have_winner = got[id_]['winner'] if id_ in got else None
+        if have_winner != winner:
+            wrong.append((kind, inside, 'conflict', have_winner, winner))
+    assert not wrong, wrong
+    assert len(got) == 2 * len(CONFLICTS)
+    world.assert_converged(('project',))
