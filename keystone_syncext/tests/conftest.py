@@ -60,6 +60,7 @@ def pytest_generate_tests(metafunc):
 # run-tests hands modules to the xdist workers in this order
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
+    'test_bench_quick.py',
     'test_agent.py',
     'test_agent_reconcile.py',
     'test_agent_conflicts.py',
