@@ -18,6 +18,7 @@ import keystone.conf
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
+from keystone_syncext import caching
 from keystone_syncext import notify
 from keystone_syncext import resources
 from keystone_syncext import service
@@ -193,6 +194,8 @@ class _Applier:
         rtype = resources.get(type_name)
         entries = [(self.items[n]['id'], self.items[n]['resource'])
                    for n in run]
+        for id_, resource in entries:
+            caching.touched(self.session, rtype, id_, None, resource)
         self.session.flush()
         try:
             with self.session.begin_nested():

@@ -4,8 +4,9 @@ re-key, digests and the change feed (batches: ``keystone_syncext.batch``).
 Every write runs in one database transaction (Keystone's own
 ``session_for_write``; the managers called inside join it), attributed to
 the origin site with :func:`keystone_syncext.origin.written_by`, and
-followed, after commit, by invalidation of Keystone's caches, so the
-ordinary API serves the new state at once on every API node.
+followed, after commit, by invalidation of what it made stale in
+Keystone's caches (``keystone_syncext.caching``), so the ordinary API
+serves the new state at once on every API node.
 """
 
 import contextlib
@@ -13,13 +14,11 @@ import hashlib
 import time
 
 from keystone import exception
-from keystone.assignment import core as assignment_core
-from keystone.common import cache
 from keystone.common import sql
 import keystone.conf
-from keystone.identity import core as identity_core
 import sqlalchemy as sa
 
+from keystone_syncext import caching
 from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
 from keystone_syncext import origin as origin_mod
@@ -37,26 +36,26 @@ DIGEST_LEAF_SIZE = 64
 POLL_INTERVAL = 0.05
 
 
-def invalidate_caches() -> None:
-    """Drop what Keystone may have cached about identity data. Keystone's
-    regions invalidate across processes (the invalidation time is kept in
-    the cache backend), so every API node sees the write."""
-    cache.CACHE_REGION.invalidate()
-    assignment_core.COMPUTED_ASSIGNMENTS_REGION.invalidate()
-    identity_core.ID_MAPPING_REGION.invalidate()
-
-
 @contextlib.contextmanager
 def writing(origin: str | None):
-    """A write transaction whose captured changes carry ``origin``."""
-    with sql.session_for_write() as session:
-        conn = session.connection()
-        ctx = (origin_mod.written_by(conn, origin) if origin
-               else contextlib.nullcontext())
-        with ctx:
-            yield session, conn
-            session.flush()
-    invalidate_caches()
+    """A write transaction whose captured changes carry ``origin``.
+
+    What the writes inside record with ``caching.touched`` is invalidated
+    after the transaction ends, also when it fails: a manager called
+    inside may have cached what was rolled back."""
+    stale = None
+    try:
+        with sql.session_for_write() as session:
+            stale = caching.begin(session)
+            conn = session.connection()
+            ctx = (origin_mod.written_by(conn, origin) if origin
+                   else contextlib.nullcontext())
+            with ctx:
+                yield session, conn
+                session.flush()
+    finally:
+        if stale is not None:
+            stale.invalidate()
 
 
 def check_limit(limit, default: int) -> int:
@@ -121,11 +120,12 @@ def apply_upsert(session, conn, rtype, id_, resource, if_match=None,
     validated ``resource``."""
     old = rtype.get(conn, id_)
     _check_preconditions(rtype.name, id_, old, if_match, if_none_match)
+    if old is not None and base.strip_meta(old) == resource:
+        return 200, base.envelope(rtype.name, old)
+    caching.touched(session, rtype, id_, old, resource)
     if old is None:
         rtype.create(session, conn, id_, resource)
         status = 201
-    elif base.strip_meta(old) == resource:
-        return 200, base.envelope(rtype.name, old)
     else:
         rtype.update(session, conn, id_, old, resource)
         status = 200
@@ -139,6 +139,7 @@ def apply_delete(session, conn, rtype, id_, if_match=None) -> None:
     if old is None:
         raise base.NotFound(f'{rtype.name} {id_} does not exist at this '
                             'site')
+    caching.touched(session, rtype, id_, old, None)
     rtype.delete(session, conn, id_, old)
     session.flush()
 
@@ -194,6 +195,7 @@ def rekey(body, origin=None) -> dict:
     if old_id == new_id:
         raise base.BadRequest('from and to are the same id')
     with writing(origin) as (session, conn):
+        caching.everything(session)
         if rtype.get(conn, old_id) is None:
             raise base.NotFound(
                 f'{rtype.name} {old_id} does not exist at this site')

@@ -19,6 +19,7 @@ from keystone import exception
 from keystone.common import provider_api
 import sqlalchemy as sa
 
+from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 
@@ -155,6 +156,14 @@ class RoleAssignment(base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         """Nothing but the id: an existing one is already up to date."""
+
+    def stale_cache(self, id_, old, new):
+        """A new grant: the computed assignments, as ``create_grant`` and
+        ``create_system_grant_for_*`` invalidate. A revoke also drops
+        tokens: everything."""
+        if old is None and new is not None:
+            return [caching.computed_assignments()]
+        return None
 
     def delete(self, session, conn, id_, old):
         api = PROVIDERS.assignment_api

@@ -221,6 +221,17 @@ class ResourceType:
     def delete(self, session, conn, id_: str, old: dict) -> None:
         raise NotImplementedError
 
+    def stale_cache(self, id_: str, old: dict | None,
+                    new: dict | None) -> list[tuple] | None:
+        """The entries of Keystone's caches that writing ``id_`` from
+        ``old`` to ``new`` (None: absent) makes stale, as
+        ``keystone_syncext.caching`` names them: those Keystone's own
+        managers invalidate for the same change, plus any entry of this
+        resource (a manager called inside the write may have cached it
+        before we wrote the rest). None, the default: this type cannot
+        say, so the write drops everything Keystone caches."""
+        return None
+
     def sort_key(self, resource: dict | None, batch: dict) -> int:
         """Order among upserts of this type in one batch (projects:
         parents first). ``batch`` maps id -> representation."""

@@ -84,8 +84,9 @@ the notification of ``create_grant``'s decorator
 (``identity.role_assignment.created``, failure outcome for a mismatch),
 sent through that same decorator; system grants send none.
 
-Caches are invalidated by the batch's transaction after commit
-(``service.writing``), and capture triggers record every inserted row
+What the creates make stale in Keystone's caches is invalidated after
+the batch's transaction (``service.writing``, ``keystone_syncext.caching``),
+and capture triggers record every inserted row
 with the batch's origin, as for any other write.
 """
 

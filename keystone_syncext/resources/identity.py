@@ -58,6 +58,7 @@ from keystone.identity.backends import resource_options as user_ro
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 
@@ -698,6 +699,14 @@ class GroupMembership(base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         """Nothing but the id: an existing one is already up to date."""
+
+    def stale_cache(self, id_, old, new):
+        """A new membership: the computed assignments, as
+        ``add_user_to_group`` invalidates. A removal also revokes tokens:
+        everything."""
+        if old is None and new is not None:
+            return [caching.computed_assignments()]
+        return None
 
     def delete(self, session, conn, id_, old):
         PROVIDERS.identity_api.remove_user_from_group(old['user_id'],

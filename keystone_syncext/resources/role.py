@@ -5,6 +5,7 @@ from keystone.assignment.role_backends import resource_options as role_ro
 from keystone.common import provider_api
 import sqlalchemy as sa
 
+from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 
@@ -88,6 +89,15 @@ class Role(common.IdTable, base.ResourceType):
         session.flush()
         common.set_extra(conn, 'role', id_, resource['extra'])
 
+    def stale_cache(self, id_, old, new):
+        """An upsert: the role itself (``RoleManager.update_role``
+        invalidates ``get_role``; ``create_role`` caches what it wrote,
+        before we set ``extra``). Nothing caches roles by name. A delete
+        also drops assignments and tokens: everything."""
+        if new is None:
+            return None
+        return [caching.memoized('role_api', 'get_role', id_)]
+
     def delete(self, session, conn, id_, old):
         api = PROVIDERS.role_api
         if old['options'].get('immutable'):
@@ -134,6 +144,11 @@ class ImpliedRole(base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         """Nothing but the id: an existing one is already up to date."""
+
+    def stale_cache(self, id_, old, new):
+        """As ``create_implied_role`` and ``delete_implied_role``: the
+        computed assignments (implied roles themselves are not cached)."""
+        return [caching.computed_assignments()]
 
     def delete(self, session, conn, id_, old):
         PROVIDERS.role_api.delete_implied_role(
