@@ -106,6 +106,12 @@ def main(argv=None) -> int:
     parser.add_argument('--processes', type=int, default=2,
                         help='uWSGI processes per spoke (1 lets more '
                         'spokes fit on a small machine)')
+    parser.add_argument('--batch-items', type=int, default=1000,
+                        help="the agent's batch_items (the spokes' "
+                        'max_page_size, 1000, caps it)')
+    parser.add_argument('--batch-bytes', type=int, default=4000000,
+                        help="the agent's batch_bytes; the spokes here "
+                        'accept bodies up to 64 MiB')
     parser.add_argument('--debug', action='store_true',
                         help='the agent logs every request and its time')
     parser.add_argument('--keep', action='store_true',
@@ -130,6 +136,10 @@ def main(argv=None) -> int:
                 + ','.join(s.name for s in spokes)
                 + f'\nstate = sqlite:///{workdir}/state.sqlite\n'
                 f'log_file = {workdir}/agent.log\n'
+                # The spokes take bodies up to 64 MiB (EXTRA_CONFIG), so
+                # the agent may send batches as large as they allow.
+                f'batch_items = {args.batch_items}\n'
+                f'batch_bytes = {args.batch_bytes}\n'
                 + ('debug = true\n' if args.debug else ''))
 
     def agent(*argv):

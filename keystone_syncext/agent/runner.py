@@ -25,6 +25,7 @@ anything re-applied after a crash is an upsert or delete by id.
 import concurrent.futures
 import contextlib
 import logging
+import queue
 import random
 import sys
 import threading
@@ -478,31 +479,67 @@ class Agent:
         LOG.info('seeding spoke %(spoke)s from hub %(hub)s',
                  {'spoke': site.name, 'hub': self.hub.name})
         count = refused = 0
-        for type_name in types:
-            held = []
-            for page in self._pages(type_name):
-                changes = [state_mod.Change(seq, type_name, i['id'],
-                                            'upsert', None, i['resource'],
-                                            hash_=i.get('hash'))
-                           for i in page]
-                if type_name == 'project':
-                    held += changes   # parents first: order them whole
-                    continue
-                count += len(changes)
-                refused += self._seed_apply(site, changes)
-                if bar:
-                    bar.add(len(changes))
-            if held:
-                count += len(held)
-                refused += self._seed_apply(site, held)
-                if bar:
-                    bar.add(len(held))
+        held = []
+        # The hub's next page is read while the spoke writes this one.
+        for type_name, page in self._prefetched(types):
+            changes = [state_mod.Change(seq, type_name, i['id'], 'upsert',
+                                        None, i['resource'],
+                                        hash_=i.get('hash'))
+                       for i in page or ()]
+            if type_name == 'project' and page is not None:
+                held += changes   # parents first: order them whole
+                continue
+            if type_name == 'project':
+                changes, held = held, []   # the last project page
+            count += len(changes)
+            refused += self._seed_apply(site, changes) if changes else 0
+            if bar:
+                bar.add(len(changes))
         if bar:
             bar.close()
         self.state.finish_seed(site.name)
         LOG.info('seeded spoke %(spoke)s: %(n)d resources, %(bad)d refused '
                  '(pending)', {'spoke': site.name, 'n': count,
                                'bad': refused})
+
+    def _prefetched(self, types):
+        """(type, page) for every page of the hub's listings of ``types``,
+        read one page ahead by a thread of its own; after a type's pages,
+        (type, None) ends it."""
+        pages: queue.Queue = queue.Queue(maxsize=2)
+        done = threading.Event()
+
+        def put(item):
+            while not done.is_set():
+                try:
+                    return pages.put(item, timeout=0.5)
+                except queue.Full:
+                    continue
+
+        def read():
+            try:
+                for type_name in types:
+                    for page in self._pages(type_name):
+                        put((type_name, page))
+                    put((type_name, None))
+                put(None)
+            except BaseException as e:   # raised again by the consumer
+                put(e)
+
+        reader = threading.Thread(target=read, daemon=True,
+                                  name='seed-read')
+        reader.start()
+        try:
+            while True:
+                item = pages.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            done.set()
+            reader.join(timeout=self.conf.request_timeout + 5)
 
     def _pages(self, type_name):
         marker = None
