@@ -509,19 +509,24 @@ class Agent:
         pages: queue.Queue = queue.Queue(maxsize=2)
         done = threading.Event()
 
-        def put(item):
+        def put(item) -> bool:
+            """False once the seed stopped taking pages."""
             while not done.is_set():
                 try:
-                    return pages.put(item, timeout=0.5)
+                    pages.put(item, timeout=0.5)
+                    return True
                 except queue.Full:
                     continue
+            return False
 
         def read():
             try:
                 for type_name in types:
                     for page in self._pages(type_name):
-                        put((type_name, page))
-                    put((type_name, None))
+                        if not put((type_name, page)):
+                            return
+                    if not put((type_name, None)):
+                        return
                 put(None)
             except BaseException as e:   # raised again by the consumer
                 put(e)

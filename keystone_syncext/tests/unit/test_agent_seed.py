@@ -1,0 +1,74 @@
+"""The seed's read-ahead of the hub's listings: every page once, in
+order, each type closed by a marker; an error or a stop in the reader
+reaches the seeding thread, and a seed that stops early leaves no reader
+behind."""
+
+import threading
+import types
+
+import pytest
+
+from keystone_syncext.agent import runner
+
+
+class Hub:
+    def __init__(self, pages, fail_at=None):
+        self.pages, self.fail_at, self.reads = pages, fail_at, 0
+
+    def listing(self, type_name, marker=None):
+        self.reads += 1
+        if self.fail_at == (type_name, marker):
+            raise RuntimeError('the hub went away')
+        pages = self.pages[type_name]
+        n = 0 if marker is None else int(marker)
+        return {'items': pages[n],
+                'next_marker': str(n + 1) if n + 1 < len(pages) else None}
+
+
+def _agent(hub):
+    conf = types.SimpleNamespace(request_timeout=5)
+    agent = runner.Agent(conf, hub, [], state=None)
+    return agent
+
+
+PAGES = {'role': [[{'id': 'r1'}], [{'id': 'r2'}]],
+         'project': [[{'id': 'p1'}]], 'user': [[]]}
+
+
+def test_pages_in_order_each_type_closed():
+    got = list(_agent(Hub(PAGES))._prefetched(['role', 'project', 'user']))
+    assert got == [('role', [{'id': 'r1'}]), ('role', [{'id': 'r2'}]),
+                   ('role', None), ('project', [{'id': 'p1'}]),
+                   ('project', None), ('user', None)]
+
+
+def test_a_reader_error_reaches_the_seed():
+    agent = _agent(Hub(PAGES, fail_at=('role', '1')))
+    it = agent._prefetched(['role', 'project'])
+    assert next(it) == ('role', [{'id': 'r1'}])
+    with pytest.raises(RuntimeError, match='went away'):
+        list(it)
+
+
+def test_a_stop_ends_the_seed_and_the_reader():
+    many = {'role': [[{'id': f'r{n}'}] for n in range(100)]}
+    agent = _agent(Hub(many))
+    before = threading.active_count()
+    it = agent._prefetched(['role'])
+    next(it)
+    agent.stop.set()
+    with pytest.raises(runner.Stopped):
+        list(it)
+    assert agent.hub.reads < 100
+    assert threading.active_count() == before
+
+
+def test_leaving_early_leaves_no_reader_behind():
+    many = {'role': [[{'id': f'r{n}'}] for n in range(100)]}
+    agent = _agent(Hub(many))
+    before = threading.active_count()
+    it = agent._prefetched(['role'])
+    next(it)
+    it.close()
+    assert threading.active_count() == before
+    assert agent.hub.reads < 10
