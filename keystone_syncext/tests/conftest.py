@@ -61,6 +61,7 @@ def pytest_generate_tests(metafunc):
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
     'test_bench_quick.py',
+    'test_faults.py',
     'test_agent.py',
     'test_agent_reconcile.py',
     'test_agent_conflicts.py',
