@@ -405,6 +405,13 @@ _AUTH_ERRORS = {
            '(Keystone).',
 }
 
+# Every operation: the database could not take the request now.
+_BUSY = ('The database is locked by another writer, deadlocked or '
+         'unreachable; nothing was applied. Send the same request again '
+         'after Retry-After seconds.')
+_RETRY_AFTER = {'Retry-After': {'description': 'Seconds to wait.',
+                                'schema': {'type': 'integer'}}}
+
 RESOURCE = '/v3/sync/resources/{type}/{id}'
 
 # (path, method) -> what the document says about it. ``errors`` are the
@@ -579,6 +586,8 @@ def _operation(path: str, method: str, rule) -> dict:
         errors['403'] += ' ' + spec['auth_403']
     for code, text in errors.items():
         op['responses'][code] = _error_response(text)
+    op['responses']['503'] = dict(
+        _error_response(_BUSY), headers=copy.deepcopy(_RETRY_AFTER))
     return op
 
 

@@ -10,6 +10,9 @@ from keystone.common import json_home
 from keystone.common import sql
 import keystone.conf
 from keystone.server import flask as ks_flask
+from oslo_db import exception as db_exc
+from oslo_log import log
+import sqlalchemy as sa
 
 from keystone_syncext import batch
 from keystone_syncext import changes
@@ -21,6 +24,7 @@ from keystone_syncext.capture import spec
 from keystone_syncext.resources import base
 
 CONF = keystone.conf.CONF
+LOG = log.getLogger(__name__)
 # The representations' version (resources.base) is the protocol's.
 PROTOCOL_VERSION = base.PROTOCOL_VERSION
 PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
@@ -49,16 +53,47 @@ ORIGIN_HEADER = 'OpenStack-Sync-Origin'
 _SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 
 
+def database_busy(exc) -> base.Unavailable | None:
+    """The 503 for a database that cannot take the request now, or None
+    for any other error. The transaction was rolled back, so the same
+    request may simply be sent again. The message never carries the
+    statement or its parameters (they may hold password hashes)."""
+    if isinstance(exc, db_exc.DBConnectionError):
+        return base.Unavailable('the database is unreachable; nothing was '
+                                'applied, retry later', retry_after=5)
+    if isinstance(exc, db_exc.DBDeadlock):
+        return base.Unavailable('the database reported a deadlock; '
+                                'nothing was applied, retry')
+    inner = getattr(exc, 'inner_exception', exc)
+    if isinstance(exc, (db_exc.DBError, sa.exc.OperationalError)) and \
+            'database is locked' in str(getattr(inner, 'orig', inner)):
+        return base.Unavailable('the database is locked by another writer; '
+                                'nothing was applied, retry')
+    return None
+
+
 def _guarded(handler):
     """Render our errors (with their extra fields: ``existing_id``,
-    ``reconcile``...) as Keystone renders its own. Keystone's exceptions
-    raised by its managers go to Keystone's own handler."""
+    ``reconcile``...) as Keystone renders its own, and a busy or
+    unreachable database as 503 with ``Retry-After``. Keystone's
+    exceptions raised by its managers go to Keystone's own handler."""
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
+        except base.Unavailable as e:
+            return (base.error_body(e), e.code,
+                    {'Retry-After': str(e.retry_after)})
         except base.SyncError as e:
             return base.error_body(e), e.code
+        except (db_exc.DBError, sa.exc.OperationalError) as e:
+            busy = database_busy(e)
+            if busy is None:
+                raise
+            LOG.warning('%s %s: %s (%s)', flask.request.method,
+                        flask.request.path, busy, type(e).__name__)
+            return (base.error_body(busy), busy.code,
+                    {'Retry-After': str(busy.retry_after)})
     return wrapper
 
 

@@ -82,6 +82,19 @@ class Gone(SyncError):
     title = 'Gone'
 
 
+class Unavailable(SyncError):
+    """The database cannot take the request now (locked, deadlocked, or
+    unreachable); nothing was applied and the same request may be sent
+    again after ``retry_after`` seconds."""
+
+    code = 503
+    title = 'Service Unavailable'
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def first_line(exc) -> str:
     """The message of a schema error without jsonschema's dump of the
     schema (which is long, and would echo the input back)."""

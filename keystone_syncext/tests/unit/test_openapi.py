@@ -100,11 +100,15 @@ def test_every_operation_documents_auth_errors_with_the_error_body(doc):
 def test_write_routes_document_their_conflicts_and_preconditions(doc):
     item = doc['paths']['/v3/sync/resources/{type}/{id}']
     assert set(item['put']['responses']) == {
-        '200', '201', '400', '401', '403', '404', '409', '412'}
+        '200', '201', '400', '401', '403', '404', '409', '412', '503'}
     assert set(item['delete']['responses']) == {
-        '204', '400', '401', '403', '404', '412'}
+        '204', '400', '401', '403', '404', '412', '503'}
     changes = doc['paths']['/v3/sync/changes']['get']
     assert '410' in changes['responses']
+    # Every operation may answer a busy database with 503 and Retry-After.
+    for path in doc['paths'].values():
+        for op in path.values():
+            assert 'Retry-After' in op['responses']['503']['headers']
     headers = {p['$ref'].rsplit('/', 1)[1] for p in item['put']['parameters']}
     assert {'if_match', 'if_none_match', 'origin'} <= headers
     params = doc['components']['parameters']
