@@ -84,20 +84,6 @@ SLOWEST_FIRST = (
 )
 
 
-# Suites that do not fit .ci/run's time budget yet (doc/testing.md): they
-# run when named on the command line (tox -e faults names its file) or
-# with KSSYNC_LONG_SUITES=1, not in a plain run of the whole suite.
-LONG_SUITES = ('test_faults.py', 'test_bench_quick.py')
-
-
-def pytest_ignore_collect(collection_path, config):
-    if collection_path.name not in LONG_SUITES or \
-            os.environ.get('KSSYNC_LONG_SUITES') == '1':
-        return None
-    named = any(collection_path.name in str(arg) for arg in config.args)
-    return None if named else True
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
