@@ -60,16 +60,28 @@ def _time(value: str) -> float:
     return datetime.fromisoformat(value.replace('Z', '+00:00')).timestamp()
 
 
+_SESSIONS = {}
+
+
+def session(site):
+    """One admin session per site, kept: a token per probe would cost
+    each site a password check and crowd out what is being measured."""
+    if site.name not in _SESSIONS:
+        _SESSIONS[site.name] = site.admin_session()
+    return _SESSIONS[site.name]
+
+
 def feed(site, since, types='role'):
-    """Every change of ``types`` after cursor ``since``."""
-    sess, out = site.admin_session(), []
+    """Every change of ``types`` after cursor ``since``, and the cursor
+    after them (to ask from next time)."""
+    sess, out = session(site), []
     while True:
         page = sess.get(f'{site.url}/sync/changes', params={
             'since': since, 'limit': 1000, 'types': types}).json()
         out += page['changes']
         since = page['next']
         if not page['more']:
-            return out
+            return out, since
 
 
 def histogram(values, step=0.1, width=40) -> list[str]:
@@ -198,7 +210,7 @@ def main(argv=None) -> int:
 
         # -- propagation ----------------------------------------------
         since = hs.get(f'{hub.url}/sync').json()['sync']['head_cursor']
-        spoke_since = {s.name: s.admin_session().get(f'{s.url}/sync')
+        spoke_since = {s.name: session(s).get(f'{s.url}/sync')
                        .json()['sync']['head_cursor'] for s in spokes}
         runner = subprocess.Popen(AGENT + ['--config-file', conf, 'run'],
                                   env=env, stdin=subprocess.DEVNULL,
@@ -220,12 +232,13 @@ def main(argv=None) -> int:
         writer.start()
         writer.join()
         hub_at = {c['id']: _time(c['changed_at'])
-                  for c in feed(hub, since) if c['op'] == 'create'}
+                  for c in feed(hub, since)[0] if c['op'] == 'create'}
         latencies = {s.name: {} for s in spokes}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             for s in spokes:
-                for c in feed(s, spoke_since[s.name]):
+                changes, spoke_since[s.name] = feed(s, spoke_since[s.name])
+                for c in changes:
                     if c['id'] in hub_at and c['op'] == 'create':
                         latencies[s.name][c['id']] = \
                             _time(c['changed_at']) - hub_at[c['id']]
@@ -240,7 +253,7 @@ def main(argv=None) -> int:
         # -- fan-out --------------------------------------------------
         fanout_s = None
         if args.burst:
-            since = {s.name: s.admin_session().get(f'{s.url}/sync')
+            since = {s.name: session(s).get(f'{s.url}/sync')
                      .json()['sync']['head_cursor'] for s in spokes}
             burst = []
             for _ in range(args.burst):
@@ -261,8 +274,9 @@ def main(argv=None) -> int:
             while any(left.values()) and time.monotonic() < deadline:
                 for s in spokes:
                     if left[s.name]:
-                        for c in feed(s, since[s.name]):
-                            left[s.name].discard(c['id'])
+                        changes, since[s.name] = feed(s, since[s.name])
+                        left[s.name].difference_update(
+                            c['id'] for c in changes)
                 if any(left.values()):
                     time.sleep(0.5)
             if any(left.values()):

@@ -55,10 +55,11 @@ FULL = {
               '--resources', '2000', '--chunk', '1000', '--native', '12'],
     'agent': ['--cache', '--spokes', '3', '--resources', '100000',
               '--changes', '100', '--rate', '2'],
+    'reconcile': ['--resources', '100000'],
+    # Last: fifty spokes are the most the machine must hold at once.
     'fanout': ['--cache', '--spokes', '50', '--processes', '1',
                '--resources', '100', '--changes', '10', '--rate', '2',
                '--burst', '1000'],
-    'reconcile': ['--resources', '100000'],
 }
 SCRIPTS = {'capture': 'capture_overhead.py', 'batch': 'batch_rate.py',
            'agent': 'agent_sync.py', 'fanout': 'agent_sync.py',
