@@ -207,6 +207,11 @@ def main(argv=None) -> int:
         for s in spokes:
             # Joined and seeded: each spoke's admin is the hub's admin.
             s.admin_password = hub.admin_password
+        # The seed changed each spoke admin's password, which revoked its
+        # tokens as of that second; Keystone's revocation events have a
+        # resolution of one second, so a token issued within it is
+        # refused (401). Wait it out.
+        time.sleep(1.1)
 
         # -- propagation ----------------------------------------------
         since = hs.get(f'{hub.url}/sync').json()['sync']['head_cursor']

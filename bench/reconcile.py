@@ -166,9 +166,15 @@ def main(argv=None) -> int:
                 {'spoke': 'spoke', 'type': i['type'],
                  'resource_id': i['id'], 'hash': None} for i in items])
         st.engine.dispose()
-        settle = SUMMARY.search(agent('reconcile'))
-        # Joined and reconciled: the spoke's admin is the hub's admin.
+        settled = agent('reconcile')
+        print(settled, flush=True)
+        settle = SUMMARY.search(settled)
+        # Joined and reconciled: the spoke's admin is the hub's admin. The
+        # password change revoked the admin's tokens as of this second, and
+        # Keystone's revocation events have a resolution of one second: a
+        # token issued within it is refused (401). Wait it out.
         spoke.admin_password = hub.admin_password
+        time.sleep(1.1)
         print(f'first reconcile (what join left different): '
               f'{settle.group(1)} upserts, {settle.group(2)} deletes',
               flush=True)
