@@ -353,8 +353,8 @@ class Changes:
 
     def _batch(self, items, attempts=3):
         """One batch at the hub, tried again (it is idempotent) when the
-        hub fails it: an SQLite hub on a loaded machine may answer 500
-        (database is locked) to a write."""
+        hub fails it: an SQLite hub on a loaded machine may answer 503
+        (database is locked, with Retry-After) to a write."""
         for attempt in range(attempts):
             try:
                 return self.call('POST', '/sync/batch',
