@@ -77,23 +77,24 @@ def _guarded(handler):
     ``reconcile``...) as Keystone renders its own, and a busy or
     unreachable database as 503 with ``Retry-After``. Keystone's
     exceptions raised by its managers go to Keystone's own handler."""
+    def render(e: base.SyncError):
+        headers = ({'Retry-After': str(e.retry_after)}
+                   if isinstance(e, base.Unavailable) else {})
+        return base.error_body(e), e.code, headers
+
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except base.Unavailable as e:
-            return (base.error_body(e), e.code,
-                    {'Retry-After': str(e.retry_after)})
         except base.SyncError as e:
-            return base.error_body(e), e.code
+            return render(e)
         except (db_exc.DBError, sa.exc.OperationalError) as e:
             busy = database_busy(e)
             if busy is None:
                 raise
             LOG.warning('%s %s: %s (%s)', flask.request.method,
                         flask.request.path, busy, type(e).__name__)
-            return (base.error_body(busy), busy.code,
-                    {'Retry-After': str(busy.retry_after)})
+            return render(busy)
     return wrapper
 
 
