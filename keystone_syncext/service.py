@@ -307,17 +307,52 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
         raise base.BadRequest('wait must not be negative')
     deadline = time.monotonic() + min(wait_s, CONF.sync.max_wait_seconds)
     rows, top = _read_feed(position, limit, names)
-    while not rows and time.monotonic() < deadline:
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-        with sql.session_for_read() as session:
-            if not change_log.news(session.connection(), top, names):
-                continue
-        rows, top = _read_feed(position, limit, names)
+    if not rows and time.monotonic() < deadline:
+        rows, top = _wait_for_news(position, limit, names, top, deadline)
     with sql.session_for_read() as session:
         items = _feed_items(session.connection(), rows)
     next_position = rows[-1].position if len(rows) == limit else top
     return {'changes': items, 'next': cursors.encode(next_position),
             'head': cursors.encode(top), 'more': len(rows) == limit}
+
+
+def _wait_for_news(position, limit, names, top, deadline):
+    """Look for news every ``POLL_INTERVAL`` until there is some or the
+    deadline passes; then read the feed again.
+
+    The looks share one connection, kept for the whole wait: a new one
+    per look would, on SQLite (oslo.db gives it no pool), reconnect and
+    parse the whole schema, triggers included, twenty times a second for
+    every waiting long-poll, which costs an idle site a large share of a
+    core. Each look ends its read transaction, so no writer waits behind
+    it and the next look sees what committed meanwhile (REPEATABLE READ
+    would otherwise keep showing the first snapshot). On SQLite a look
+    first asks whether anything committed at all.
+    """
+    with sql.session_for_read() as session:
+        engine = session.get_bind()
+    rows, version = [], None
+    with engine.connect() as conn:
+        while not rows and time.monotonic() < deadline:
+            time.sleep(min(POLL_INTERVAL,
+                           max(0.0, deadline - time.monotonic())))
+            if conn.dialect.name == 'sqlite':
+                # Changes only when another connection commits: a look
+                # without a statement for SQLAlchemy or a transaction.
+                # The first look always reads (the baseline comes after
+                # whatever _read_feed saw).
+                now = conn.connection.driver_connection.execute(
+                    'PRAGMA data_version').fetchone()[0]
+                if now == version:
+                    continue
+                version = now
+            try:
+                fresh = change_log.news(conn, top, names)
+            finally:
+                conn.rollback()
+            if fresh:
+                rows, top = _read_feed(position, limit, names)
+    return rows, top
 
 
 def _read_feed(position, limit, names):

@@ -123,6 +123,34 @@ def test_long_poll_returns_when_a_change_arrives(call, feed_site):
     assert empty['changes'] == [] and time.monotonic() - t0 >= 0.9
 
 
+def test_waiting_long_poll_skips_other_types_and_blocks_no_writer(
+        call, feed_site):
+    """While a long-poll for roles waits, other commits come and go: each
+    commits at once (the wait holds no read transaction open between its
+    looks), the poll keeps waiting through them, and it still answers
+    with the role committed after them."""
+    since = head(call)
+    rid = uuid.uuid4().hex
+    commit_s = []
+
+    def later():
+        time.sleep(0.5)
+        for n in range(5):
+            t0 = time.monotonic()
+            call('POST', '/projects', expect=201, json={'project': {
+                'name': f'poll-{uuid.uuid4().hex}'}})
+            commit_s.append(time.monotonic() - t0)
+            time.sleep(0.2)
+        with feed_site.engine().begin() as conn:
+            _insert_roles(conn, [rid])
+    writer = threading.Thread(target=later)
+    writer.start()
+    page = call('GET', f'/sync/changes?since={since}&types=role&wait=20')
+    writer.join()
+    assert [c['id'] for c in page['changes']] == [rid]
+    assert len(commit_s) == 5 and max(commit_s) < 3, commit_s
+
+
 @pytest.mark.concurrent_writers
 def test_out_of_order_commits_are_not_skipped(call, feed_site):
     """Transaction A captures first but commits last; a reader that read
