@@ -103,6 +103,13 @@ def _resolver(conf, spoke_names) -> conflicts_mod.Resolver:
     return resolver
 
 
+def _hub_site(conf, hub_name, spoke_names) -> client.Site:
+    """The hub, with a connection kept for each thread that may use it at
+    once: every spoke's upward long-poll, and the spoke writers."""
+    return client.Site(hub_name, conf.request_timeout, connections=(
+        len(spoke_names) + conf.max_parallel_spokes + 2))
+
+
 def do_run(conf) -> int:
     hub_name, spoke_names = _hub(conf), _spokes(conf)
     if hub_name in spoke_names:
@@ -110,7 +117,7 @@ def do_run(conf) -> int:
     timeout = conf.request_timeout
     selections = _selections(conf, spoke_names)
     agent = runner.Agent(
-        conf, client.Site(hub_name, timeout),
+        conf, _hub_site(conf, hub_name, spoke_names),
         [client.Site(n, timeout) for n in spoke_names], _state(conf),
         once=conf.command.once, selections=selections,
         resolver=_resolver(conf, spoke_names))
@@ -260,7 +267,7 @@ def do_reconcile(conf) -> int:
     st = _state(conf)
     st.migrate()
     timeout = conf.request_timeout
-    hub = client.Site(hub_name, timeout)
+    hub = _hub_site(conf, hub_name, spoke_names)
     # The same rules as run: what they keep out of a spoke is neither
     # written nor deleted there.
     agent = runner.Agent(conf, hub, [client.Site(n, timeout)

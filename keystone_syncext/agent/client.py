@@ -84,15 +84,38 @@ def load_cloud(name: str):
         raise SystemExit(f'keystone-sync: cloud {name!r}: {e}') from None
 
 
-class Site:
-    """The ``/v3/sync`` API of the cloud ``name``."""
+# Open connections kept per address: requests' default, enough for a spoke
+# (its writer, its upward long-poll, a reconcile).
+DEFAULT_CONNECTIONS = 10
 
-    def __init__(self, name: str, timeout: float = 120.0, cloud=None):
+
+def keep_connections(session, connections: int) -> None:
+    """Let ``session`` (keystoneauth) keep ``connections`` open to one
+    address, so that as many threads can use the site at once without
+    opening and dropping a connection each time (urllib3's "Connection
+    pool is full, discarding connection"). The mounted adapters are kept,
+    with their TCP keepalive and TLS settings; only their pools grow."""
+    for mounted in session.session.adapters.values():
+        mounted.init_poolmanager(connections, connections)
+
+
+class Site:
+    """The ``/v3/sync`` API of the cloud ``name``.
+
+    :param connections: threads that may use the site at once (the hub:
+        one per spoke and then some), the connections kept open to it.
+    """
+
+    def __init__(self, name: str, timeout: float = 120.0, cloud=None,
+                 connections: int = DEFAULT_CONNECTIONS):
         self.name = name
         self.timeout = timeout
         cloud = cloud or load_cloud(name)
+        session = cloud.get_session()
+        if connections > DEFAULT_CONNECTIONS:
+            keep_connections(session, connections)
         self.adapter = adapter.Adapter(
-            session=cloud.get_session(),
+            session=session,
             service_type='identity',
             interface=cloud.get_interface('identity'),
             region_name=cloud.get_region_name('identity'),
