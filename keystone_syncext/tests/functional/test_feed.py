@@ -135,7 +135,7 @@ def test_waiting_long_poll_skips_other_types_and_blocks_no_writer(
 
     def later():
         time.sleep(0.5)
-        for n in range(5):
+        for _ in range(5):
             t0 = time.monotonic()
             call('POST', '/projects', expect=201, json={'project': {
                 'name': f'poll-{uuid.uuid4().hex}'}})
