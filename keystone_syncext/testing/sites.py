@@ -38,10 +38,25 @@ KEYSTONE_APP = 'keystone.wsgi.api:application'
 SYNC_APP = 'keystone_syncext.wsgi.api:application'
 
 
+_HANDED_OUT: set[int] = set()
+
+# Every response of a site carries this header with the site's own token,
+# so a readiness probe knows it reached this site's server and not
+# another one that holds the port.
+SITE_HEADER = 'X-Kssync-Test-Site'
+
+
 def free_port() -> int:
-    with contextlib.closing(socket.socket()) as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    """A loopback port free now and not handed out before by this process
+    (the kernel may give a just-released port again: fifty sites made
+    before any starts would otherwise share one now and then)."""
+    while True:
+        with contextlib.closing(socket.socket()) as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 class Site:
@@ -70,6 +85,7 @@ class Site:
         self.env = dict(env or {})
         self.port = free_port()
         self.admin_password = secrets.token_hex(16)
+        self.instance = f'{name}-{secrets.token_hex(8)}'
         self.proc = None
         self._engine = None
 
@@ -192,6 +208,7 @@ class Site:
                # uWSGI's http-socket does not keep connections alive;
                # say so, or clients reuse a closed one.
                '--add-header', 'Connection: close',
+               '--add-header', f'{SITE_HEADER}: {self.instance}',
                '--logto', os.path.join(self.dir, 'uwsgi.log'),
                '--pidfile', os.path.join(self.dir, 'uwsgi.pid'),
                '--home', self.venv]
@@ -210,10 +227,19 @@ class Site:
                                    f'{self.proc.returncode}; see '
                                    f'{self.dir}/uwsgi.log')
             try:
-                if requests.get(self.url, timeout=2).status_code == 200:
-                    return
+                resp = requests.get(self.url, timeout=2)
             except requests.RequestException:
-                pass
+                resp = None
+            if resp is not None and resp.status_code == 200:
+                if resp.headers.get(SITE_HEADER) == self.instance:
+                    return
+                # Another server holds the port (one another process
+                # took after it was chosen); ours cannot bind it.
+                other = resp.headers.get(SITE_HEADER) or 'not a test site'
+                self.stop()
+                raise RuntimeError(
+                    f'{self.name}: port {self.port} is served by another '
+                    f'process ({other})')
             time.sleep(0.2)
         self.stop()
         raise RuntimeError(f'{self.name}: not ready after {timeout}s')
