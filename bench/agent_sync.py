@@ -118,6 +118,11 @@ def main(argv=None) -> int:
     parser.add_argument('--processes', type=int, default=2,
                         help='uWSGI processes per spoke (1 lets more '
                         'spokes fit on a small machine)')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='threads per uWSGI process of a spoke; a spoke '
+                        'needs 2 workers in all, as the agent keeps a '
+                        'long-poll open at each (for what flows upward) '
+                        'and would otherwise hold its only worker')
     parser.add_argument('--batch-items', type=int, default=1000,
                         help="the agent's batch_items (the spokes' "
                         'max_page_size, 1000, caps it)')
@@ -146,7 +151,8 @@ def main(argv=None) -> int:
                      app=sites.SYNC_APP)
     spokes = [sites.Site(f'spoke{n}', f'{workdir}/spoke{n}',
                          db.clone('template', f'spoke{n}'),
-                         app=sites.SYNC_APP, processes=args.processes)
+                         app=sites.SYNC_APP, processes=args.processes,
+                         threads=args.threads)
               for n in range(1, args.spokes + 1)]
     env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
     conf = f'{workdir}/keystone-sync.conf'

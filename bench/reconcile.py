@@ -116,6 +116,8 @@ def main(argv=None) -> int:
                         'production does (see batch_rate.py)')
     parser.add_argument('--keep', action='store_true',
                         help='leave the sites and the agent log behind')
+    parser.add_argument('--debug', action='store_true',
+                        help='the agent logs every request and its time')
     args = parser.parse_args(argv)
 
     workdir = tempfile.mkdtemp(prefix='kssync-bench-reconcile-')
@@ -129,7 +131,8 @@ def main(argv=None) -> int:
     conf = f'{workdir}/keystone-sync.conf'
     with open(conf, 'w') as f:
         f.write(f'[DEFAULT]\nhub = hub\nspokes = spoke\nstate = {state_url}'
-                f'\nlog_file = {workdir}/agent.log\n')
+                f'\nlog_file = {workdir}/agent.log\n'
+                + ('debug = true\n' if args.debug else ''))
 
     def agent(*argv):
         proc = subprocess.run(AGENT + ['--config-file', conf, *argv],

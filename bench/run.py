@@ -47,7 +47,7 @@ QUICK = {
     'agent': ['--cache', '--spokes', '3', '--resources', '2000',
               '--changes', '40', '--rate', '2', '--burst', '1000'],
     'fanout': None,   # the agent run's own burst, with its spokes
-    'reconcile': ['--resources', '5000'],
+    'reconcile': ['--cache', '--resources', '5000'],
 }
 FULL = {
     'capture': ['--backend', 'sqlite', '--rounds', '12', '--ops', '2'],
@@ -55,11 +55,13 @@ FULL = {
               '--resources', '2000', '--chunk', '1000', '--native', '12'],
     'agent': ['--cache', '--spokes', '3', '--resources', '100000',
               '--changes', '100', '--rate', '2'],
-    'reconcile': ['--resources', '100000'],
+    'reconcile': ['--cache', '--resources', '100000'],
     # Last: fifty spokes are the most the machine must hold at once.
+    # One process of two threads per spoke: the agent's upward long-poll
+    # holds one worker of every spoke.
     'fanout': ['--cache', '--spokes', '50', '--processes', '1',
-               '--resources', '100', '--changes', '10', '--rate', '2',
-               '--burst', '1000'],
+               '--threads', '2', '--resources', '100', '--changes', '10',
+               '--rate', '2', '--burst', '1000'],
 }
 SCRIPTS = {'capture': 'capture_overhead.py', 'batch': 'batch_rate.py',
            'agent': 'agent_sync.py', 'fanout': 'agent_sync.py',

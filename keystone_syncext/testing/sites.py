@@ -67,6 +67,9 @@ class Site:
         defaults to the running interpreter's.
     :param capture: run ``keystone-syncext-manage db_sync`` (install the
         extension's schema) after Keystone's own db_sync.
+    :param processes: uWSGI worker processes; ``threads``: threads per
+        process. A site serves that many requests at once, and an agent's
+        waiting long-poll holds one of them.
     :param env: environment variables for the uWSGI process (added to
         this process's own).
     """
@@ -74,6 +77,7 @@ class Site:
     def __init__(self, name: str, workdir: str, db_url: str,
                  venv: str | None = None, capture: bool = True,
                  app: str = KEYSTONE_APP, processes: int = 2,
+                 threads: int = 1,
                  env: dict | None = None):
         self.name = name
         self.dir = os.path.abspath(workdir)
@@ -82,6 +86,7 @@ class Site:
         self.capture = capture
         self.app = app
         self.processes = processes
+        self.threads = threads
         self.env = dict(env or {})
         self.port = free_port()
         self.admin_password = secrets.token_hex(16)
@@ -200,7 +205,8 @@ class Site:
                '--http-socket', f'127.0.0.1:{self.port}',
                '--module', self.app,
                '--master', '--die-on-term', '--need-app',
-               '--processes', str(self.processes), '--threads', '1',
+               '--processes', str(self.processes),
+               '--threads', str(self.threads),
                '--lazy-apps', '--buffer-size', '65535',
                # Keystone's exit handlers hold a stopping worker for
                # seconds, and a stopped site has no use for them.
