@@ -3,41 +3,22 @@ one site at once keep their connections instead of opening one per
 request and dropping it (urllib3's "Connection pool is full")."""
 
 import concurrent.futures
-import http.server
 import logging
-import threading
-import time
 
 from keystoneauth1 import session as ks_session
 import pytest
 
 from keystone_syncext.agent import client
+from keystone_syncext.tests.unit import httpstub
 
 THREADS = 24
 
 
-class _Slow(http.server.BaseHTTPRequestHandler):
-    protocol_version = 'HTTP/1.1'   # keep-alive, as a real API server
-
-    def do_GET(self):
-        time.sleep(0.2)             # every thread holds a connection at once
-        self.send_response(200)
-        self.send_header('Content-Length', '2')
-        self.end_headers()
-        self.wfile.write(b'{}')
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture
 def server():
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Slow)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}/'
-    httpd.shutdown()
-    httpd.server_close()
+    # Every thread holds a connection at once while the server waits.
+    with httpstub.serve(delay=0.2) as port:
+        yield f'http://127.0.0.1:{port}/'
 
 
 def _discarded(session, url, caplog) -> int:
