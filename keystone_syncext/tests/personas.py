@@ -52,6 +52,17 @@ def checked_caller(site):
     return call
 
 
+def json_caller(site):
+    """``call(method, path, expect=200, **kw)`` as the site's system
+    admin: asserts the status, returns the JSON body (None if empty)."""
+    checked = checked_caller(site)
+
+    def call(method, path, expect=200, **kw):
+        resp = checked(method, path, expect, **kw)
+        return resp.json() if resp.content else None
+    return call
+
+
 def token(site, user_id: str, password: str, scope: dict) -> str:
     body = {'auth': {
         'identity': {'methods': ['password'], 'password': {

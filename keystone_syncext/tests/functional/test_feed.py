@@ -16,6 +16,7 @@ from keystone_syncext import cursors
 from keystone_syncext.db import tables
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
+from keystone_syncext.tests import personas
 
 
 @pytest.fixture(scope='module')
@@ -26,14 +27,7 @@ def feed_site(make_site, keystone_release):
 
 @pytest.fixture(scope='module')
 def call(feed_site):
-    sess = feed_site.admin_session()
-
-    def call(method, path, expect=200, **kw):
-        resp = sess.request(feed_site.url + path, method, raise_exc=False,
-                            **kw)
-        assert resp.status_code == expect, (method, path, resp.text)
-        return resp.json() if resp.content else None
-    return call
+    return personas.json_caller(feed_site)
 
 
 def head(call):
