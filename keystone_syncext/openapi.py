@@ -275,6 +275,11 @@ def _schemas() -> dict:
                         'properties': {'prefix': {'type': 'string'},
                                        'count': {'type': 'integer'},
                                        'hash': _HASH}}},
+                    'common_prefix': {
+                        'type': 'string',
+                        'description': 'The longest prefix every id '
+                        'starting with prefix shares; absent when none '
+                        'does.'},
                     'items': {
                         'type': 'array',
                         'description': 'Present when at most '

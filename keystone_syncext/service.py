@@ -11,6 +11,7 @@ serves the new state at once on every API node.
 
 import contextlib
 import hashlib
+import os.path
 import time
 
 from keystone import exception
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from keystone_syncext import caching
 from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
+from keystone_syncext import digests
 from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
 from keystone_syncext.db import tables
@@ -250,15 +252,19 @@ def digest(type_name: str, prefix: str = '') -> dict:
     """Hash buckets of the ids starting with ``prefix``, one per next
     character, so two sites compare a type in a few small requests and
     drill down only where the buckets differ. A bucket (or the whole
-    prefix) small enough lists its ``(id, hash)`` pairs directly."""
+    prefix) small enough lists its ``(id, hash)`` pairs directly. The
+    pairs come from the stored hashes (``keystone_syncext.digests``).
+
+    ``common_prefix`` is the longest prefix all those ids share (absent
+    when there are none): ids such as role assignments'
+    ``UserProject:<user>:...`` share a dozen characters, and a reader
+    that sees both sites' common prefixes can skip the levels in
+    between instead of asking for each (an older reader ignores it)."""
     rtype = resources.get(type_name)
     prefix = prefix or ''
     if len(prefix) > 255:
         raise base.BadRequest('prefix is longer than any id')
-    with sql.session_for_read() as session:
-        items = rtype.fetch(session.connection(), prefix=prefix)
-    pairs = [(i['id'], base.content_hash(base.strip_meta(i)))
-             for i in items]
+    pairs = digests.pairs(rtype, prefix)
     buckets: dict[str, list] = {}
     for id_, h in pairs:
         key = id_[:len(prefix) + 1]
@@ -272,6 +278,11 @@ def digest(type_name: str, prefix: str = '') -> dict:
                     for key, v in sorted(buckets.items(),
                                          key=lambda kv: kv[0].encode())],
     }
+    if pairs:
+        # The common prefix of the first and the last id is everyone's.
+        ids = [p[0] for p in pairs]
+        out['common_prefix'] = os.path.commonprefix(
+            [min(ids, key=str.encode), max(ids, key=str.encode)])
     if len(pairs) <= DIGEST_LEAF_SIZE:
         out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
     return out

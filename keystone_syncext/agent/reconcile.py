@@ -6,7 +6,9 @@ by type, the hub's and the spoke's ``GET /v3/sync/digest/{type}?prefix=P``:
 hash buckets by the next character of the id. It starts at the root and
 descends only into buckets whose (count, hash) differ, down to the ids and
 their content hashes, so a few differences among a hundred thousand
-resources cost a few dozen small requests, never a full listing.
+resources cost a few dozen small requests, never a full listing. Where
+every id at both sites shares a longer prefix (role assignments all start
+``UserProject:``...), it skips straight to it.
 
 What it finds, per resource:
 
@@ -25,6 +27,7 @@ refused items kept as pending), and what was written is recorded as placed.
 from concurrent import futures
 import dataclasses
 import logging
+import os.path
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import state as state_mod
@@ -118,6 +121,24 @@ def _buckets(node, prefix):
     return {b['prefix']: b for b in node.get('buckets', ())}
 
 
+def _common_prefix(prefix, h, s):
+    """The prefix every id under ``prefix`` at both sites shares, when
+    both sites tell theirs (``common_prefix``, from protocol 1's later
+    servers) and it is more than a character longer than ``prefix``: the
+    levels in between would each hold one bucket, the same everywhere.
+    None otherwise (and for nodes that list their items: nothing to
+    skip)."""
+    if 'items' in h or 'items' in s:
+        return None
+    theirs = h.get('common_prefix'), s.get('common_prefix')
+    if None in theirs:
+        return None
+    common = os.path.commonprefix(list(theirs))
+    if len(common) <= len(prefix) + 1 or not common.startswith(prefix):
+        return None
+    return common
+
+
 def _visit(hub, spoke, type_name, node):
     """Compare one node; returns (a partial diff, child nodes)."""
     prefix, h_known, s_known = node
@@ -130,6 +151,9 @@ def _visit(hub, spoke, type_name, node):
     if 'hash' in h and 'hash' in s and \
             (h['count'], h['hash']) == (s['count'], s['hash']):
         return part, children
+    skip_to = _common_prefix(prefix, h, s)
+    if skip_to is not None:
+        return part, [(skip_to, None, None)]
     if 'items' in h and 'items' in s:
         hi, si = h['items'], s['items']
         wanted = []

@@ -7,6 +7,7 @@ later Keystone release does not break this module.
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext import compiler
 from sqlalchemy.sql import expression
 
@@ -101,6 +102,41 @@ added_column = sa.Table(
     'sync_added_column', metadata,
     sa.Column('table_name', sa.String(64), primary_key=True),
     sa.Column('column_name', sa.String(64), primary_key=True),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+# An id compared and ordered by its bytes (as the digest routes order ids),
+# so a prefix is an index range on every backend.
+BinaryId = (sa.String(255)
+            .with_variant(mysql.VARCHAR(255, collation='utf8mb4_bin'),
+                          'mysql', 'mariadb')
+            .with_variant(postgresql.VARCHAR(255, collation='C'),
+                          'postgresql'))
+
+# The content hash of every resource at this site, so a digest reads
+# (id, hash) pairs instead of every representation. Brought up to date
+# from the change log before a digest is answered: see
+# keystone_syncext.digests.
+digest_hash = sa.Table(
+    'sync_digest_hash', metadata,
+    sa.Column('resource_type', sa.String(32), primary_key=True),
+    sa.Column('resource_id', BinaryId, primary_key=True),
+    sa.Column('hash', sa.String(64), nullable=False),
+    mysql_engine='InnoDB',
+    mysql_charset='utf8mb4',
+)
+
+# Per type: the feed position the stored hashes are current through, what
+# computed them (a new release may represent a type differently) and when
+# they were last rebuilt from Keystone's tables.
+digest_state = sa.Table(
+    'sync_digest_state', metadata,
+    sa.Column('resource_type', sa.String(32), primary_key=True),
+    sa.Column('position', sa.BigInteger, nullable=False),
+    sa.Column('version', sa.String(64), nullable=False),
+    sa.Column('built_at', Timestamp, nullable=False,
+              server_default=UtcNow()),
     mysql_engine='InnoDB',
     mysql_charset='utf8mb4',
 )

@@ -29,7 +29,7 @@ MANAGE = os.path.join(BIN, 'keystone-syncext-manage')
 # again (it is never modified); made with keystone-manage when absent.
 KEYSTONE_SQLITE = os.environ.get('KSSYNC_KEYSTONE_SQLITE',
                                  '/tmp/ks30/keystone.db')
-HEAD = '0002_capture_v1'
+HEAD = '0003_digest_hashes'
 TRIGGER = 'sync_project_ins_v1'
 
 

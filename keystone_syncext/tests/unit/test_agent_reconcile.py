@@ -4,7 +4,10 @@ once few enough match): it must find every difference and descend only
 into buckets that differ."""
 
 import hashlib
+import os.path
 import random
+
+import pytest
 
 from keystone_syncext.agent import reconcile
 
@@ -13,9 +16,11 @@ class FakeSite:
     """``digest``, ``resource`` and ``listing_prefix`` over a dict of
     type -> {id: resource}; counts the digest requests."""
 
-    def __init__(self, data, leaf=4):
+    def __init__(self, data, leaf=4, common_prefix=True):
         self.data = data
         self.leaf = leaf
+        # False: a server from before digests told their common prefix.
+        self.common_prefix = common_prefix
         self.digests = 0
 
     @staticmethod
@@ -41,6 +46,9 @@ class FakeSite:
                'buckets': [{'prefix': k, 'count': len(v),
                             'hash': self._bucket_hash(v)}
                            for k, v in sorted(buckets.items())]}
+        if pairs and self.common_prefix:
+            out['common_prefix'] = os.path.commonprefix([pairs[0][0],
+                                                         pairs[-1][0]])
         if len(pairs) <= self.leaf:
             out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
         return out
@@ -125,3 +133,40 @@ def test_an_id_that_is_a_prefix_of_others_ends_the_walk():
     d = reconcile.compare(hub, spoke, ['mapping'])['mapping']
     assert set(d.differ) == {'m'} and not d.missing and not d.extra
 
+
+
+def _assignments(rng, users, projects, role):
+    return {f'UserProject:{u}:{p}:{role}:0': {'n': 1}
+            for u in users for p in projects}
+
+
+@pytest.mark.parametrize('hub_tells,spoke_tells,most', [
+    (True, True, 8),
+    # A site on an older server: the walk descends level by level.
+    (True, False, 40),
+    (False, True, 40),
+])
+def test_a_prefix_all_ids_share_is_skipped(hub_tells, spoke_tells, most):
+    rng = random.Random(9)
+    users, projects = _ids(rng, 30), _ids(rng, 10)
+    role = f'{rng.getrandbits(128):032x}'
+    hub_data = {'role_assignment': _assignments(rng, users, projects, role)}
+    spoke_data = {'role_assignment': dict(hub_data['role_assignment'])}
+    gone = f'UserProject:{users[4]}:{projects[7]}:{role}:0'
+    del spoke_data['role_assignment'][gone]
+    extra = f'UserProject:{users[4]}:{projects[7]}:{role}:1'
+    spoke_data['role_assignment'][extra] = {'n': 2}
+    hub = FakeSite(hub_data, common_prefix=hub_tells)
+    spoke = FakeSite(spoke_data, common_prefix=spoke_tells)
+
+    d = reconcile.compare(hub, spoke, ['role_assignment'])['role_assignment']
+
+    assert set(d.missing) == {gone} and d.extra == {extra}
+    assert not d.differ and not d.hub_only
+    # Walked a character at a time, 'UserProject:' and the rest of the
+    # way down to the two ids cost 31 digests a site; skipping what both
+    # sites' ids share, 6.
+    assert hub.digests == spoke.digests
+    assert hub.digests <= most
+    if not (hub_tells and spoke_tells):
+        assert hub.digests > 20
