@@ -72,6 +72,7 @@ SLOWEST_FIRST = (
     'test_resources_federation.py',
     'test_api_resources.py',
     'test_feed.py',
+    'test_digest.py',
     'test_migrations.py',
     'test_capture_api.py',
     'test_manage.py',
