@@ -152,6 +152,11 @@ def main(argv=None) -> int:
         sites.write_clouds_yaml(f'{workdir}/clouds.yaml', {
             'hub': hub.admin_auth(), 'spoke': spoke.add_agent_account()})
         agent('join', '--spoke', 'spoke')
+        # Join re-keyed the spoke's admin user, which revokes its tokens as
+        # of this second; Keystone's revocation events have a resolution of
+        # one second, so a token issued within it is refused (401), even as
+        # it is issued. Wait it out before the fill authenticates.
+        time.sleep(1.1)
 
         items = batch_items(args.resources)
         start = time.perf_counter()
@@ -173,9 +178,8 @@ def main(argv=None) -> int:
         print(settled, flush=True)
         settle = SUMMARY.search(settled)
         # Joined and reconciled: the spoke's admin is the hub's admin. The
-        # password change revoked the admin's tokens as of this second, and
-        # Keystone's revocation events have a resolution of one second: a
-        # token issued within it is refused (401). Wait it out.
+        # password change revoked the admin's tokens as of this second:
+        # wait it out, as after the join.
         spoke.admin_password = hub.admin_password
         time.sleep(1.1)
         print(f'first reconcile (what join left different): '
