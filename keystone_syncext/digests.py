@@ -174,9 +174,10 @@ def pairs(rtype, prefix: str = '') -> list[tuple]:
     """Current ``(id, hash)`` pairs of ``rtype`` under ``prefix``: caught
     up first when the change log says anything of the type changed."""
     with sql.session_for_read() as session:
-        current = is_current(session.connection(), rtype.name)
-    if not current:
-        with sql.session_for_write() as session:
-            catch_up(session.connection(), rtype)
+        conn = session.connection()
+        if is_current(conn, rtype.name):
+            return stored_pairs(conn, rtype.name, prefix)
+    with sql.session_for_write() as session:
+        catch_up(session.connection(), rtype)
     with sql.session_for_read() as session:
         return stored_pairs(session.connection(), rtype.name, prefix)

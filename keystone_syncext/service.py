@@ -279,10 +279,9 @@ def digest(type_name: str, prefix: str = '') -> dict:
                                          key=lambda kv: kv[0].encode())],
     }
     if pairs:
-        # The common prefix of the first and the last id is everyone's.
-        ids = [p[0] for p in pairs]
-        out['common_prefix'] = os.path.commonprefix(
-            [min(ids, key=str.encode), max(ids, key=str.encode)])
+        # Ordered by bytes: the first and the last id share what all do.
+        out['common_prefix'] = os.path.commonprefix([pairs[0][0],
+                                                     pairs[-1][0]])
     if len(pairs) <= DIGEST_LEAF_SIZE:
         out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
     return out
