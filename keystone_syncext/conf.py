@@ -54,12 +54,24 @@ max_page_size = cfg.IntOpt(
     'Larger requests are refused with 400.',
 )
 
+max_digests_per_request = cfg.IntOpt(
+    'max_digests_per_request',
+    default=100,
+    min=1,
+    max=1000,
+    help='Most digest nodes (type and prefix) one `POST /v3/sync/digests` '
+    'may ask for; more are refused with 400. Each costs about what one '
+    '`GET /v3/sync/digest/{type}` costs, but a reconcile asks for a whole '
+    'level of its walk at once instead of making a request per node.',
+)
+
 GROUP_OPTS = [
     site_id,
     change_retention_days,
     tombstone_retention_days,
     max_wait_seconds,
     max_page_size,
+    max_digests_per_request,
 ]
 ALL_OPTS = GROUP_OPTS
 

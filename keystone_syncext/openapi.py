@@ -201,6 +201,12 @@ def _schemas() -> dict:
                     'max_wait_seconds': {'type': 'number'},
                     'rekey_types': {'type': 'array',
                                     'items': {'type': 'string'}},
+                    'max_digests_per_request': {
+                        'type': 'integer',
+                        'description': 'The most nodes one POST '
+                        '/v3/sync/digests may ask for. Absent at a site '
+                        'from before that route: ask with GET '
+                        '/v3/sync/digest/{type}, one node at a time.'},
                 },
             }},
         },
@@ -259,37 +265,47 @@ def _schemas() -> dict:
                 'next_marker': {'type': ['string', 'null']},
             },
         },
+        'DigestNode': {
+            'type': 'object',
+            'required': ['type', 'prefix', 'count', 'hash', 'buckets'],
+            'properties': {
+                'type': {'type': 'string'},
+                'prefix': {'type': 'string'},
+                'count': {'type': 'integer'},
+                'hash': _HASH,
+                'buckets': {'type': 'array', 'items': {
+                    'type': 'object',
+                    'properties': {'prefix': {'type': 'string'},
+                                   'count': {'type': 'integer'},
+                                   'hash': _HASH}}},
+                'common_prefix': {
+                    'type': 'string',
+                    'description': 'The longest prefix every id '
+                    'starting with prefix shares; absent when none '
+                    'does.'},
+                'items': {
+                    'type': 'array',
+                    'description': 'Present when at most '
+                    f'{service.DIGEST_LEAF_SIZE} ids start with '
+                    'prefix.',
+                    'items': {'type': 'object',
+                              'properties': {'id': {'type': 'string'},
+                                             'hash': _HASH}}},
+            },
+        },
         'Digest': {
             'type': 'object',
             'required': ['digest'],
-            'properties': {'digest': {
-                'type': 'object',
-                'required': ['type', 'prefix', 'count', 'hash', 'buckets'],
-                'properties': {
-                    'type': {'type': 'string'},
-                    'prefix': {'type': 'string'},
-                    'count': {'type': 'integer'},
-                    'hash': _HASH,
-                    'buckets': {'type': 'array', 'items': {
-                        'type': 'object',
-                        'properties': {'prefix': {'type': 'string'},
-                                       'count': {'type': 'integer'},
-                                       'hash': _HASH}}},
-                    'common_prefix': {
-                        'type': 'string',
-                        'description': 'The longest prefix every id '
-                        'starting with prefix shares; absent when none '
-                        'does.'},
-                    'items': {
-                        'type': 'array',
-                        'description': 'Present when at most '
-                        f'{service.DIGEST_LEAF_SIZE} ids start with '
-                        'prefix.',
-                        'items': {'type': 'object',
-                                  'properties': {'id': {'type': 'string'},
-                                                 'hash': _HASH}}},
-                },
-            }},
+            'properties': {'digest': _ref('DigestNode')},
+        },
+        'DigestsRequest': copy.deepcopy(service.DIGESTS_SCHEMA),
+        'Digests': {
+            'type': 'object',
+            'required': ['digests'],
+            'properties': {'digests': {
+                'type': 'array', 'items': _ref('DigestNode'),
+                'description': 'One digest per node asked for, in the '
+                'order asked.'}},
         },
         'Batch': copy.deepcopy(batch.BATCH_SCHEMA),
         'BatchResults': {
@@ -548,6 +564,22 @@ OPERATIONS = {
         'errors': {
             '400': 'prefix is longer than any id.',
             '404': 'The type is not one this site syncs.',
+        },
+    },
+    ('/v3/sync/digests', 'POST'): {
+        'operationId': 'getDigests',
+        'summary': 'Many digests, of any types and prefixes, in one request',
+        'description': 'A read, like GET /v3/sync/digest/{type}: each '
+        'answer is what that route gives for the same type and prefix. '
+        'The whole body is checked before anything is read.',
+        'body': 'DigestsRequest',
+        'ok': {'200': ('The digests, in the order asked.', 'Digests',
+                       None)},
+        'errors': {
+            '400': 'The body does not match the schema (a prefix longer '
+                   'than any id included), or asks for more than [sync] '
+                   'max_digests_per_request digests.',
+            '404': 'A type is not one this site syncs.',
         },
     },
 }

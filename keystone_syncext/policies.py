@@ -66,9 +66,12 @@ sync_policies = [
           'reference to it, in one transaction.',
           [('/v3/sync/rekey', 'POST')]),
     _rule('get_digest', base.SYSTEM_ADMIN,
-          'Show hash buckets of one resource type by id prefix, to find '
-          'differences between sites without listing everything.',
-          [('/v3/sync/digest/{type}', 'GET')]),
+          'Show hash buckets of a resource type by id prefix, to find '
+          'differences between sites without listing everything: one '
+          'type and prefix (GET), or many in one request (POST, a read '
+          'like the GET).',
+          [('/v3/sync/digest/{type}', 'GET'),
+           ('/v3/sync/digests', 'POST')]),
 ]
 
 

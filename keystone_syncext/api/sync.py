@@ -138,6 +138,7 @@ class SyncResource(flask_restful.Resource):
             'max_page_size': CONF.sync.max_page_size,
             'max_wait_seconds': CONF.sync.max_wait_seconds,
             'rekey_types': service.rekeyable(),
+            'max_digests_per_request': CONF.sync.max_digests_per_request,
         }}
 
 
@@ -241,6 +242,14 @@ class DigestResource(flask_restful.Resource):
             type_name, prefix=flask.request.args.get('prefix', ''))}
 
 
+class DigestsResource(flask_restful.Resource):
+    @_guarded
+    def post(self):
+        """POST /v3/sync/digests: many digests in one request."""
+        enforcement.enforce_call(action='identity:sync:get_digest')
+        return {'digests': service.digest_many(_json_body())}
+
+
 def _route(resource, url, rel, path_vars=None):
     return ks_flask.construct_resource_map(
         resource=resource, url=url, resource_kwargs={}, rel=rel,
@@ -271,6 +280,7 @@ class SyncAPI(ks_flask.APIBase):
                'sync_resource', {'type_name': _TYPE, 'resource_id': _ID}),
         _route(DigestResource, '/sync/digest/<string:type_name>',
                'sync_digest', {'type_name': _TYPE}),
+        _route(DigestsResource, '/sync/digests', 'sync_digests'),
     ]
 
 

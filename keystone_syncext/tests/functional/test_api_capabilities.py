@@ -78,6 +78,7 @@ def test_capabilities_body(api_site, tokens):
     assert body['keystone_version'].startswith('30.')
     assert body['change_retention_days'] == 7
     assert body['tombstone_retention_days'] == 30
+    assert body['max_digests_per_request'] == 100
     assert cursors.decode(body['oldest_valid_cursor']) == 0
     assert cursors.decode(body['head_cursor']) >= captured
 

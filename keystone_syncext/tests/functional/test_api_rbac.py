@@ -50,7 +50,11 @@ MATRIX = {
     'POST /v3/sync/batch':            (200, 403, 403, 403, 403, 403, 401),
     'POST /v3/sync/rekey':            (200, 403, 403, 403, 403, 403, 401),
     'GET /v3/sync/digest/{type}':     (200, 403, 403, 403, 403, 403, 401),
+    'POST /v3/sync/digests':          (200, 403, 403, 403, 403, 403, 401),
 }
+# Routes that only read, whatever their method.
+READS = {r for r in MATRIX if r.startswith('GET ')} | {
+    'POST /v3/sync/digests'}
 
 # Who passes each check string of the defaults (any other token: 403).
 PASSES = {
@@ -187,6 +191,9 @@ def _call_for(route: str, admin, reader_role_id, standing_role,
                     present=(new,), absent=(old,))
     if route == 'GET /v3/sync/digest/{type}':
         return Call('/sync/digest/role')
+    if route == 'POST /v3/sync/digests':
+        return Call('/sync/digests', {'json': {'digests': [
+            {'type': 'role'}, {'type': 'project', 'prefix': 'a'}]}})
     raise AssertionError(f'no request for {route}')
 
 
@@ -216,7 +223,7 @@ def test_who_may_call(rbac_site, admin_session, admin, tokens,
         assert resp.json()['error']['code'] == expected
         assert after == before, f'{who} was refused {route} but it wrote'
         return
-    assert (after > before) == (method != 'GET'), (route, before, after)
+    assert (after > before) == (route not in READS), (route, before, after)
     # What the write did, through Keystone's ordinary API.
     for id_, status in [(i, 200) for i in call.present] + \
             [(i, 404) for i in call.absent]:

@@ -205,3 +205,52 @@ def test_prefixes_are_exact_ranges(call, dsite):
             0, hashlib.sha256().hexdigest(), None), prefix
         assert call('GET', '/sync/resources/role_assignment?prefix='
                     + prefix)['items'] == []
+
+
+def test_many_digests_in_one_request_are_the_single_ones(call):
+    """POST /v3/sync/digests answers each node exactly as GET does."""
+    ids = sorted(listed(call, 'role_assignment'))
+    nodes = [{'type': t} for t in TYPES] + [
+        {'type': 'role_assignment', 'prefix': ids[0][:13]},
+        {'type': 'role_assignment', 'prefix': ids[0]},
+        {'type': 'project', 'prefix': ''},
+        {'type': 'role', 'prefix': 'User\U0010ffff'},
+        {'type': 'role', 'prefix': 'no-such-prefix'},
+        {'type': 'user'},  # asked twice: answered twice
+    ]
+
+    got = call('POST', '/sync/digests', json={'digests': nodes})['digests']
+
+    single = [call('GET', f'/sync/digest/{n["type"]}',
+                   params={'prefix': n.get('prefix', '')})['digest']
+              for n in nodes]
+    assert got == single
+    assert [(d['type'], d['prefix']) for d in got] == [
+        (n['type'], n.get('prefix', '')) for n in nodes]
+    assert got[len(TYPES) + 1]['items'] == [
+        {'id': ids[0], 'hash': listed(call, 'role_assignment')[ids[0]]}]
+
+
+@pytest.mark.parametrize('body,status,says', [
+    ('not json', 400, 'valid JSON'),
+    ({}, 400, "'digests' is a required property"),
+    ({'digests': []}, 400, 'invalid digest request'),
+    ({'digests': [{'prefix': 'a'}]}, 400, "'type' is a required property"),
+    ({'digests': [{'type': 'role', 'depth': 2}]}, 400,
+     'Additional properties are not allowed'),
+    ({'digests': [{'type': 'role', 'prefix': 7}]}, 400,
+     'invalid digest request'),
+    ({'digests': [{'type': 'role', 'prefix': 'x' * 256}]}, 400,
+     'invalid digest request'),
+    ({'digests': [{'type': 'role'}] * 101}, 400,
+     'at most 100 digests ([sync] max_digests_per_request), not 101'),
+    ({'digests': [{'type': 'role'}, {'type': 'credential'}]}, 404,
+     "unknown resource type 'credential'"),
+])
+def test_many_digests_refuse_a_bad_request(dsite, body, status, says):
+    checked = personas.checked_caller(dsite)
+    kw = ({'data': body, 'headers': {'Content-Type': 'application/json'}}
+          if isinstance(body, str) else {'json': body})
+    resp = checked('POST', '/sync/digests', status, **kw)
+    error = resp.json()['error']
+    assert error['code'] == status and says in error['message'], error
