@@ -123,6 +123,9 @@ class Site:
             version=(3, 0))
         self.site_id = None
         self.protocol_version = None
+        # Nodes one POST /sync/digests may carry; None at a site that
+        # predates the route (or before its capabilities were read).
+        self.max_digests = None
         # Body bytes sent and received, requests made: for the figures
         # of a reconcile or a benchmark.
         self.bytes_transferred = 0
@@ -197,6 +200,10 @@ class Site:
         caps = self._request('GET', '/sync')['sync']
         self.protocol_version = negotiate(self.name, caps, speaks, speaker)
         self.site_id = caps['site_id']
+        most = caps.get('max_digests_per_request')
+        self.max_digests = (most if isinstance(most, int)
+                            and not isinstance(most, bool) and most > 0
+                            else None)
         return caps
 
     def changes(self, since=None, limit=500, wait=0, types=None) -> dict:
@@ -245,6 +252,20 @@ class Site:
     def digest(self, type_name, prefix='') -> dict:
         return self._request('GET', f'/sync/digest/{type_name}',
                              params={'prefix': prefix})['digest']
+
+    def digest_many(self, nodes) -> list[dict]:
+        """The digests of many ``(type, prefix)`` nodes in one request
+        (``POST /sync/digests``, at sites whose capabilities give
+        ``max_digests_per_request``), in the order given."""
+        nodes = list(nodes)
+        got = self._request('POST', '/sync/digests', json_body={
+            'digests': [{'type': t, 'prefix': p} for t, p in nodes]},
+        )['digests']
+        if len(got) != len(nodes):
+            raise SiteError(self.name, f'POST /sync/digests: asked for '
+                            f'{len(nodes)} digests, got {len(got)}',
+                            transient=False)
+        return got
 
     def batch(self, items, origin=None) -> list[dict]:
         headers = {ORIGIN_HEADER: origin} if origin else None

@@ -8,7 +8,10 @@ descends only into buckets whose (count, hash) differ, down to the ids and
 their content hashes, so a few differences among a hundred thousand
 resources cost a few dozen small requests, never a full listing. Where
 every id at both sites shares a longer prefix (role assignments all start
-``UserProject:``...), it skips straight to it.
+``UserProject:``...), it skips straight to it. The walk goes a level at
+a time with every type at once, and a site that offers
+``POST /v3/sync/digests`` answers a whole level in one request: what a
+small digest costs is mostly the site validating the request's token.
 
 What it finds, per resource:
 
@@ -26,6 +29,7 @@ refused items kept as pending), and what was written is recorded as placed.
 
 from concurrent import futures
 import dataclasses
+import json
 import logging
 import os.path
 
@@ -74,40 +78,80 @@ class _Diff:
     leaves: list = dataclasses.field(default_factory=list)
 
 
-def _digest(site, type_name, prefix):
-    d = site.digest(type_name, prefix)
+def _node(d):
+    """A digest as the walk uses it: items as a dict id -> hash."""
     if 'items' in d:
         d = dict(d, items={i['id']: i['hash'] for i in d['items']})
     return d
 
 
-def _parallel(calls):
-    """Run ``calls`` (function, args) side by side, each metered in its
-    own thread; returns their results and the bytes and requests spent."""
-    def run(call):
-        with client.metered() as m:
-            return call[0](*call[1]), m.bytes, m.requests
-    if len(calls) <= 1:
-        done = [run(c) for c in calls]
-    else:
-        with futures.ThreadPoolExecutor(len(calls)) as pool:
-            done = list(pool.map(run, calls))
-    return ([d[0] for d in done], sum(d[1] for d in done),
-            sum(d[2] for d in done))
+def _get_each(site, wanted):
+    return [site.digest(t, p) for t, p in wanted]
 
 
-def _sides(hub, spoke, type_name, prefix, h_known, s_known):
-    """Both sites' digest nodes at ``prefix``, fetched side by side, or
-    made of the items already known from the parent (a node of at most 64
-    items lists them)."""
-    calls = [(_digest, (site, type_name, prefix))
-             for site, known in ((hub, h_known), (spoke, s_known))
-             if known is None]
-    got, nbytes, nreq = _parallel(calls)
-    got = iter(got)
-    nodes = [{'count': len(known), 'items': known} if known is not None
-             else next(got) for known in (h_known, s_known)]
-    return nodes[0], nodes[1], nbytes, nreq
+def _get_many(site, wanted):
+    """``POST /sync/digests`` of ``wanted``. A 404 or 405 there means the
+    route is missing after all (an API node behind the same endpoint not
+    upgraded yet, in a rolling upgrade): ask this site one node at a time
+    from then on. An unknown type fails those requests as it should."""
+    try:
+        return site.digest_many(wanted)
+    except client.SiteError as e:
+        if e.status not in (404, 405):
+            raise
+        LOG.warning('%s: POST /sync/digests answered %s although the '
+                    'site offers it; asking for one digest at a time',
+                    site.name, e.status)
+        site.max_digests = None
+        return _get_each(site, wanted)
+
+
+def _digest_jobs(site, wanted):
+    """The requests that fetch the digest nodes ``wanted`` ((type,
+    prefix) pairs) at ``site``, as (function, args, nodes): as few
+    ``POST /sync/digests`` as the site's limit allows, or, at a site that
+    predates that route, a ``GET /sync/digest/{type}`` each."""
+    most = getattr(site, 'max_digests', None)
+    if not most:
+        return [(_get_each, (site, [w]), [w]) for w in wanted]
+    return [(_get_many, (site, wanted[n:n + most]), wanted[n:n + most])
+            for n in range(0, len(wanted), most)]
+
+
+def _shares(total, weights):
+    """``total`` split in proportion to ``weights``, in whole parts that
+    add up to it exactly."""
+    whole = sum(weights) or 1
+    out = [total * w // whole for w in weights]
+    if out:
+        out[-1] += total - sum(out)
+    return out
+
+
+def _fetch_level(pool, hub, spoke, level):
+    """Both sites' digest nodes the ``level`` of the walk does not know
+    yet, fetched side by side. Returns ``{(site, type, prefix): node}``
+    and, per type, the bytes and requests spent (a request that carried
+    several types is shared out by the size of each one's answer)."""
+    jobs = []
+    for i, site in enumerate((hub, spoke)):
+        wanted = [(t, node[0]) for t, node in level
+                  if node[1 + i] is None]
+        jobs += [(i, nodes, fn, args)
+                 for fn, args, nodes in _digest_jobs(site, wanted)]
+    got, cost = {}, {}
+    for (i, nodes, _fn, _args), (answers, nbytes, nreq) in zip(
+            jobs, pool.map(lambda j: _run_metered(j[2], j[3]), jobs),
+            strict=True):
+        weights = [len(json.dumps(a)) for a in answers]
+        for (t, prefix), answer, share, w in zip(
+                nodes, answers, _shares(nbytes, weights), weights,
+                strict=True):
+            got[(i, t, prefix)] = _node(answer)
+            spent = cost.setdefault(t, [0, 0.0])
+            spent[0] += share
+            spent[1] += nreq * w / (sum(weights) or 1)
+    return got, cost
 
 
 def _buckets(node, prefix):
@@ -139,13 +183,10 @@ def _common_prefix(prefix, h, s):
     return common
 
 
-def _visit(hub, spoke, type_name, node):
-    """Compare one node; returns (a partial diff, child nodes)."""
-    prefix, h_known, s_known = node
+def _visit(type_name, prefix, h, s):
+    """Compare the two sites' digest nodes at ``prefix``; returns (a
+    partial diff, child nodes)."""
     part = _Diff(type_name)
-    h, s, nbytes, nreq = _sides(hub, spoke, type_name, prefix, h_known,
-                                s_known)
-    part.bytes, part.requests = nbytes, nreq
     part.compared = 1
     children = []
     if 'hash' in h and 'hash' in s and \
@@ -213,18 +254,26 @@ def _merge(into: _Diff, part: _Diff) -> None:
 
 def compare(hub, spoke, type_names, workers: int = WORKERS) -> dict:
     """Walk the digests of ``type_names`` at both sites, level by level
-    (every type at once); returns type -> :class:`_Diff`."""
+    with every type at once (at a site that takes ``POST /sync/digests``,
+    a level is a request or two); returns type -> :class:`_Diff`."""
     diffs = {t: _Diff(t) for t in type_names}
-    frontier = [(t, ('', None, None)) for t in type_names]
+    level = [(t, ('', None, None)) for t in type_names]
     with futures.ThreadPoolExecutor(workers) as pool:
-        while frontier:
-            results = list(pool.map(
-                lambda tn: (tn[0], _visit(hub, spoke, tn[0], tn[1])),
-                frontier))
-            frontier = []
-            for type_name, (part, children) in results:
-                _merge(diffs[type_name], part)
-                frontier += [(type_name, c) for c in children]
+        while level:
+            got, cost = _fetch_level(pool, hub, spoke, level)
+            for t, (nbytes, nreq) in cost.items():
+                diffs[t].bytes += nbytes
+                diffs[t].requests += nreq
+            children = []
+            for t, (prefix, *known) in level:
+                # A node of at most 64 items lists them: its parent told.
+                h, s = (got[(i, t, prefix)] if items is None
+                        else {'count': len(items), 'items': items}
+                        for i, items in enumerate(known))
+                part, below = _visit(t, prefix, h, s)
+                _merge(diffs[t], part)
+                children += [(t, c) for c in below]
+            level = children
     return diffs
 
 
@@ -304,7 +353,7 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
                 hash_=env['hash']) for env in envs]
             changes += [state_mod.Change(0, t, id_, 'delete')
                         for id_ in placed]
-        rep.bytes, rep.requests = diff.bytes, diff.requests
+        rep.bytes, rep.requests = diff.bytes, round(diff.requests)
     if dry_run or not changes:
         return list(reports.values())
     with client.metered() as meter:

@@ -4,24 +4,44 @@ once few enough match): it must find every difference and descend only
 into buckets that differ."""
 
 import hashlib
+import json
 import os.path
 import random
+import threading
 
 import pytest
 
+from keystone_syncext.agent import client
 from keystone_syncext.agent import reconcile
 
 
 class FakeSite:
     """``digest``, ``resource`` and ``listing_prefix`` over a dict of
-    type -> {id: resource}; counts the digest requests."""
+    type -> {id: resource}; counts the digest nodes asked for and the
+    requests that asked (``POST /sync/digests`` when ``max_digests``)."""
 
-    def __init__(self, data, leaf=4, common_prefix=True):
+    def __init__(self, data, leaf=4, common_prefix=True, max_digests=None):
         self.data = data
         self.leaf = leaf
         # False: a server from before digests told their common prefix.
         self.common_prefix = common_prefix
+        # None: a server from before POST /sync/digests.
+        self.max_digests = max_digests
+        self.name = 'fake'
         self.digests = 0
+        self.requests = 0
+        self.lock = threading.Lock()
+
+    def digest(self, type_name, prefix=''):
+        with self.lock:
+            self.requests += 1
+        return self._digest(type_name, prefix)
+
+    def digest_many(self, nodes):
+        assert self.max_digests and 0 < len(nodes) <= self.max_digests
+        with self.lock:
+            self.requests += 1
+        return [self._digest(t, p) for t, p in nodes]
 
     @staticmethod
     def hash_of(resource):
@@ -33,8 +53,9 @@ class FakeSite:
         return hashlib.sha256(''.join(f'{i} {h}\n' for i, h in pairs)
                               .encode()).hexdigest()
 
-    def digest(self, type_name, prefix=''):
-        self.digests += 1
+    def _digest(self, type_name, prefix):
+        with self.lock:
+            self.digests += 1
         pairs = sorted((i, self.hash_of(r))
                        for i, r in self.data.get(type_name, {}).items()
                        if i.startswith(prefix))
@@ -170,3 +191,136 @@ def test_a_prefix_all_ids_share_is_skipped(hub_tells, spoke_tells, most):
     assert hub.digests <= most
     if not (hub_tells and spoke_tells):
         assert hub.digests > 20
+
+
+def _drifted(rng):
+    """Three types, a few differences in each, as the benchmark has."""
+    ids = _ids(rng, 3000)
+    hub_data = {'role': {i: {'n': i} for i in ids[:50]},
+                'project': {i: {'n': i} for i in ids[:1000]},
+                'user': {i: {'n': i} for i in ids}}
+    spoke_data = {t: dict(v) for t, v in hub_data.items()}
+    del spoke_data['user'][ids[5]]
+    spoke_data['project'][ids[7]] = {'n': 'changed'}
+    spoke_data['user'][ids[9]] = {'n': 'changed'}
+    spoke_data['role']['ff-only-at-the-spoke'] = {'n': 1}
+    return hub_data, spoke_data
+
+
+def _found(diffs):
+    return {t: (sorted(d.missing), sorted(d.differ), sorted(d.extra),
+                sorted(d.hub_only)) for t, d in diffs.items()}
+
+
+@pytest.mark.parametrize('hub_max,spoke_max', [
+    (100, 100),
+    # A site from before POST /sync/digests: asked a node at a time.
+    (100, None),
+    (None, 100),
+    # More nodes in a level than one request may carry.
+    (2, 3),
+])
+def test_a_level_of_the_walk_is_one_request_per_site(hub_max, spoke_max,
+                                                      monkeypatch):
+    hub_data, spoke_data = _drifted(random.Random(10))
+    types = ['role', 'project', 'user']
+    one_by_one = reconcile.compare(FakeSite(hub_data), FakeSite(spoke_data),
+                                   types)
+    hub = _Metered(hub_data, max_digests=hub_max)
+    spoke = _Metered(spoke_data, max_digests=spoke_max)
+    levels = []
+    fetch_level = reconcile._fetch_level
+    monkeypatch.setattr(reconcile, '_fetch_level', lambda *a: (
+        levels.append(len(a[3])), fetch_level(*a))[1])
+
+    diffs = reconcile.compare(hub, spoke, types)
+
+    # The same walk and the same findings, whoever answers how.
+    assert _found(diffs) == _found(one_by_one)
+    assert {t: d.compared for t, d in diffs.items()} == \
+        {t: d.compared for t, d in one_by_one.items()}
+    user = hub_data['user']
+    assert _found(diffs)['user'][:2] == (
+        sorted(i for i in user if i not in spoke_data['user']),
+        sorted(i for i in user if spoke_data['user'].get(i, user[i])
+               != user[i]))
+    assert len(levels) >= 3 and levels[0] == len(types)
+    for site, most in ((hub, hub_max), (spoke, spoke_max)):
+        if most is None:
+            assert site.requests == site.digests
+        else:
+            # A request per level (or as many as its limit needs), never
+            # one per node.
+            assert site.requests <= sum(-(-n // most) for n in levels)
+            assert site.requests < site.digests
+    if hub_max == spoke_max == 100:
+        assert hub.requests == spoke.requests == len(levels)
+    # What the requests cost, shared out by type, adds up to it.
+    assert sum(d.bytes for d in diffs.values()) == hub.bytes + spoke.bytes
+    assert all(d.bytes > 0 for d in diffs.values())
+    assert round(sum(d.requests for d in diffs.values())) == \
+        hub.requests + spoke.requests
+
+
+class _Metered(FakeSite):
+    """Counts body bytes into the agent's meter, as client.Site does."""
+
+    bytes = 0
+
+    def _count(self, answer):
+        n = len(json.dumps(answer))
+        with self.lock:
+            self.bytes += n
+        for meter in getattr(client._meters, 'stack', None) or ():
+            meter.bytes += n
+            meter.requests += 1
+        return answer
+
+    def digest(self, type_name, prefix=''):
+        return self._count(super().digest(type_name, prefix))
+
+    def digest_many(self, nodes):
+        return self._count(super().digest_many(nodes))
+
+
+def test_shares_are_whole_and_exact():
+    assert reconcile._shares(10, [1, 1, 1]) == [3, 3, 4]
+    assert reconcile._shares(0, [5, 7]) == [0, 0]
+    assert reconcile._shares(7, []) == []
+    assert sum(reconcile._shares(1001, [3, 999, 12, 1])) == 1001
+
+
+class _NotUpgradedYet(FakeSite):
+    """Offers POST /sync/digests, but the node that answers does not have
+    the route yet (a rolling upgrade): 404."""
+
+    def digest_many(self, nodes):
+        with self.lock:
+            self.requests += 1
+        raise client.SiteError('spoke', 'POST /sync/digests: 404 The '
+                               'resource could not be found.', status=404,
+                               transient=False)
+
+
+def test_a_site_without_the_route_after_all_is_asked_a_node_at_a_time():
+    hub_data, spoke_data = _drifted(random.Random(12))
+    types = ['role', 'project', 'user']
+    expected = _found(reconcile.compare(FakeSite(hub_data),
+                                        FakeSite(spoke_data), types))
+    hub = FakeSite(hub_data, max_digests=100)
+    spoke = _NotUpgradedYet(spoke_data, max_digests=100)
+
+    assert _found(reconcile.compare(hub, spoke, types)) == expected
+    # Refused once, then asked with GETs only.
+    assert spoke.max_digests is None
+    assert spoke.requests == 1 + spoke.digests
+
+
+def test_other_errors_of_the_route_are_not_hidden():
+    class Broken(FakeSite):
+        def digest_many(self, nodes):
+            raise client.SiteError('hub', 'POST /sync/digests: 503',
+                                   status=503)
+    with pytest.raises(client.SiteError, match='503'):
+        reconcile.compare(Broken({'role': {'a': {}}}, max_digests=10),
+                          FakeSite({'role': {'a': {}}}), ['role'])
