@@ -186,6 +186,14 @@ def main(argv=None) -> int:
         sites.write_clouds_yaml(f'{workdir}/clouds.yaml', clouds)
         for s in spokes:
             agent('join', '--spoke', s.name)
+        if args.cache:
+            # Join re-keyed each spoke's admin user in one of its
+            # processes. The in-memory cache backend is per process, so
+            # another may still hold the admin under its old id and refuse
+            # a login by name (401); in production the cache is shared
+            # (memcached) and the invalidation reaches every process.
+            with concurrent.futures.ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda s: s.restart(), spokes))
 
         # -- seed -----------------------------------------------------
         hs = hub.admin_session()

@@ -152,11 +152,13 @@ def main(argv=None) -> int:
         sites.write_clouds_yaml(f'{workdir}/clouds.yaml', {
             'hub': hub.admin_auth(), 'spoke': spoke.add_agent_account()})
         agent('join', '--spoke', 'spoke')
-        # Join re-keyed the spoke's admin user, which revokes its tokens as
-        # of this second; Keystone's revocation events have a resolution of
-        # one second, so a token issued within it is refused (401), even as
-        # it is issued. Wait it out before the fill authenticates.
-        time.sleep(1.1)
+        # Join re-keyed the spoke's admin user (among others) in one of the
+        # spoke's two processes. With the in-memory cache backend each
+        # process keeps its own cache, so the other one may still hold the
+        # admin under its old id and refuse the fill's login (401); in
+        # production the cache is shared (memcached) and the re-key's
+        # invalidation reaches every process. Start the spoke afresh.
+        spoke.restart()
 
         items = batch_items(args.resources)
         start = time.perf_counter()
