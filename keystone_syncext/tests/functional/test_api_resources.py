@@ -384,5 +384,6 @@ def test_every_route_is_in_json_home(api_site):
             'href-template': '/sync/digest/{type_name}',
             'href-vars': {'type_name': rel.replace('/rel/', '/param/')
                           + 'type'}},
+        'sync_digests': {'href': '/sync/digests'},
     }
 
