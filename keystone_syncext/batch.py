@@ -10,10 +10,8 @@ and inserted set-wise, with the same result per item); everything else,
 and any run the set-wise path cannot judge exactly, goes item by item.
 """
 
-import functools
 
 from keystone import exception
-from keystone.common.validation import validators
 import keystone.conf
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
@@ -68,11 +66,7 @@ def apply(body, origin=None) -> list[dict]:
     so a name freed by a delete can be reused by a create in the same
     batch; then upserts, dependencies first (projects parents first).
     """
-    try:
-        _batch_validator().validate(body)
-    except exception.ValidationError as e:
-        raise base.BadRequest(f'invalid batch: {base.first_line(e)}') \
-            from None
+    base.check_body(BATCH_SCHEMA, body, 'batch')
     items = body['items']
     if len(items) > CONF.sync.max_page_size:
         raise base.BadRequest(
@@ -221,11 +215,6 @@ class _Applier:
             else:
                 body = _error_result(err)
                 self._result(n, status=body['code'], error=body)
-
-
-@functools.cache
-def _batch_validator() -> validators.SchemaValidator:
-    return validators.SchemaValidator(BATCH_SCHEMA)
 
 
 def _error_result(exc) -> dict:

@@ -14,7 +14,6 @@ import hashlib
 import os.path
 import time
 
-from keystone import exception
 from keystone.common import sql
 import keystone.conf
 import sqlalchemy as sa
@@ -183,12 +182,7 @@ def rekey(body, origin=None) -> dict:
     repointed, and the old row is deleted: capture records a delete of
     the old id and a create of the new one.
     """
-    from keystone.common.validation import validators
-    try:
-        validators.SchemaValidator(REKEY_SCHEMA).validate(body)
-    except exception.ValidationError as e:
-        raise base.BadRequest(f'invalid re-key: {base.first_line(e)}') \
-            from None
+    base.check_body(REKEY_SCHEMA, body, 're-key')
     rtype = resources.get(body['type'])
     old_id, new_id = body['from'], body['to']
     if not rtype.rekey_refs:
@@ -315,12 +309,7 @@ def digest_many(body) -> list[dict]:
     once, in one request instead of one per node. The whole body is
     checked before anything is read; each answer is exactly what
     ``GET /v3/sync/digest/{type}?prefix=P`` gives."""
-    from keystone.common.validation import validators
-    try:
-        validators.SchemaValidator(DIGESTS_SCHEMA).validate(body)
-    except exception.ValidationError as e:
-        raise base.BadRequest(
-            f'invalid digest request: {base.first_line(e)}') from None
+    base.check_body(DIGESTS_SCHEMA, body, 'digest request')
     nodes = body['digests']
     most = CONF.sync.max_digests_per_request
     if len(nodes) > most:
