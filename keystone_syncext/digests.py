@@ -170,14 +170,17 @@ def stored_pairs(conn, type_name: str, prefix: str = '') -> list[tuple]:
     return pairs
 
 
-def pairs(rtype, prefix: str = '') -> list[tuple]:
-    """Current ``(id, hash)`` pairs of ``rtype`` under ``prefix``: caught
-    up first when the change log says anything of the type changed."""
+def pairs(rtype, prefixes: list[str]) -> list[list[tuple]]:
+    """Current ``(id, hash)`` pairs of ``rtype`` under each of
+    ``prefixes``: caught up first when the change log says anything of
+    the type changed. One look at the log and one read session serve
+    every prefix (a reconcile asks for many of one type at once)."""
     with sql.session_for_read() as session:
         conn = session.connection()
         if is_current(conn, rtype.name):
-            return stored_pairs(conn, rtype.name, prefix)
+            return [stored_pairs(conn, rtype.name, p) for p in prefixes]
     with sql.session_for_write() as session:
         catch_up(session.connection(), rtype)
     with sql.session_for_read() as session:
-        return stored_pairs(session.connection(), rtype.name, prefix)
+        conn = session.connection()
+        return [stored_pairs(conn, rtype.name, p) for p in prefixes]

@@ -258,7 +258,11 @@ def digest(type_name: str, prefix: str = '') -> dict:
     prefix = prefix or ''
     if len(prefix) > 255:
         raise base.BadRequest('prefix is longer than any id')
-    pairs = digests.pairs(rtype, prefix)
+    return _digest_of(type_name, prefix, digests.pairs(rtype, [prefix])[0])
+
+
+def _digest_of(type_name: str, prefix: str, pairs: list[tuple]) -> dict:
+    """The digest node of ``pairs``, the ids under ``prefix``."""
     buckets: dict[str, list] = {}
     for id_, h in pairs:
         key = id_[:len(prefix) + 1]
@@ -316,9 +320,17 @@ def digest_many(body) -> list[dict]:
         raise base.BadRequest(
             f'one request may ask for at most {most} digests ([sync] '
             f'max_digests_per_request), not {len(nodes)}')
-    for node in nodes:
+    at: dict[str, list[int]] = {}   # type -> where its nodes are
+    for n, node in enumerate(nodes):
         resources.get(node['type'])
-    return [digest(n['type'], n.get('prefix', '')) for n in nodes]
+        at.setdefault(node['type'], []).append(n)
+    out: list = [None] * len(nodes)
+    for type_name, where in at.items():
+        prefixes = [nodes[n].get('prefix', '') for n in where]
+        found = digests.pairs(resources.get(type_name), prefixes)
+        for n, prefix, pairs in zip(where, prefixes, found, strict=True):
+            out[n] = _digest_of(type_name, prefix, pairs)
+    return out
 
 
 # --- the change feed --------------------------------------------------------
