@@ -180,8 +180,9 @@ def main(argv=None) -> int:
         print(settled, flush=True)
         settle = SUMMARY.search(settled)
         # Joined and reconciled: the spoke's admin is the hub's admin. The
-        # password change revoked the admin's tokens as of this second:
-        # wait it out, as after the join.
+        # password change revoked the admin's tokens as of this second, and
+        # Keystone's revocation events have a resolution of one second: a
+        # token issued within it is refused (401). Wait it out.
         spoke.admin_password = hub.admin_password
         time.sleep(1.1)
         print(f'first reconcile (what join left different): '

@@ -111,7 +111,7 @@ def _digest_jobs(site, wanted):
     prefix) pairs) at ``site``, as (function, args, nodes): as few
     ``POST /sync/digests`` as the site's limit allows, or, at a site that
     predates that route, a ``GET /sync/digest/{type}`` each."""
-    most = getattr(site, 'max_digests', None)
+    most = site.max_digests
     if not most:
         return [(_get_each, (site, [w]), [w]) for w in wanted]
     return [(_get_many, (site, wanted[n:n + most]), wanted[n:n + most])
@@ -144,13 +144,14 @@ def _fetch_level(pool, hub, spoke, level):
             jobs, pool.map(lambda j: _run_metered(j[2], j[3]), jobs),
             strict=True):
         weights = [len(json.dumps(a)) for a in answers]
+        whole = sum(weights) or 1
         for (t, prefix), answer, share, w in zip(
                 nodes, answers, _shares(nbytes, weights), weights,
                 strict=True):
             got[(i, t, prefix)] = _node(answer)
             spent = cost.setdefault(t, [0, 0.0])
             spent[0] += share
-            spent[1] += nreq * w / (sum(weights) or 1)
+            spent[1] += nreq * w / whole
     return got, cost
 
 
