@@ -26,6 +26,7 @@ from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
+from keystone_syncext.resources import references
 
 CONF = keystone.conf.CONF
 
@@ -180,7 +181,8 @@ def rekey(body, origin=None) -> dict:
     row is copied under the new id (a name it must keep unique is parked
     on a temporary value meanwhile), every referencing column is
     repointed, and the old row is deleted: capture records a delete of
-    the old id and a create of the new one.
+    the old id and a create of the new one. Which columns hold the id:
+    :mod:`keystone_syncext.resources.references`.
     """
     base.check_body(REKEY_SCHEMA, body, 're-key')
     rtype = resources.get(body['type'])
@@ -219,7 +221,7 @@ def _rekey_rows(conn, rtype, old_id, new_id) -> dict[str, int]:
             {c: ('~' + old_id)[:64] for c in unique}))
     conn.execute(t.insert().values(dict(row, id=new_id)))
     moved = {}
-    for table_name, column in rtype.rekey_refs:
+    for table_name, column in references.columns(conn, rtype):
         if not base.has_table(conn, table_name):
             continue
         ref = base.table(conn, table_name)
@@ -227,6 +229,14 @@ def _rekey_rows(conn, rtype, old_id, new_id) -> dict[str, int]:
             continue
         count = conn.execute(ref.update().where(ref.c[column] == old_id)
                              .values({column: new_id})).rowcount
+        if count:
+            moved[f'{table_name}.{column}'] = count
+    for table_name, column in references.JSON_LIST_REFERENCES.get(
+            rtype.name, ()):
+        if not base.has_table(conn, table_name):
+            continue
+        count = references.move_in_json_lists(
+            conn, base.table(conn, table_name), column, old_id, new_id)
         if count:
             moved[f'{table_name}.{column}'] = count
     conn.execute(t.delete().where(t.c.id == old_id))

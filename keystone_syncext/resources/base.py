@@ -192,8 +192,10 @@ class ResourceType:
         synced, with why; they are documented in doc/api.md.
     :cvar secrets: fields that carry hashes of secrets.
     :cvar synthetic: the id is made of other fields joined with ':'.
-    :cvar rekey_refs: ``(table, column)`` pairs that hold this type's id,
-        for re-key; empty when the type cannot be re-keyed.
+    :cvar rekey_refs: ``(table, column)`` pairs that hold this type's id
+        without a foreign key (the foreign keys are read from the schema:
+        :mod:`keystone_syncext.resources.references`), for re-key; empty
+        when the type cannot be re-keyed.
     """
 
     name: str = ''

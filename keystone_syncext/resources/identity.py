@@ -249,6 +249,7 @@ class User(common.IdTable, base.ResourceType):
         ('trust', 'trustor_user_id'), ('trust', 'trustee_user_id'),
         ('request_token', 'authorizing_user_id'),
         ('access_token', 'authorizing_user_id'),
+        ('id_mapping', 'public_id'),
     )
 
 
@@ -608,6 +609,7 @@ class Group(common.IdTable, base.ResourceType):
         ('user_group_membership', 'group_id'),
         ('expiring_user_group_membership', 'group_id'),
         ('assignment', 'actor_id'), ('system_assignment', 'actor_id'),
+        ('id_mapping', 'public_id'),
     )
 
     def load(self, conn, rows):

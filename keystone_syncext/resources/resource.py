@@ -134,6 +134,9 @@ class Project(_ProjectTable, base.ResourceType):
         ('trust', 'project_id'), ('credential', 'project_id'),
         ('project_endpoint', 'project_id'),
         ('project_endpoint_group', 'project_id'),
+        ('limit', 'project_id'),
+        ('request_token', 'requested_project_id'),
+        ('access_token', 'project_id'),
     )
 
     def represent(self, r, tags, options):
