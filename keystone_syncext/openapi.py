@@ -207,6 +207,10 @@ def _schemas() -> dict:
                         '/v3/sync/digests may ask for. Absent at a site '
                         'from before that route: ask with GET '
                         '/v3/sync/digest/{type}, one node at a time.'},
+                    'tombstone_lookup': {
+                        'type': 'boolean',
+                        'description': 'POST /v3/sync/tombstones is '
+                        'served. Absent at a site from before that route.'},
                 },
             }},
         },
@@ -306,6 +310,23 @@ def _schemas() -> dict:
                 'type': 'array', 'items': _ref('DigestNode'),
                 'description': 'One digest per node asked for, in the '
                 'order asked.'}},
+        },
+        'TombstonesRequest': copy.deepcopy(service.TOMBSTONES_SCHEMA),
+        'Tombstones': {
+            'type': 'object',
+            'required': ['tombstones'],
+            'properties': {'tombstones': {
+                'type': 'array',
+                'description': 'The ids asked for that this site deleted '
+                '(within its tombstone retention), ordered by id.',
+                'items': {
+                    'type': 'object',
+                    'required': ['id', 'deleted_at', 'origin'],
+                    'properties': {
+                        'id': {'type': 'string'},
+                        'deleted_at': {'type': 'string'},
+                        'origin': {'type': ['string', 'null']},
+                    }}}},
         },
         'Batch': copy.deepcopy(batch.BATCH_SCHEMA),
         'BatchResults': {
@@ -580,6 +601,23 @@ OPERATIONS = {
                    'than any id included), or asks for more than [sync] '
                    'max_digests_per_request digests.',
             '404': 'A type is not one this site syncs.',
+        },
+    },
+    ('/v3/sync/tombstones', 'POST'): {
+        'operationId': 'listTombstones',
+        'summary': 'Which of these ids this site deleted',
+        'description': 'A read: the tombstones this site keeps (within '
+        '[sync] tombstone_retention_days) for the ids asked. A reconcile '
+        'asks the hub this about what a spoke holds and the hub lacks, '
+        'so a spoke restored from backup cannot bring a deleted resource '
+        'back. A re-created id has no tombstone.',
+        'body': 'TombstonesRequest',
+        'ok': {'200': ('The tombstones of the ids asked, by id.',
+                       'Tombstones', None)},
+        'errors': {
+            '400': 'The body does not match the schema, or asks for more '
+                   'than [sync] max_page_size ids.',
+            '404': 'The type is not one this site syncs.',
         },
     },
 }

@@ -72,6 +72,11 @@ sync_policies = [
           'like the GET).',
           [('/v3/sync/digest/{type}', 'GET'),
            ('/v3/sync/digests', 'POST')]),
+    _rule('list_tombstones', base.SYSTEM_ADMIN,
+          'Say which of the given ids this site deleted (its tombstones), '
+          'so a reconcile removes what a restored site brought back; a '
+          'read, whatever its method.',
+          [('/v3/sync/tombstones', 'POST')]),
 ]
 
 

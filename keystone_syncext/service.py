@@ -343,6 +343,48 @@ def digest_many(body) -> list[dict]:
     return out
 
 
+# --- tombstones -------------------------------------------------------------
+
+TOMBSTONES_SCHEMA = {
+    'type': 'object',
+    'properties': {
+        'type': {'type': 'string'},
+        'ids': {'type': 'array', 'minItems': 1,
+                'items': {'type': 'string', 'maxLength': 255}},
+    },
+    'required': ['type', 'ids'],
+    'additionalProperties': False,
+}
+
+
+def tombstones(body) -> list[dict]:
+    """Which of ``body['ids']`` (of ``body['type']``) this site deleted:
+    their tombstones, within ``[sync] tombstone_retention_days``.
+
+    A reconcile asks the hub this for what a spoke holds and the hub
+    lacks: a spoke restored from a backup older than a delete holds the
+    resource again, and the agent's own record of placing it is gone with
+    the delete, so only the hub's tombstone tells a resurrected resource
+    from one the spoke made itself. A re-created id has no tombstone
+    (capture removes it), so an answer is never stale."""
+    base.check_body(TOMBSTONES_SCHEMA, body, 'tombstone request')
+    rtype = resources.get(body['type'])
+    ids = sorted(set(body['ids']))
+    most = CONF.sync.max_page_size
+    if len(ids) > most:
+        raise base.BadRequest(
+            f'one request may ask for at most {most} ids ([sync] '
+            f'max_page_size), not {len(ids)}')
+    t = tables.tombstone.c
+    with sql.session_for_read() as session:
+        rows = session.connection().execute(
+            sa.select(t.resource_id, t.deleted_at, t.origin)
+            .where(t.resource_type == rtype.name, t.resource_id.in_(ids))
+            .order_by(t.resource_id)).all()
+    return [{'id': r.resource_id, 'deleted_at': base.iso(r.deleted_at),
+             'origin': r.origin} for r in rows]
+
+
 # --- the change feed --------------------------------------------------------
 
 def _parse_types(types) -> list[str] | None:

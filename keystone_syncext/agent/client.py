@@ -126,6 +126,10 @@ class Site:
         # Nodes one POST /sync/digests may carry; None at a site that
         # predates the route (or before its capabilities were read).
         self.max_digests = None
+        # Whether POST /sync/tombstones is served (from the capabilities).
+        self.tombstone_lookup = False
+        # Ids one request may carry (the site's max_page_size).
+        self.max_page_size = 1000
         # Body bytes sent and received, requests made: for the figures
         # of a reconcile or a benchmark.
         self.bytes_transferred = 0
@@ -204,6 +208,11 @@ class Site:
         self.max_digests = (most if isinstance(most, int)
                             and not isinstance(most, bool) and most > 0
                             else None)
+        self.tombstone_lookup = caps.get('tombstone_lookup') is True
+        size = caps.get('max_page_size')
+        self.max_page_size = (size if isinstance(size, int)
+                              and not isinstance(size, bool) and size > 0
+                              else 1000)
         return caps
 
     def changes(self, since=None, limit=500, wait=0, types=None) -> dict:
@@ -266,6 +275,18 @@ class Site:
                             f'{len(nodes)} digests, got {len(got)}',
                             transient=False)
         return got
+
+    def deleted(self, type_name, ids) -> set[str]:
+        """Which of ``ids`` the site deleted and still keeps a tombstone
+        of (``POST /sync/tombstones``, asked in pages of the site's
+        ``max_page_size``)."""
+        ids, found = sorted(set(ids)), set()
+        step = self.max_page_size
+        for start in range(0, len(ids), step):
+            got = self._request('POST', '/sync/tombstones', json_body={
+                'type': type_name, 'ids': ids[start:start + step]})
+            found |= {t['id'] for t in got['tombstones']}
+        return found
 
     def batch(self, items, origin=None) -> list[dict]:
         headers = {ORIGIN_HEADER: origin} if origin else None

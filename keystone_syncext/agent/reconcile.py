@@ -18,10 +18,15 @@ What it finds, per resource:
 - at the hub, not at the spoke, or with another hash: upserted from the
   hub's current representation (``GET /v3/sync/resources/{type}/{id}``, or
   a listing of the prefix when a whole bucket is missing);
-- at the spoke, not at the hub: deleted, but only if the agent's state
-  says the agent put it there (``agent_placed``). Everything else at the
-  spoke is the spoke's own (its service users, what ``join`` excluded) and
-  is never touched.
+- at the spoke, not at the hub: deleted if the agent's state says the
+  agent put it there (``agent_placed``), or if the hub has a tombstone
+  for it (``POST /v3/sync/tombstones``): a spoke restored from a backup
+  older than a delete holds the resource again, while the agent's record
+  of placing it went with the delete, so only the hub's tombstone (kept
+  for ``tombstone_retention_days``) tells it from the spoke's own.
+  Everything else at the spoke is the spoke's own (its service users,
+  what ``join`` excluded) and is never touched. The selection rules still
+  apply to every delete.
 
 The writes go through the agent's ordinary batch path (dependency order,
 refused items kept as pending), and what was written is recorded as placed.
@@ -338,7 +343,8 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
         rep = reports[t] = TypeReport(t, compared=diff.compared,
                                       missing=len(diff.missing),
                                       differ=len(diff.differ))
-        placed = agent.state.placed_at(site.name, t, diff.extra)
+        placed = set(agent.state.placed_at(site.name, t, diff.extra))
+        placed |= _deleted_at_hub(agent.hub, diff, placed)
         rep.deletes = len(placed)
         rep.kept_local = len(diff.extra) - len(placed)
         if dry_run:
@@ -353,7 +359,7 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
                 state_mod.parse_time(env.get('updated_at')),
                 hash_=env['hash']) for env in envs]
             changes += [state_mod.Change(0, t, id_, 'delete')
-                        for id_ in placed]
+                        for id_ in sorted(placed)]
         rep.bytes, rep.requests = diff.bytes, round(diff.requests)
     if dry_run or not changes:
         return list(reports.values())
@@ -373,6 +379,24 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
         rep.bytes += int(meter.bytes * share)
         rep.requests += round(meter.requests * share)
     return list(reports.values())
+
+
+def _deleted_at_hub(hub, diff, placed) -> set[str]:
+    """The ids only the spoke holds, not placed there by the agent, that
+    the hub deleted (its tombstones). A hub whose extension predates the
+    lookup cannot say: nothing more is deleted, as before."""
+    unknown = set(diff.extra) - set(placed)
+    if not unknown or not hub.tombstone_lookup:
+        return set()
+    with client.metered() as meter:
+        found = hub.deleted(diff.type, unknown)
+    diff.bytes += meter.bytes
+    diff.requests += meter.requests
+    if found:
+        LOG.info('%(n)d %(type)s resources the hub deleted are back at the '
+                 'spoke (restored from backup?): deleting them again',
+                 {'n': len(found), 'type': diff.type})
+    return found
 
 
 def _hub_only_count(hub, diff) -> int:

@@ -139,6 +139,7 @@ class SyncResource(flask_restful.Resource):
             'max_wait_seconds': CONF.sync.max_wait_seconds,
             'rekey_types': service.rekeyable(),
             'max_digests_per_request': CONF.sync.max_digests_per_request,
+            'tombstone_lookup': True,
         }}
 
 
@@ -250,6 +251,14 @@ class DigestsResource(flask_restful.Resource):
         return {'digests': service.digest_many(_json_body())}
 
 
+class TombstonesResource(flask_restful.Resource):
+    @_guarded
+    def post(self):
+        """POST /v3/sync/tombstones: which of these ids were deleted."""
+        enforcement.enforce_call(action='identity:sync:list_tombstones')
+        return {'tombstones': service.tombstones(_json_body())}
+
+
 def _route(resource, url, rel, path_vars=None):
     return ks_flask.construct_resource_map(
         resource=resource, url=url, resource_kwargs={}, rel=rel,
@@ -281,6 +290,7 @@ class SyncAPI(ks_flask.APIBase):
         _route(DigestResource, '/sync/digest/<string:type_name>',
                'sync_digest', {'type_name': _TYPE}),
         _route(DigestsResource, '/sync/digests', 'sync_digests'),
+        _route(TombstonesResource, '/sync/tombstones', 'sync_tombstones'),
     ]
 
 

@@ -79,6 +79,7 @@ def test_capabilities_body(api_site, tokens):
     assert body['change_retention_days'] == 7
     assert body['tombstone_retention_days'] == 30
     assert body['max_digests_per_request'] == 100
+    assert body['tombstone_lookup'] is True
     assert cursors.decode(body['oldest_valid_cursor']) == 0
     assert cursors.decode(body['head_cursor']) >= captured
 

@@ -51,10 +51,11 @@ MATRIX = {
     'POST /v3/sync/rekey':            (200, 403, 403, 403, 403, 403, 401),
     'GET /v3/sync/digest/{type}':     (200, 403, 403, 403, 403, 403, 401),
     'POST /v3/sync/digests':          (200, 403, 403, 403, 403, 403, 401),
+    'POST /v3/sync/tombstones':       (200, 403, 403, 403, 403, 403, 401),
 }
 # Routes that only read, whatever their method.
 READS = {r for r in MATRIX if r.startswith('GET ')} | {
-    'POST /v3/sync/digests'}
+    'POST /v3/sync/digests', 'POST /v3/sync/tombstones'}
 
 # Who passes each check string of the defaults (any other token: 403).
 PASSES = {
@@ -194,6 +195,9 @@ def _call_for(route: str, admin, reader_role_id, standing_role,
     if route == 'POST /v3/sync/digests':
         return Call('/sync/digests', {'json': {'digests': [
             {'type': 'role'}, {'type': 'project', 'prefix': 'a'}]}})
+    if route == 'POST /v3/sync/tombstones':
+        return Call('/sync/tombstones', {'json': {'type': 'role',
+                                                  'ids': [_fresh()]}})
     raise AssertionError(f'no request for {route}')
 
 

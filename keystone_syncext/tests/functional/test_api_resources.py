@@ -385,5 +385,6 @@ def test_every_route_is_in_json_home(api_site):
             'href-vars': {'type_name': rel.replace('/rel/', '/param/')
                           + 'type'}},
         'sync_digests': {'href': '/sync/digests'},
+        'sync_tombstones': {'href': '/sync/tombstones'},
     }
 

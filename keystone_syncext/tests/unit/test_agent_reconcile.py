@@ -324,3 +324,79 @@ def test_other_errors_of_the_route_are_not_hidden():
     with pytest.raises(client.SiteError, match='503'):
         reconcile.compare(Broken({'role': {'a': {}}}, max_digests=10),
                           FakeSite({'role': {'a': {}}}), ['role'])
+
+
+class _State:
+    """What reconcile_spoke reads and writes of the agent's state."""
+
+    def __init__(self, placed):
+        self.placed = placed        # (type, id) -> hash
+        self.recorded = []
+
+    def placed_at(self, name, type_name, ids):
+        return {i: self.placed[(type_name, i)] for i in ids
+                if (type_name, i) in self.placed}
+
+    def record(self, name, seq, done, failed, written):
+        self.recorded.append((done, failed, written))
+
+
+class _Agent:
+    """An agent whose writes to the spoke are taken as they come."""
+
+    def __init__(self, hub, placed):
+        self.hub = hub
+        self.hub_types = ['role']
+        self.spoke_types = {'spoke': ['role']}
+        self.state = _State(placed)
+        self.applied = []
+
+    def _apply(self, site, changes):
+        self.applied += changes
+        return list(changes), [], list(changes)
+
+
+class _TombstoneHub(FakeSite):
+    def __init__(self, data, tombstones, lookup=True):
+        super().__init__(data)
+        self.tombstones = tombstones    # type -> set of deleted ids
+        self.tombstone_lookup = lookup
+        self.asked = []
+
+    def deleted(self, type_name, ids):
+        self.asked.append((type_name, sorted(ids)))
+        return set(ids) & self.tombstones.get(type_name, set())
+
+
+@pytest.mark.parametrize('lookup', [True, False])
+def test_reconcile_deletes_what_the_hub_has_a_tombstone_for(lookup):
+    """A spoke restored from a backup older than a delete holds the
+    resource again, and the agent's record of placing it went with the
+    delete: only the hub's tombstone tells it from the spoke's own."""
+    shared = {f'{n:032x}': {'name': f'r{n}'} for n in range(20)}
+    placed_extra, resurrected, own = 'a' * 32, 'b' * 32, 'c' * 32
+    spoke_data = {'role': dict(shared, **{
+        placed_extra: {'name': 'placed, since deleted at the hub'},
+        resurrected: {'name': 'deleted at the hub, back from a backup'},
+        own: {'name': "the spoke's own"}})}
+    hub = _TombstoneHub({'role': dict(shared)}, {'role': {resurrected}},
+                        lookup=lookup)
+    spoke = FakeSite(spoke_data)
+    spoke.name = 'spoke'
+    agent = _Agent(hub, {('role', placed_extra): 'h'})
+
+    reports = reconcile.reconcile_spoke(agent, spoke)
+
+    deleted = {c.id for c in agent.applied if c.op == 'delete'}
+    if lookup:
+        assert deleted == {placed_extra, resurrected}
+        # Only what the agent did not place is asked about.
+        assert hub.asked == [('role', sorted([resurrected, own]))]
+    else:
+        # A hub from before the lookup: as before, placed only.
+        assert deleted == {placed_extra}
+        assert hub.asked == []
+    assert own not in deleted
+    (rep,) = reports
+    assert rep.deletes == len(deleted)
+    assert rep.kept_local == 3 - len(deleted)
