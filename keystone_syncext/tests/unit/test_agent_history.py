@@ -47,7 +47,8 @@ class FakeSpoke:
         if since in self.refused or not since.startswith(self.history):
             raise client.Gone(self.name, 'gone', status=410,
                               transient=False,
-                              body={'reconcile': True, 'head_cursor': 'h'})
+                              body={'reconcile': True, 'head_cursor':
+                                    f'{self.history}-{self.head}'})
         return {'changes': [], 'next': since, 'head': since, 'more': False}
 
 
@@ -205,3 +206,21 @@ def test_once_reports_a_hub_without_capture_as_broken(state, caplog):
     assert 'sync_role_ins_v1' in state.hub().last_error
     assert any(r.levelname == 'ERROR' and 'sync_role_ins_v1' in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_spoke_feed_refusing_the_upward_cursor_restarts_at_its_head(
+        state):
+    """After a restore, a capture gap or the upgrade to cursors with a
+    history, the spoke's own feed refuses the agent's upward cursor: the
+    agent goes on from the spoke's head instead of failing forever."""
+    spoke = FakeSpoke('s1')
+    state.spoke('s1')
+    agent = _agent(state, [spoke])
+    agent.conf.spoke_originated_types = ['role']
+    agent.hub_types = ['role']
+    agent._connect(spoke)
+    state.set_upward_cursor('s1', 'a-cursor-of-another-history')
+    assert agent._push_up(spoke) is True
+    # The head the 410 named.
+    assert state.upward_cursor('s1') == f'{spoke.history}-{spoke.head}'
+    assert agent._push_up(spoke) is False     # and it reads on from there
