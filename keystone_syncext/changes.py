@@ -39,6 +39,7 @@ transaction (commit is what publishes the positions).
 """
 
 import datetime
+import secrets
 
 import sqlalchemy as sa
 
@@ -78,6 +79,26 @@ def purged_through(conn) -> int:
     not all in the log any more.
     """
     return _read_counter(conn, tables.PURGED_THROUGH)
+
+
+def history(conn) -> int | None:
+    """This log's history id (see ``keystone_syncext.cursors``), or None
+    before the migration that makes one."""
+    return conn.execute(sa.select(_counter.c.value).where(
+        _counter.c.name == tables.HISTORY)).scalar()
+
+
+def new_history_id() -> int:
+    """A fresh random history id (63 bits, never 0)."""
+    return secrets.randbelow(2**63 - 1) + 1
+
+
+def renew_history(conn) -> int:
+    """Start a new history: every cursor handed out so far is refused
+    (the log is known to miss changes). Returns the new id."""
+    value = new_history_id()
+    _write_counter(conn, tables.HISTORY, value)
+    return value
 
 
 def news(conn, top: int, types=None) -> bool:

@@ -87,6 +87,11 @@ def _json(schema: dict) -> dict:
 # --- schemas ----------------------------------------------------------------
 
 _CURSOR = {'type': 'string', 'description': 'An opaque feed cursor.'}
+_HISTORY = {'type': 'string', 'pattern': '^[0-9a-f]{16}$',
+            'description': "This site's change-log history: renewed when "
+            'the log is known to miss changes (capture repaired by '
+            'db_sync, or the database found restored from a backup); '
+            'every cursor of an older history is answered 410.'}
 _HASH = {'type': 'string', 'pattern': '^[0-9a-f]{64}$',
          'description': 'Protocol-v1 content hash (SHA-256, hex).'}
 _TIMESTAMP = {'type': ['string', 'null'], 'format': 'date-time'}
@@ -148,6 +153,18 @@ def _schemas() -> dict:
                     'head_cursor.'},
                 'oldest_valid_cursor': _CURSOR,
                 'head_cursor': _CURSOR,
+                'capture_complete': {
+                    'type': 'boolean',
+                    'description': '503 from the feed and the digests: '
+                    'false, change capture is incomplete here (changes '
+                    'are going unrecorded) until an operator runs '
+                    'keystone-syncext-manage db_sync.'},
+                'missing_triggers': {
+                    'type': 'array', 'items': {'type': 'string'},
+                    'description': 'With capture_complete.'},
+                'missing_columns': {
+                    'type': 'array', 'items': {'type': 'string'},
+                    'description': 'With capture_complete: table.column.'},
             },
             'additionalProperties': True,
         },
@@ -195,6 +212,7 @@ def _schemas() -> dict:
                                        'items': {'type': 'string'}},
                     'change_retention_days': {'type': 'integer'},
                     'tombstone_retention_days': {'type': 'integer'},
+                    'history_id': _HISTORY,
                     'oldest_valid_cursor': _CURSOR,
                     'head_cursor': _CURSOR,
                     'max_page_size': {'type': 'integer'},
@@ -227,6 +245,7 @@ def _schemas() -> dict:
                     'missing_columns': {
                         'type': 'array', 'items': {'type': 'string'},
                         'description': 'table.column'},
+                    'history_id': _HISTORY,
                     'oldest_valid_cursor': _CURSOR,
                     'head_cursor': _CURSOR,
                 },
@@ -454,6 +473,12 @@ _BUSY = ('The database is locked by another writer, deadlocked or '
 _RETRY_AFTER = {'Retry-After': {'description': 'Seconds to wait.',
                                 'schema': {'type': 'integer'}}}
 
+_CAPTURE = ('Or change capture is incomplete here (capture_complete: '
+            'false, with missing_triggers and missing_columns): changes '
+            'are going unrecorded until an operator runs '
+            'keystone-syncext-manage db_sync, which starts a new '
+            'history_id.')
+
 RESOURCE = '/v3/sync/resources/{type}/{id}'
 
 # (path, method) -> what the document says about it. ``errors`` are the
@@ -484,9 +509,12 @@ OPERATIONS = {
                    'integer from 1 to [sync] max_page_size, or wait is not '
                    'a non-negative number.',
             '404': 'types names a type this site does not sync.',
-            '410': 'since is outside the history this site keeps: the body '
-                   'has reconcile, oldest_valid_cursor and head_cursor.',
+            '410': 'since is outside the history this site keeps (purged, '
+                   'from another history_id, from before history ids, or '
+                   'the database was restored from a backup since): the '
+                   'body has reconcile, oldest_valid_cursor and head_cursor.',
         },
+        '503': _CAPTURE,
     },
     ('/v3/sync/resources/{type}', 'GET'): {
         'operationId': 'listResources',
@@ -586,6 +614,7 @@ OPERATIONS = {
             '400': 'prefix is longer than any id.',
             '404': 'The type is not one this site syncs.',
         },
+        '503': _CAPTURE,
     },
     ('/v3/sync/digests', 'POST'): {
         'operationId': 'getDigests',
@@ -602,6 +631,7 @@ OPERATIONS = {
                    'max_digests_per_request digests.',
             '404': 'A type is not one this site syncs.',
         },
+        '503': _CAPTURE,
     },
     ('/v3/sync/tombstones', 'POST'): {
         'operationId': 'listTombstones',
@@ -661,8 +691,9 @@ def _operation(path: str, method: str, rule) -> dict:
         errors['403'] += ' ' + spec['auth_403']
     for code, text in errors.items():
         op['responses'][code] = _error_response(text)
+    busy = ' '.join(t for t in (_BUSY, spec.get('503')) if t)
     op['responses']['503'] = dict(
-        _error_response(_BUSY), headers=copy.deepcopy(_RETRY_AFTER))
+        _error_response(busy), headers=copy.deepcopy(_RETRY_AFTER))
     return op
 
 

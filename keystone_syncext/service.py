@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import os.path
 import time
+import typing
 
 from keystone.common import sql
 import keystone.conf
@@ -22,6 +23,7 @@ from keystone_syncext import caching
 from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
 from keystone_syncext import digests
+from keystone_syncext import history
 from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
 from keystone_syncext.db import tables
@@ -243,6 +245,14 @@ def _rekey_rows(conn, rtype, old_id, new_id) -> dict[str, int]:
     return moved
 
 
+def _require_capture() -> None:
+    """503 while capture is incomplete: the feed would miss the changes
+    going unlogged, and digests compared against hashes the log keeps
+    current could be stale."""
+    with sql.session_for_read() as session:
+        history.require_capture(session.connection())
+
+
 # --- digests ----------------------------------------------------------------
 
 def _bucket_hash(pairs) -> str:
@@ -268,6 +278,7 @@ def digest(type_name: str, prefix: str = '') -> dict:
     prefix = prefix or ''
     if len(prefix) > 255:
         raise base.BadRequest('prefix is longer than any id')
+    _require_capture()
     return _digest_of(type_name, prefix, digests.pairs(rtype, [prefix])[0])
 
 
@@ -334,6 +345,7 @@ def digest_many(body) -> list[dict]:
     for n, node in enumerate(nodes):
         resources.get(node['type'])
         at.setdefault(node['type'], []).append(n)
+    _require_capture()
     out: list = [None] * len(nodes)
     for type_name, where in at.items():
         prefixes = [nodes[n].get('prefix', '') for n in where]
@@ -399,9 +411,13 @@ def _parse_types(types) -> list[str] | None:
 def changes(since=None, limit=None, types=None, wait=None) -> dict:
     """Changes after cursor ``since``, in feed order, with the current
     representation of each; long-polls up to ``wait`` seconds (capped by
-    ``[sync] max_wait_seconds``) when there are none."""
+    ``[sync] max_wait_seconds``) when there are none.
+
+    503 while capture is incomplete (the feed would silently miss
+    changes); 410 for a cursor this log cannot continue (see
+    ``keystone_syncext.history``)."""
     try:
-        position = cursors.decode(since) if since else 0
+        cursor = cursors.decode(since) if since else None
     except ValueError as e:
         raise base.BadRequest(f'since: {e}') from None
     limit = check_limit(limit, min(500, CONF.sync.max_page_size))
@@ -414,17 +430,19 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
     if wait_s < 0:
         raise base.BadRequest('wait must not be negative')
     deadline = time.monotonic() + min(wait_s, CONF.sync.max_wait_seconds)
-    rows, top = _read_feed(position, limit, names)
-    if not rows and time.monotonic() < deadline:
-        rows, top = _wait_for_news(position, limit, names, top, deadline)
+    _require_capture()
+    page = _read_feed(cursor, limit, names)
+    if not page.rows and time.monotonic() < deadline:
+        page = _wait_for_news(cursor, limit, names, page, deadline)
     with sql.session_for_read() as session:
-        items = _feed_items(session.connection(), rows)
-    next_position = rows[-1].position if len(rows) == limit else top
-    return {'changes': items, 'next': cursors.encode(next_position),
-            'head': cursors.encode(top), 'more': len(rows) == limit}
+        items = _feed_items(session.connection(), page.history, page.rows)
+    full = len(page.rows) == limit
+    return {'changes': items,
+            'next': items[-1]['cursor'] if full else page.head,
+            'head': page.head, 'more': full}
 
 
-def _wait_for_news(position, limit, names, top, deadline):
+def _wait_for_news(cursor, limit, names, page, deadline):
     """Look for news every ``POLL_INTERVAL`` until there is some or the
     deadline passes; then read the feed again.
 
@@ -439,9 +457,9 @@ def _wait_for_news(position, limit, names, top, deadline):
     """
     with sql.session_for_read() as session:
         engine = session.get_bind()
-    rows, version = [], None
+    version = None
     with engine.connect() as conn:
-        while not rows and time.monotonic() < deadline:
+        while not page.rows and time.monotonic() < deadline:
             time.sleep(min(POLL_INTERVAL,
                            max(0.0, deadline - time.monotonic())))
             if conn.dialect.name == 'sqlite':
@@ -455,39 +473,63 @@ def _wait_for_news(position, limit, names, top, deadline):
                     continue
                 version = now
             try:
-                fresh = change_log.news(conn, top, names)
+                fresh = change_log.news(conn, page.top, names)
             finally:
                 conn.rollback()
             if fresh:
-                rows, top = _read_feed(position, limit, names)
-    return rows, top
+                page = _read_feed(cursor, limit, names)
+    return page
 
 
-def _read_feed(position, limit, names):
+class _Page(typing.NamedTuple):
+    rows: list
+    top: int        # the head position
+    history: int    # the history id the rows belong to
+    head: str       # the head cursor
+
+
+def _read_feed(cursor, limit, names) -> _Page:
+    """The rows after ``cursor`` (None: from the start), with the head,
+    read in one transaction.
+
+    A cursor that shows this database went back in time renews the
+    history id, committed before the 410 is raised."""
     with sql.session_for_write() as session:
         conn = session.connection()
         top = change_log.stamp(conn)  # first: see keystone_syncext.changes
         oldest = change_log.purged_through(conn)
-        if position < oldest or position > top:
-            raise base.Gone(
-                'the cursor is outside the history this site keeps '
-                f'(valid cursors cover positions {oldest} to {top}): '
-                'reconcile (compare digests), then follow the feed from '
-                'the head cursor', reconcile=True,
-                oldest_valid_cursor=cursors.encode(oldest),
-                head_cursor=cursors.encode(top))
-        c = tables.change.c
-        query = (sa.select(c.position, c.resource_type, c.resource_id, c.op,
-                           c.changed_at, c.origin)
-                 .where(c.position > position).order_by(c.position)
-                 .limit(limit))
-        if names:
-            query = query.where(c.resource_type.in_(names))
-        rows = conn.execute(query).all()
-    return rows, top
+        hist = history.current(conn)
+        cursor = cursor or cursors.Cursor(hist, 0)
+        refused = history.refusal(conn, cursor, hist, oldest, top)
+        if refused is None:
+            rows = conn.execute(_feed_query(cursor.position, limit,
+                                            names)).all()
+            head = history.cursor_at(conn, hist, top)
+        else:
+            if refused.rewound:
+                hist = change_log.renew_history(conn)
+            bounds = (history.cursor_at(conn, hist, oldest),
+                      history.cursor_at(conn, hist, top))
+    if refused is not None:
+        raise base.Gone(
+            f'{refused.message}: reconcile (compare digests), then follow '
+            'the feed from the head cursor', reconcile=True,
+            oldest_valid_cursor=bounds[0], head_cursor=bounds[1])
+    return _Page(rows, top, hist, head)
 
 
-def _feed_items(conn, rows) -> list[dict]:
+def _feed_query(position, limit, names):
+    c = tables.change.c
+    query = (sa.select(c.id, c.position, c.resource_type, c.resource_id,
+                       c.op, c.changed_at, c.origin)
+             .where(c.position > position).order_by(c.position)
+             .limit(limit))
+    if names:
+        query = query.where(c.resource_type.in_(names))
+    return query
+
+
+def _feed_items(conn, hist, rows) -> list[dict]:
     wanted: dict[str, set] = {}
     for r in rows:
         if r.op != 'delete' and r.resource_type in resources.TYPES:
@@ -501,7 +543,7 @@ def _feed_items(conn, rows) -> list[dict]:
         item = current.get((r.resource_type, r.resource_id))
         env = base.envelope(r.resource_type, item) if item else None
         out.append({
-            'cursor': cursors.encode(r.position),
+            'cursor': cursors.encode(hist, r.position, history.row_mark(r)),
             'type': r.resource_type,
             'id': r.resource_id,
             'op': r.op,

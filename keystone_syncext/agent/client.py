@@ -48,6 +48,22 @@ class Gone(SiteError):
     """The feed no longer holds the history after our cursor."""
 
 
+class CaptureIncomplete(SiteError):
+    """The site's change capture is missing pieces (503 with
+    ``capture_complete: false``): its feed and digests are refused until
+    an operator runs ``keystone-syncext-manage db_sync`` there. Not
+    transient: waiting does not fix it."""
+
+    def __init__(self, site, body):
+        missing = (body.get('missing_triggers') or []) + (
+            body.get('missing_columns') or [])
+        super().__init__(
+            site, 'change capture is incomplete there, so its changes are '
+            'going unrecorded (missing: %s): run "keystone-syncext-manage '
+            'db_sync" at that site' % (', '.join(missing) or 'unknown'),
+            status=503, transient=False, body=body)
+
+
 class Meter:
     """Bytes of request and response bodies of the requests one thread
     makes while the meter is on (see :func:`metered`)."""
@@ -176,6 +192,8 @@ class Site:
         if resp.status_code == 410:
             raise Gone(self.name, message, status=410, transient=False,
                        body=err)
+        if resp.status_code == 503 and err.get('capture_complete') is False:
+            raise CaptureIncomplete(self.name, err)
         transient = resp.status_code >= 500 or resp.status_code in (408,
                                                                     429)
         raise SiteError(self.name, f'{method} {path}: {resp.status_code} '

@@ -48,6 +48,10 @@ TYPE_ORDER = (
 )
 # Outbox rows a spoke takes in one pass.
 PASS_ROWS = 5000
+# How often a connected spoke's feed history is checked again (one
+# capabilities read and a one-change feed read): a spoke restored from a
+# backup while the agent was idle shows it at the next check.
+HISTORY_CHECK_SECONDS = 60
 
 
 def rank(type_name: str) -> int:
@@ -148,6 +152,7 @@ class Agent:
         self.hub_versions: list[int] = list(client.PROTOCOL_VERSIONS)
         self.spoke_types: dict[str, list[str]] = {}
         self.spoke_max_items: dict[str, int] = {}
+        self._history_checked: dict[str, float] = {}  # spoke -> when
 
     # -- helpers ------------------------------------------------------
 
@@ -298,10 +303,13 @@ class Agent:
                 except client.SiteError as e:
                     failures += 1
                     self.state.hub_error(str(e))
-                    LOG.warning('reading the feed of hub %(hub)s failed '
-                                '(%(n)d in a row): %(err)s',
-                                {'hub': self.hub.name, 'n': failures,
-                                 'err': e})
+                    # Lost capture is the hub broken, not busy: loud.
+                    log = (LOG.error
+                           if isinstance(e, client.CaptureIncomplete)
+                           else LOG.warning)
+                    log('reading the feed of hub %(hub)s failed (%(n)d in '
+                        'a row): %(err)s', {'hub': self.hub.name,
+                                            'n': failures, 'err': e})
                     if self.once and (not e.transient or
                                       failures >= self.conf.once_attempts):
                         self.hub_failure = str(e)
@@ -414,10 +422,12 @@ class Agent:
         return selection.scope(self.hub.resource)
 
     def _connect(self, site: client.Site) -> None:
+        if site.site_id is not None and time.monotonic() - \
+                self._history_checked.get(
+                site.name, 0) > HISTORY_CHECK_SECONDS:
+            self._check_history(site)
         if site.site_id is None:
-            caps = site.capabilities(
-                speaks=self.hub_versions,
-                speaker=f'this agent and hub {self.hub.name}')
+            caps = self._check_history(site)
             LOG.info('spoke %(spoke)s (Keystone %(version)s): sync protocol '
                      '%(protocol)d', {'spoke': site.name,
                                       'version': caps['keystone_version'],
@@ -429,6 +439,34 @@ class Agent:
                 raise client.SiteError(site.name, 'is the hub itself '
                                        f'(site {caps["site_id"]})',
                                        transient=False)
+
+    def _check_history(self, site: client.Site) -> dict:
+        """Read spoke ``site``'s capabilities and check its feed history:
+        a spoke whose history id changed, or that refuses the cursor
+        recorded at the last check (its database went back in time), may
+        have lost what the agent wrote there, and is marked for a
+        reconcile. Returns the capabilities."""
+        row = self.state.spoke(site.name)
+        rewound = False
+        if row.history_marker:
+            try:
+                site.changes(since=row.history_marker, limit=1)
+            except client.Gone:
+                rewound = True
+            except client.CaptureIncomplete as e:
+                # Its own changes go unrecorded; what the agent writes
+                # there still lands. db_sync renews its history later.
+                LOG.error('spoke %(spoke)s: %(err)s', {'spoke': site.name,
+                                                       'err': e})
+        caps = site.capabilities(speaks=self.hub_versions,
+                                 speaker=f'this agent and hub {self.hub.name}')
+        if self.state.note_history(site.name, caps.get('history_id'),
+                                   caps.get('head_cursor'), rewound):
+            LOG.error('spoke %(spoke)s lost history (restored from a '
+                      'backup, or its change capture had a gap): '
+                      'reconciling it by digest', {'spoke': site.name})
+        self._history_checked[site.name] = time.monotonic()
+        return caps
 
     def _sync_spoke(self, site: client.Site) -> bool:
         """Seed if needed, then apply the outbox; returns whether anything
@@ -699,8 +737,19 @@ class Agent:
             self.state.set_upward_cursor(
                 site.name, site.capabilities()['head_cursor'])
             return True
-        page = site.changes(since=cursor, limit=self.conf.feed_page_size,
-                            wait=wait, types=types)
+        try:
+            page = site.changes(since=cursor, limit=self.conf.feed_page_size,
+                                wait=wait, types=types)
+        except client.Gone as e:
+            # Its feed lost the history after our cursor (restored, a
+            # capture gap, or a cursor from before history ids): go on
+            # from its head; what it made meanwhile does not go up.
+            LOG.error('spoke %(spoke)s no longer holds the history after '
+                      'the cursor of its own changes: %(err)s; following '
+                      'its feed from the head', {'spoke': site.name,
+                                                 'err': e})
+            self.state.set_upward_cursor(site.name, e.body['head_cursor'])
+            return True
         key = state_mod.up_key(site.name)
         retry = self.state.pending_for(key)
         base = max((c.seq for c in retry), default=0) + 1

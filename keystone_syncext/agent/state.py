@@ -83,6 +83,10 @@ spoke = sa.Table(
     sa.Column('last_error_at', sa.DateTime),
     sa.Column('failures', sa.Integer, nullable=False),
     sa.Column('last_reconcile_at', sa.DateTime),
+    # The spoke's feed history when last checked, and a cursor of it
+    # (see State.note_history).
+    sa.Column('history_id', sa.String(64)),
+    sa.Column('history_marker', sa.String(64)),
 )
 
 pending = sa.Table(
@@ -333,6 +337,27 @@ class State:
         with self.engine.begin() as conn:
             conn.execute(spoke.update().where(spoke.c.name == name)
                          .values(site_id=site_id))
+
+    def note_history(self, name: str, history_id: str | None,
+                     marker: str | None, rewound: bool = False) -> bool:
+        """Record spoke ``name``'s feed ``history_id`` and a ``marker``
+        cursor from its capabilities. When the history id differs from
+        the one recorded before, or ``rewound`` (the old marker was
+        refused), the spoke may have lost what the agent wrote there
+        (restored from a backup, or its capture had a gap): a spoke that
+        was seeded (or being seeded) is put in state ``reconcile``, as
+        after the hub's 410. Returns whether it was."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
+                .one()
+            changed = rewound or (row.history_id is not None
+                                  and history_id != row.history_id)
+            values = {'history_id': history_id, 'history_marker': marker}
+            if changed and row.state != 'new':
+                values['state'] = 'reconcile'
+            conn.execute(spoke.update().where(spoke.c.name == name)
+                         .values(**values))
+            return changed and row.state != 'new'
 
     def start_seed(self, name: str) -> int:
         """Mark a seed of ``name`` started; returns the outbox seq it

@@ -18,8 +18,8 @@ from keystone_syncext import batch
 from keystone_syncext import changes
 from keystone_syncext import cursors
 from keystone_syncext import enforcement
+from keystone_syncext import history
 from keystone_syncext import service
-from keystone_syncext.capture import install
 from keystone_syncext.capture import spec
 from keystone_syncext.resources import base
 
@@ -38,15 +38,18 @@ def _keystone_version() -> str:
     return importlib.metadata.version('keystone')
 
 
-def feed_bounds() -> tuple[int, int]:
-    """``(purged_through, head)`` of the change feed, after stamping every
-    committed change so the head covers them."""
+def feed_bounds() -> dict:
+    """The change feed's history id, oldest valid and head cursors, after
+    stamping every committed change so the head covers them."""
     with sql.session_for_write() as session:
         conn = session.connection()
         # First in the transaction: see keystone_syncext.changes.
         top = changes.stamp(conn)
         oldest = changes.purged_through(conn)
-    return oldest, top
+        hist = history.current(conn)
+        return {'history_id': cursors.history_text(hist),
+                'oldest_valid_cursor': history.cursor_at(conn, hist, oldest),
+                'head_cursor': history.cursor_at(conn, hist, top)}
 
 
 ORIGIN_HEADER = 'OpenStack-Sync-Origin'
@@ -124,7 +127,7 @@ class SyncResource(flask_restful.Resource):
     def get(self):
         """Capabilities: GET /v3/sync."""
         enforcement.enforce_call(action='identity:sync:get_capabilities')
-        oldest, top = feed_bounds()
+        bounds = feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
             'protocol_version': PROTOCOL_VERSION,
@@ -133,8 +136,7 @@ class SyncResource(flask_restful.Resource):
             'resource_types': list(spec.TYPES),
             'change_retention_days': CONF.sync.change_retention_days,
             'tombstone_retention_days': CONF.sync.tombstone_retention_days,
-            'oldest_valid_cursor': cursors.encode(oldest),
-            'head_cursor': cursors.encode(top),
+            **bounds,
             'max_page_size': CONF.sync.max_page_size,
             'max_wait_seconds': CONF.sync.max_wait_seconds,
             'rekey_types': service.rekeyable(),
@@ -147,18 +149,18 @@ class StatusResource(flask_restful.Resource):
     def get(self):
         """Capture health: GET /v3/sync/status."""
         enforcement.enforce_call(action='identity:sync:get_status')
-        oldest, top = feed_bounds()
+        bounds = feed_bounds()
         with sql.session_for_read() as session:
-            conn = session.connection()
-            triggers = install.missing_triggers(conn)
-            columns = install.missing_columns(conn)
+            triggers, columns = history.capture_gaps(session.connection(),
+                                                     fresh=True)
         return {'status': {
             'site_id': CONF.sync.site_id,
             'capture_complete': not triggers and not columns,
             'missing_triggers': triggers,
-            'missing_columns': [f'{t}.{c}' for t, c in columns],
-            'oldest_valid_cursor': cursors.encode(oldest),
-            'head_cursor': cursors.encode(top),
+            'missing_columns': columns,
+            'oldest_valid_cursor': bounds['oldest_valid_cursor'],
+            'head_cursor': bounds['head_cursor'],
+            'history_id': bounds['history_id'],
         }}
 
 

@@ -127,6 +127,16 @@ def missing_triggers(conn) -> list[str]:
             if t.name not in have]
 
 
+def missing(conn) -> tuple[list[str], list[str]]:
+    """What capture lacks: ``(trigger names, 'table.column' names)``.
+
+    One check for ``keystone-syncext-manage check``, ``/v3/sync/status``
+    and the feed, which refuses to serve while anything is missing.
+    """
+    return (missing_triggers(conn),
+            [f'{t}.{c}' for t, c in missing_columns(conn)])
+
+
 def install_triggers(conn) -> list[str]:
     """Create every capture trigger that does not exist yet.
 

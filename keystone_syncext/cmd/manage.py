@@ -84,6 +84,10 @@ class DbSync(Command):
         if repaired['triggers']:
             print('Put back missing capture triggers: '
                   + ', '.join(repaired['triggers']))
+        if repaired['columns'] or repaired['triggers']:
+            print('Started a new feed history: every reader\'s cursor is '
+                  'refused (410) and readers reconcile the changes that '
+                  'went unrecorded.')
         print(f'Schema is at {migration.current(engine)}.')
         return 0
 
@@ -158,8 +162,7 @@ class Checks(upgradecheck.UpgradeCommands):
                 install.require_keystone_schema(conn)
             except install.CaptureError as exc:
                 return Result(Code.FAILURE, str(exc))
-            triggers = install.missing_triggers(conn)
-            columns = [f'{t}.{c}' for t, c in install.missing_columns(conn)]
+            triggers, columns = install.missing(conn)
         if triggers or columns:
             return Result(Code.FAILURE, 'Change capture is incomplete, so '
                           'changes are going unrecorded. Missing: %s. Run '

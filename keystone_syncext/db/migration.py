@@ -13,7 +13,9 @@ from alembic import migration as alembic_migration
 from alembic import script as alembic_script
 import sqlalchemy as sa
 
+from keystone_syncext import changes
 from keystone_syncext.capture import install
+from keystone_syncext.db import tables
 
 VERSION_TABLE = 'sync_alembic_version'
 
@@ -60,7 +62,10 @@ def upgrade(engine: sa.engine.Engine, revision: str = 'head') -> dict:
 
     Returns what had to be put back (``{'columns': [...], 'triggers':
     [...]}``), which is empty unless something, such as a Keystone upgrade
-    that rebuilt a table, removed it.
+    that rebuilt a table, removed it. Then the log has a gap (what was
+    written meanwhile went unrecorded), so the history id is renewed once
+    capture is whole again: every reader's cursor is refused and readers
+    reconcile (see keystone_syncext.cursors).
     """
     with engine.begin() as conn:
         install.require_keystone_schema(conn)
@@ -68,7 +73,13 @@ def upgrade(engine: sa.engine.Engine, revision: str = 'head') -> dict:
     if current(engine) != head():
         return {'columns': [], 'triggers': []}
     with engine.begin() as conn:
-        return install.ensure(conn)
+        repaired = install.ensure(conn)
+        if repaired['columns'] or repaired['triggers']:
+            changes.renew_history(conn)
+            # The stored digest hashes were kept current from the log,
+            # which missed changes: the next digest rebuilds them.
+            conn.execute(tables.digest_state.delete())
+        return repaired
 
 
 def downgrade(engine: sa.engine.Engine, revision: str) -> None:

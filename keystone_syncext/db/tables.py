@@ -144,3 +144,4 @@ digest_state = sa.Table(
 # Counter rows.
 HEAD = 'position'              # last position handed out by stamp()
 PURGED_THROUGH = 'purged_through'  # positions <= this are gone
+HISTORY = 'history'            # this log's history id (see history.py)

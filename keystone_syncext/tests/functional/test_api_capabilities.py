@@ -80,8 +80,11 @@ def test_capabilities_body(api_site, tokens):
     assert body['tombstone_retention_days'] == 30
     assert body['max_digests_per_request'] == 100
     assert body['tombstone_lookup'] is True
-    assert cursors.decode(body['oldest_valid_cursor']) == 0
-    assert cursors.decode(body['head_cursor']) >= captured
+    assert cursors.decode(body['oldest_valid_cursor']).position == 0
+    assert cursors.decode(body['head_cursor']).position >= captured
+    # The cursors name this site's history, which the body shows.
+    head = cursors.decode(body['head_cursor'])
+    assert cursors.history_text(head.history) == body['history_id']
 
 
 def test_json_home_lists_sync_route(api_site):

@@ -29,7 +29,7 @@ MANAGE = os.path.join(BIN, 'keystone-syncext-manage')
 # again (it is never modified); made with keystone-manage when absent.
 KEYSTONE_SQLITE = os.environ.get('KSSYNC_KEYSTONE_SQLITE',
                                  '/tmp/ks30/keystone.db')
-HEAD = '0003_digest_hashes'
+HEAD = '0004_history_id'
 TRIGGER = 'sync_project_ins_v1'
 
 
@@ -122,10 +122,19 @@ def missing_capture(db):
         return install.missing_triggers(conn), install.missing_columns(conn)
 
 
+def history_id(db):
+    with db.engine.connect() as conn:
+        return changes.history(conn)
+
+
 def test_db_sync_is_idempotent(keystone_db):
     synced(keystone_db)
+    history = history_id(keystone_db)
+    assert history
     second = synced(keystone_db)
     assert 'Put back' not in second, 'nothing was missing'
+    assert 'new feed history' not in second
+    assert history_id(keystone_db) == history, 'nothing had a gap'
     assert f'Schema is at {HEAD}.' in second
     assert missing_capture(keystone_db) == ([], [])
 
@@ -150,6 +159,7 @@ def test_check_names_a_dropped_trigger_and_db_sync_puts_it_back(keystone_db):
         else ''
     with keystone_db.engine.begin() as conn:
         conn.exec_driver_sql(f'DROP TRIGGER {TRIGGER}{on}')
+    history = history_id(keystone_db)
 
     proc = manage(keystone_db, 'check')
     assert proc.returncode == 2
@@ -160,6 +170,9 @@ def test_check_names_a_dropped_trigger_and_db_sync_puts_it_back(keystone_db):
     out = synced(keystone_db)
     assert f'Put back missing capture triggers: {TRIGGER}' in out
     assert missing_capture(keystone_db) == ([], [])
+    # The log has a gap: a new history, so every reader reconciles.
+    assert 'Started a new feed history' in out
+    assert history_id(keystone_db) not in (None, history)
     assert manage(keystone_db, 'check').returncode == 0
 
 
