@@ -1,22 +1,24 @@
 """``POST /v3/sync/batch``: many upserts and deletes in one transaction,
 in dependency order, with a result per item.
 
-Each item is judged and applied as a ``PUT`` or ``DELETE`` of it alone
-would be (``service.apply_upsert`` / ``apply_delete``, in a savepoint of
-its own): it applies whole or not at all, and one item refused by
-Keystone's rules does not stop the others. New resources of the common
-types go the faster way of ``keystone_syncext.resources.bulk`` (checked
-and inserted set-wise, with the same result per item); everything else,
-and any run the set-wise path cannot judge exactly, goes item by item.
+Each item is checked (``ResourceType.validate`` / ``check_id``), judged and
+applied as a ``PUT`` or ``DELETE`` of it alone would be
+(``service.apply_upsert`` / ``apply_delete``, in a savepoint of its own):
+it applies whole or not at all, and one item refused (malformed, refused
+by Keystone's rules or by the database) does not stop the others; its
+result carries the 4xx a ``PUT`` or ``DELETE`` of it would answer.
+New resources of the common types go the faster way of
+``keystone_syncext.resources.bulk`` (checked and inserted set-wise, with
+the same result per item); everything else, and any run the set-wise
+path cannot judge exactly, goes item by item.
 """
 
 
 from keystone import exception
 import keystone.conf
-from oslo_db import exception as db_exc
-import sqlalchemy as sa
 
 from keystone_syncext import caching
+from keystone_syncext import dberrors
 from keystone_syncext import notify
 from keystone_syncext import resources
 from keystone_syncext import service
@@ -49,22 +51,19 @@ BATCH_SCHEMA = {
     'additionalProperties': False,
 }
 
-# What a multi-row insert raises when a row breaks a constraint the
-# set-wise checks did not foresee; the run is then applied item by item.
-_CONSTRAINT_ERRORS = (sa.exc.IntegrityError, db_exc.DBDuplicateEntry,
-                      db_exc.DBReferenceError, db_exc.DBConstraintError)
-
-
 def apply(body, origin=None) -> list[dict]:
     """Apply many upserts and deletes in dependency order.
 
-    The whole body is checked first (schema, types, each representation):
-    one bad item refuses the batch with 400 and nothing is written. Then
-    each item is applied whole or not at all, and one item refused by
-    Keystone's rules (a name conflict, a missing reference) does not stop
-    the others. Deletes go first, dependents before what they depend on,
-    so a name freed by a delete can be reused by a create in the same
-    batch; then upserts, dependencies first (projects parents first).
+    A body that is not a batch (its envelope fails ``BATCH_SCHEMA``, or
+    it is too long) is refused whole with 400. Each item is then checked
+    as a ``PUT`` or ``DELETE`` of it checks it (type, id form, the
+    representation): a malformed item gets that 4xx as its result and is
+    left out. Each other item is applied whole or not at all, and one
+    refused by Keystone's rules (a name conflict, a missing reference) or
+    by the database does not stop the others. Deletes go first,
+    dependents before what they depend on, so a name freed by a delete
+    can be reused by a create in the same batch; then upserts,
+    dependencies first (projects parents first).
     """
     base.check_body(BATCH_SCHEMA, body, 'batch')
     items = body['items']
@@ -72,18 +71,29 @@ def apply(body, origin=None) -> list[dict]:
         raise base.BadRequest(
             f'a batch may carry at most {CONF.sync.max_page_size} items '
             f'([sync] max_page_size), not {len(items)}')
+    refused = {}
     for n, item in enumerate(items):
-        rtype = resources.get(item['type'])
-        if item['op'] == 'upsert':
-            if 'resource' not in item:
-                raise base.BadRequest(f'item {n}: an upsert needs resource')
-            try:
-                rtype.validate(item['id'], item['resource'])
-            except base.BadRequest as e:
-                raise base.BadRequest(f'item {n}: {e}') from None
+        try:
+            check_item(item)
+        except base.SyncError as e:
+            refused[n] = e
     with service.writing(origin) as (session, conn), \
             notify.catalog_read_once():
-        return _Applier(session, conn, items).run()
+        return _Applier(session, conn, items, refused).run()
+
+
+def check_item(item) -> None:
+    """The checks ``PUT`` or ``DELETE`` make before writing, with their
+    errors: unknown type (404), id form, representation (400)."""
+    rtype = resources.get(item['type'])
+    if item['op'] == 'delete':
+        rtype.check_id(item['id'])
+    elif 'resource' not in item:
+        rtype.check_id(item['id'])
+        raise base.BadRequest(f'{rtype.name} {item["id"]}: an upsert needs '
+                              'resource')
+    else:
+        rtype.validate(item['id'], item['resource'])
 
 
 class _Applier:
@@ -93,15 +103,22 @@ class _Applier:
     alone, so every item sees the site as the items before it left it,
     exactly as when all go one by one."""
 
-    def __init__(self, session, conn, items):
+    def __init__(self, session, conn, items, refused):
         self.session, self.conn, self.items = session, conn, items
         self.results: list[dict | None] = [None] * len(items)
+        self.refused = refused  # index -> the error of a malformed item
+        self.valid: list[int] = []
         self.current: dict[str, dict] = {}  # type -> id -> as it is here
         self.seen: set[tuple[str, str]] = set()
         self.run_: list[int] = []
 
     def run(self) -> list[dict]:
-        for n in _order(self.conn, self.items):
+        for n, error in self.refused.items():
+            body = _error_result(error)
+            self._result(n, status=body['code'], error=body)
+        self.valid = [n for n in range(len(self.items))
+                      if n not in self.refused]
+        for n in _order(self.conn, self.items, self.valid):
             if self.run_ and self.items[self.run_[0]]['type'] != \
                     self.items[n]['type']:
                 self._flush()
@@ -140,8 +157,9 @@ class _Applier:
         of its type."""
         found = self.current.get(type_name)
         if found is None:
-            ids = sorted({i['id'] for i in self.items
-                          if i['type'] == type_name and i['op'] == 'upsert'})
+            ids = sorted({self.items[n]['id'] for n in self.valid
+                          if self.items[n]['type'] == type_name
+                          and self.items[n]['op'] == 'upsert'})
             found = {i['id']: i for i in
                      resources.get(type_name).fetch(self.conn, ids=ids)}
             self.current[type_name] = found
@@ -164,7 +182,9 @@ class _Applier:
         item = self.items[n]
         rtype = resources.get(item['type'])
         try:
-            with self.session.begin_nested():
+            # Outermost: also what the savepoint's release flushes.
+            with dberrors.refused_as_4xx(f'{item["type"]} {item["id"]}'), \
+                    self.session.begin_nested():
                 if item['op'] == 'delete':
                     service.apply_delete(self.session, self.conn, rtype,
                                          item['id'], item.get('if_match'))
@@ -174,7 +194,7 @@ class _Applier:
                         self.session, self.conn, rtype, item['id'],
                         item['resource'], item.get('if_match'))
                     self._result(n, status=status, hash=env['hash'])
-        except (exception.Error, sa.exc.IntegrityError) as e:
+        except exception.Error as e:
             err = _error_result(e)
             self._result(n, status=err['code'], error=err)
 
@@ -200,7 +220,17 @@ class _Applier:
                 creator.write(accepted)
                 written = {i['id']: i for i in rtype.fetch(
                     self.conn, ids=[id_ for id_, _ in accepted])}
-        except (bulk.Fallback, *_CONSTRAINT_ERRORS):
+        except bulk.Fallback:
+            for n in run:
+                self._one(n)
+            return
+        except dberrors.DB_ERRORS as e:
+            # A row the set-wise checks did not foresee (a concurrent
+            # writer, a collation that folds case, a value this database
+            # refuses): rolled back to the savepoint; item by item, each
+            # gets its own answer.
+            if dberrors.refusal(e, type_name) is None:
+                raise
             for n in run:
                 self._one(n)
             return
@@ -217,24 +247,18 @@ class _Applier:
                 self._result(n, status=body['code'], error=body)
 
 
-def _error_result(exc) -> dict:
-    if isinstance(exc, exception.Error):
-        return base.error_body(exc)['error']
-    # A constraint the checks above did not foresee (a concurrent writer):
-    # never echo the statement, it may hold a password hash.
-    return {'code': 409, 'title': 'Conflict',
-            'message': 'the write conflicts with data at this site '
-            f'({type(exc).__name__})'}
+def _error_result(exc: exception.Error) -> dict:
+    return base.error_body(exc)['error']
 
 
-def _order(conn, items) -> list[int]:
-    """Indexes of ``items`` in the order to apply them: deletes first,
-    dependents before what they depend on (children before parents, as
-    this site has them); then upserts, dependencies first (parents before
-    children, as the batch has them)."""
+def _order(conn, items, valid) -> list[int]:
+    """Indexes ``valid`` of ``items`` in the order to apply them: deletes
+    first, dependents before what they depend on (children before
+    parents, as this site has them); then upserts, dependencies first
+    (parents before children, as the batch has them)."""
     upserts: dict[str, dict] = {}
     deletes: dict[str, dict] = {}
-    for item in items:
+    for item in (items[n] for n in valid):
         if item['op'] == 'upsert':
             upserts.setdefault(item['type'], {})[item['id']] = \
                 item['resource']
@@ -255,4 +279,4 @@ def _order(conn, items) -> list[int]:
         return (1, resources.rank(item['type']),
                 rtype.sort_key(item['resource'], upserts[item['type']]), n)
 
-    return sorted(range(len(items)), key=key)
+    return sorted(valid, key=key)

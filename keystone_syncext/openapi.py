@@ -142,6 +142,10 @@ def _schemas() -> dict:
                     'type': 'string',
                     'description': '409: the id of the resource that '
                     'holds the name.'},
+                'held_by': {
+                    'type': 'string',
+                    'description': '409: what already holds the id (a '
+                    'resource of another type).'},
                 'current_hash': {
                     'type': ['string', 'null'],
                     'description': '412: the hash the resource has '
@@ -546,12 +550,17 @@ OPERATIONS = {
         'ok': {'200': ('Updated, or already so.', 'Envelope', _ETAG),
                '201': ('Created.', 'Envelope', _ETAG)},
         'errors': {
-            '400': 'The body is not {"resource": {...}}, the representation '
-                   'is invalid for the type or names another id, a resource '
-                   'it refers to is missing, the origin header is not a site '
-                   'id, or Keystone refuses the change.',
+            '400': 'The body is not {"resource": {...}}, the id is not of '
+                   "the type's form, the representation is invalid for the "
+                   'type or names another id, a resource it refers to is '
+                   'missing, the origin header is not a site id, the '
+                   'database refuses a value, or Keystone refuses the '
+                   'change.',
             '404': 'The type is not one this site syncs.',
-            '409': 'Another resource holds the name: existing_id names it.',
+            '409': 'Another resource holds the name (existing_id names '
+                   'it), a resource of another type holds the id (held_by '
+                   'says what), or the database refuses the row as a '
+                   'duplicate or a reference to a row it lacks.',
             '412': 'If-Match or If-None-Match does not hold: current_hash '
                    'is the hash here.',
         },
@@ -562,8 +571,8 @@ OPERATIONS = {
         'parameters': ['type', 'id', 'if_match', 'origin'],
         'ok': {'204': ('Deleted.', None, None)},
         'errors': {
-            '400': 'The origin header is not a site id, or Keystone refuses '
-                   'the deletion.',
+            '400': "The id is not of the type's form, the origin header is "
+                   'not a site id, or Keystone refuses the deletion.',
             '404': 'Unknown type, or no such resource here.',
             '412': 'If-Match does not hold: current_hash is the hash here.',
         },
@@ -573,20 +582,19 @@ OPERATIONS = {
     ('/v3/sync/batch', 'POST'): {
         'operationId': 'createBatch',
         'summary': 'Many upserts and deletes, in dependency order',
-        'description': 'The whole body is checked first; then each item is '
-        'applied in its own savepoint (deletes first, dependents first; '
-        'then upserts, dependencies first) and gets its own result.',
+        'description': 'A body that is not a batch is refused whole. Each '
+        'item is checked as its PUT or DELETE would be (a malformed one '
+        'gets that 4xx as its result); the others are applied each in its '
+        'own savepoint (deletes first, dependents first; then upserts, '
+        'dependencies first) and get their own result.',
         'parameters': ['origin'],
         'body': 'Batch',
         'ok': {'200': ('One result per item, in request order.',
                        'BatchResults', None)},
         'errors': {
-            '400': 'The body does not match the schema, has more than '
-                   '[sync] max_page_size items, an upsert lacks resource or '
-                   'carries an invalid one, or the origin header is not a '
-                   'site id. Nothing is written.',
-            '404': 'An item names a type this site does not sync. Nothing '
-                   'is written.',
+            '400': 'The body does not match the batch schema, has more '
+                   'than [sync] max_page_size items, or the origin header '
+                   'is not a site id. Nothing is written.',
         },
     },
     ('/v3/sync/rekey', 'POST'): {
@@ -596,11 +604,12 @@ OPERATIONS = {
         'body': 'Rekey',
         'ok': {'200': ('Re-keyed.', 'RekeyResult', None)},
         'errors': {
-            '400': 'The body does not match the schema, the type cannot be '
-                   're-keyed, from equals to, or the origin header is not a '
-                   'site id.',
+            '400': 'The body does not match the schema, an id is not of '
+                   "the type's form, the type cannot be re-keyed, from "
+                   'equals to, or the origin header is not a site id.',
             '404': 'Unknown type, or no resource from here.',
-            '409': 'A resource to exists already: existing_id names it.',
+            '409': 'A resource to exists already (existing_id names it), '
+                   'or a resource of another type holds that id (held_by).',
         },
     },
     ('/v3/sync/digest/{type}', 'GET'): {

@@ -22,12 +22,14 @@ import sqlalchemy as sa
 from keystone_syncext import caching
 from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
+from keystone_syncext import dberrors
 from keystone_syncext import digests
 from keystone_syncext import history
 from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
+from keystone_syncext.resources import common
 from keystone_syncext.resources import references
 
 CONF = keystone.conf.CONF
@@ -126,6 +128,10 @@ def apply_upsert(session, conn, rtype, id_, resource, if_match=None,
     _check_preconditions(rtype.name, id_, old, if_match, if_none_match)
     if old is not None and base.strip_meta(old) == resource:
         return 200, base.envelope(rtype.name, old)
+    if old is None:
+        holder = rtype.id_holder(conn, id_)
+        if holder is not None:
+            raise common.id_taken(rtype.name, id_, holder)
     caching.touched(session, rtype, id_, old, resource)
     if old is None:
         rtype.create(session, conn, id_, resource)
@@ -152,14 +158,18 @@ def put(type_name, id_, resource, if_match=None, if_none_match=None,
         origin=None) -> tuple[int, dict]:
     rtype = resources.get(type_name)
     rtype.validate(id_, resource)
-    with writing(origin) as (session, conn):
+    # Outermost: also what the commit flushes.
+    with dberrors.refused_as_4xx(f'{type_name} {id_}'), \
+            writing(origin) as (session, conn):
         return apply_upsert(session, conn, rtype, id_, resource, if_match,
                             if_none_match)
 
 
 def delete(type_name, id_, if_match=None, origin=None) -> None:
     rtype = resources.get(type_name)
-    with writing(origin) as (session, conn):
+    rtype.check_id(id_)
+    with dberrors.refused_as_4xx(f'{type_name} {id_}'), \
+            writing(origin) as (session, conn):
         apply_delete(session, conn, rtype, id_, if_match)
 
 
@@ -167,8 +177,9 @@ def delete(type_name, id_, if_match=None, origin=None) -> None:
 
 REKEY_SCHEMA = {
     'type': 'object',
+    # The ids' form is the type's (ResourceType.check_id).
     'properties': {'type': {'type': 'string'},
-                   'from': base.ID, 'to': base.ID},
+                   'from': {'type': 'string'}, 'to': {'type': 'string'}},
     'required': ['type', 'from', 'to'],
     'additionalProperties': False,
 }
@@ -192,9 +203,13 @@ def rekey(body, origin=None) -> dict:
     if not rtype.rekey_refs:
         raise base.BadRequest(f'{rtype.name} cannot be re-keyed; re-key '
                               f'supports: {", ".join(rekeyable())}')
+    for id_ in (old_id, new_id):
+        rtype.check_id(id_)
     if old_id == new_id:
         raise base.BadRequest('from and to are the same id')
-    with writing(origin) as (session, conn):
+    with dberrors.refused_as_4xx(
+            f're-key of {rtype.name} {old_id} to {new_id}'), \
+            writing(origin) as (session, conn):
         caching.everything(session)
         if rtype.get(conn, old_id) is None:
             raise base.NotFound(
@@ -203,6 +218,9 @@ def rekey(body, origin=None) -> dict:
             raise base.NameConflict(
                 f'{rtype.name} {new_id} already exists at this site',
                 existing_id=new_id)
+        holder = rtype.id_holder(conn, new_id)
+        if holder is not None:
+            raise common.id_taken(rtype.name, new_id, holder)
         moved = _rekey_rows(conn, rtype, old_id, new_id)
         item = rtype.get(conn, new_id)
     return {'type': rtype.name, 'from': old_id, 'to': new_id,

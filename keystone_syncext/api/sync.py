@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from keystone_syncext import batch
 from keystone_syncext import changes
 from keystone_syncext import cursors
+from keystone_syncext import dberrors
 from keystone_syncext import enforcement
 from keystone_syncext import history
 from keystone_syncext import service
@@ -56,25 +57,6 @@ ORIGIN_HEADER = 'OpenStack-Sync-Origin'
 _SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 
 
-def database_busy(exc) -> base.Unavailable | None:
-    """The 503 for a database that cannot take the request now, or None
-    for any other error. The transaction was rolled back, so the same
-    request may simply be sent again. The message never carries the
-    statement or its parameters (they may hold password hashes)."""
-    if isinstance(exc, db_exc.DBConnectionError):
-        return base.Unavailable('the database is unreachable; nothing was '
-                                'applied, retry later', retry_after=5)
-    if isinstance(exc, db_exc.DBDeadlock):
-        return base.Unavailable('the database reported a deadlock; '
-                                'nothing was applied, retry')
-    inner = getattr(exc, 'inner_exception', exc)
-    if isinstance(exc, (db_exc.DBError, sa.exc.OperationalError)) and \
-            'database is locked' in str(getattr(inner, 'orig', inner)):
-        return base.Unavailable('the database is locked by another writer; '
-                                'nothing was applied, retry')
-    return None
-
-
 def _guarded(handler):
     """Render our errors (with their extra fields: ``existing_id``,
     ``reconcile``...) as Keystone renders its own, and a busy or
@@ -92,7 +74,7 @@ def _guarded(handler):
         except base.SyncError as e:
             return render(e)
         except (db_exc.DBError, sa.exc.OperationalError) as e:
-            busy = database_busy(e)
+            busy = dberrors.database_busy(e)
             if busy is None:
                 raise
             LOG.warning('%s %s: %s (%s)', flask.request.method,

@@ -36,7 +36,6 @@ credential then).
 """
 
 import datetime
-import re
 
 from keystone import exception
 from keystone import notifications
@@ -51,7 +50,6 @@ CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs
 
 _EPOCH = datetime.datetime(1970, 1, 1)
-_ISO = re.compile(r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$')
 _MICRO = datetime.timedelta(microseconds=1)
 
 _ACCESS_RULE = {
@@ -102,8 +100,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         'system': {'type': ['string', 'null'], 'maxLength': 64},
         'secret_hash': {'type': 'string', 'minLength': 1,
                         'maxLength': 255},
-        'expires_at': {'type': ['string', 'null'],
-                       'pattern': _ISO.pattern},
+        'expires_at': base.nullable(base.TIMESTAMP),
         'unrestricted': {'type': ['boolean', 'null']},
         'roles': {'type': 'array', 'uniqueItems': True, 'items': base.ID},
         'access_rules': {'type': 'array', 'items': _ACCESS_RULE},

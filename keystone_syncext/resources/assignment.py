@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
+from keystone_syncext.resources import ids
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -73,6 +74,20 @@ class RoleAssignment(base.ResourceType):
         return ':'.join([resource['type'], resource['actor_id'],
                          resource['target_id'], resource['role_id'],
                          '1' if resource['inherited'] else '0'])
+
+    def id_rule(self):
+        # The actor in the operator form: users and groups of an LDAP
+        # domain with backward-compatible ids keep their directory ids.
+        k, actor = ids.KEYSTONE, ids.OPERATOR
+        return ('|'.join([
+            f'(?:UserProject|GroupProject):(?:{actor}):(?:{k}):(?:{k}):[01]',
+            f'(?:UserDomain|GroupDomain):(?:{actor}):(?:{ids.domain()}):'
+            f'(?:{k}):[01]',
+            f'(?:UserSystem|GroupSystem):(?:{actor}):{SYSTEM_TARGET}:'
+            f'(?:{k}):0']),
+            'type:actor_id:target_id:role_id:inherited (0 or 1), the actor '
+            f'{ids.OPERATOR_FORM}, the target a project or domain id or '
+            f'{SYSTEM_TARGET!r}, the role {ids.KEYSTONE_FORM}')
 
     def validate(self, id_, resource):
         super().validate(id_, resource)

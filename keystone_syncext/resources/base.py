@@ -25,6 +25,8 @@ from keystone import exception
 from keystone.common.validation import validators
 import sqlalchemy as sa
 
+from keystone_syncext.resources import ids
+
 PROTOCOL_VERSION = 1
 
 # Ids are at most 64 characters in Keystone; synthetic ids join several.
@@ -67,6 +69,14 @@ class NotFound(SyncError):
 
 class NameConflict(SyncError):
     """The name is taken by another resource; ``existing_id`` names it."""
+
+    code = 409
+    title = 'Conflict'
+
+
+class IdTaken(SyncError):
+    """The id is already held here by a resource of another type (or one
+    that is not synced); ``held_by`` says what holds it."""
 
     code = 409
     title = 'Conflict'
@@ -118,6 +128,66 @@ def check_body(schema: dict, body, what: str) -> None:
         validator.validate(body)
     except exception.ValidationError as e:
         raise BadRequest(f'invalid {what}: {first_line(e)}') from None
+
+
+# How a schema keyword refuses a value, said without the value (secrets).
+_REFUSED_BY = {
+    'maxLength': 'is longer than {} characters',
+    'minLength': 'is shorter than {} characters',
+    'type': 'is not of type {}',
+    'pattern': 'does not have the expected form',
+    'format': 'is not a valid {}',
+}
+
+
+def schema_problem(validator: validators.SchemaValidator, value,
+                   secrets=()) -> str | None:
+    """What is wrong with ``value`` by ``validator``'s schema, as
+    Keystone's SchemaValidator says it (``Invalid input for field
+    'a/b': ...``), or None. An error about a field holding a secret
+    (``secrets``: dotted paths, list indexes left out), or about an
+    object around one, never shows the value."""
+    error = next(iter(validator.validator.iter_errors(value)), None)
+    if error is None:
+        return None
+    path = [str(p) for p in error.path]
+    dotted = '.'.join(p for p in path if not p.isdigit())
+    holds_secret = any(s == dotted or s.startswith(dotted + '.')
+                       for s in secrets) if dotted else (
+        secrets and error.validator not in ('required',
+                                            'additionalProperties'))
+    if holds_secret:
+        how = _REFUSED_BY.get(error.validator, 'fails the schema check '
+                              f'{error.validator!r}')
+        message = ('the value (a secret, not shown) '
+                   + how.format(error.validator_value))
+    else:
+        message = error.message
+    if not path:
+        return message
+    return f"Invalid input for field '{'/'.join(path)}': {message}"
+
+
+def nul_problem(value, path=()) -> str | None:
+    """Where ``value`` holds a NUL character, which PostgreSQL cannot
+    store in text (and the other databases would keep, unlike it)."""
+    if isinstance(value, str):
+        if '\x00' in value:
+            return (f"Invalid input for field '{'/'.join(path)}': "
+                    'contains the NUL character (U+0000)')
+        return None
+    if isinstance(value, dict):
+        pairs = value.items()
+    elif isinstance(value, list):
+        pairs = enumerate(value)
+    else:
+        return None
+    for key, item in pairs:
+        found = nul_problem(key, path) if isinstance(key, str) and \
+            '\x00' in key else nul_problem(item, path + (str(key),))
+        if found is not None:
+            return found
+    return None
 
 
 def error_body(exc: exception.Error) -> dict:
@@ -223,16 +293,37 @@ class ResourceType:
         types the id its fields make)."""
         return resource['id']
 
+    def id_rule(self) -> tuple[str, str]:
+        """``(regular expression, description)`` of the ids of this type
+        (``keystone_syncext.resources.ids``): by default, the ids Keystone
+        generates."""
+        return ids.KEYSTONE, ids.KEYSTONE_FORM
+
+    def check_id(self, id_) -> None:
+        """400 unless ``id_`` has the form of this type's ids. Every write
+        path checks the id it is given with this before anything else."""
+        message = ids.check(self.name, id_, *self.id_rule())
+        if message is not None:
+            raise BadRequest(message)
+
+    def id_holder(self, conn, id_: str) -> str | None:
+        """What already holds ``id_`` where a new resource of this type
+        would be stored, when it is not a resource of this type (a domain
+        for a project id...), or None. Types stored apart have none."""
+        return None
+
     def validate(self, id_: str, resource) -> None:
-        """Schema and id checks; raises BadRequest, writes nothing."""
+        """Id, schema and the type's own checks; raises BadRequest, writes
+        nothing. ``PUT`` and every batch upsert (set-wise or one by one)
+        are checked by this one function."""
+        self.check_id(id_)
         if not isinstance(resource, dict):
             raise BadRequest(f'the {self.name} representation must be a '
                              'JSON object')
-        try:
-            self.validator.validate(resource)
-        except exception.ValidationError as e:
-            raise BadRequest(f'invalid {self.name}: {first_line(e)}') \
-                from None
+        problem = (schema_problem(self.validator, resource, self.secrets)
+                   or nul_problem(resource))
+        if problem is not None:
+            raise BadRequest(f'invalid {self.name} {id_}: {problem}')
         if self.id_of(resource) != id_:
             raise BadRequest(
                 f'the {self.name} representation names id '
@@ -299,9 +390,27 @@ def nullable(schema: dict) -> dict:
     return out
 
 
+# A reference to an id (the type's own id is checked by ``check_id``):
+# Keystone's column size; no "/", ":", "%", white space, control or
+# formatting character (see keystone_syncext.resources.ids).
 ID = {'type': 'string', 'minLength': 1, 'maxLength': 64,
-      'pattern': r'^[^/\s:]+$'}
-NAME = {'type': 'string', 'minLength': 1, 'maxLength': 255}
+      'pattern': r'^[^/\s:%\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f'
+                 r'\u2028-\u202e\u2060-\u206f\ufeff]+$'}
+# Keystone's names: at most 255 characters (its column; some types' are
+# shorter: name_of), with something other than white space.
+NAME = {'type': 'string', 'minLength': 1, 'maxLength': 255,
+        'pattern': r'\S'}
+
+
+def name_of(max_length: int) -> dict:
+    """A name whose Keystone column holds ``max_length`` characters."""
+    return dict(NAME, maxLength=max_length)
+
+
+# Timestamps that are synced data, in one canonical spelling, and a real
+# date and time (Keystone's own ``date-time`` format check).
+TIMESTAMP = {'type': 'string', 'format': 'date-time',
+             'pattern': r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$'}
 DESCRIPTION = {'type': ['string', 'null']}
 EXTRA = {'type': 'object'}
 OPTIONS = {'type': 'object'}

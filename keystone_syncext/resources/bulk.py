@@ -215,9 +215,14 @@ class Creates:
     def check(self, entries) -> list[exception.Error | None]:
         """Keystone's rules for each entry in order; None for accepted.
         Raises Fallback when it cannot judge exactly."""
+        held = self._held(entries)
         self.prepare(entries)
         out = []
         for id_, r in entries:
+            if id_ in held:
+                # As service.apply_upsert, before any other rule.
+                out.append(common.id_taken(self.type_name, id_, held[id_]))
+                continue
             try:
                 self.accept(id_, r)
             except exception.Error as e:
@@ -225,6 +230,15 @@ class Creates:
             else:
                 out.append(None)
         return out
+
+    def _held(self, entries) -> dict[str, str]:
+        """The ids of ``entries`` held by another type's row (a domain
+        for a project...), with what holds each."""
+        from keystone_syncext import resources
+        holders = getattr(resources.get(self.type_name), 'holders', None)
+        if holders is None:
+            return {}
+        return holders(self.conn, [id_ for id_, _ in entries])
 
     def prepare(self, entries) -> None:
         """Read what ``accept`` needs, for all entries at once."""

@@ -76,6 +76,33 @@ class IdTable:
         return conn.execute(sa.select(sa.literal(1)).where(
             t.c[self.id_column] == id_, self.where(t))).first() is not None
 
+    def holders(self, conn, ids) -> dict[str, str]:
+        """Those of ``ids`` that a row of this type's table holds without
+        being a resource of this type (a domain for a project...), with
+        what holds each: a create under such an id would break the
+        table's key."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        t = base.table(conn, self.table_name)
+        col = t.c[self.id_column]
+        found = {r._mapping[self.id_column]: r for r in conn.execute(
+            sa.select(t).where(col.in_(sorted(wanted))))}
+        found = {k: r for k, r in found.items() if k in wanted}
+        if not found:
+            return {}
+        mine = set(conn.execute(sa.select(col).where(
+            col.in_(sorted(found)), self.where(t))).scalars())
+        return {k: self.held_by(r) for k, r in found.items()
+                if k not in mine}
+
+    def held_by(self, row) -> str:
+        """What a row of the table that is not of this type is."""
+        return f'a {self.table_name} row that is not a synced {self.name}'
+
+    def id_holder(self, conn, id_) -> str | None:
+        return self.holders(conn, [id_]).get(id_)
+
 
 def children(conn, table_name, fk, ids, value_column) -> dict[str, list]:
     """``{owner id: [value, ...]}`` from a child table."""
@@ -124,6 +151,12 @@ def name_conflict(type_name, name, existing_id) -> base.NameConflict:
     return base.NameConflict(
         f'{type_name} name {name!r} is already used by {type_name} '
         f'{existing_id} at this site', existing_id=existing_id)
+
+
+def id_taken(type_name, id_, holder) -> base.IdTaken:
+    return base.IdTaken(
+        f'{type_name} {id_}: the id is already used by {holder} at this '
+        'site (Keystone keeps both in one table)', held_by=holder)
 
 
 def missing_reference(what, type_name, id_, field=None) -> base.BadRequest:

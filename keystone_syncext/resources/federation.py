@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
+from keystone_syncext.resources import ids
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -33,6 +34,9 @@ class Mapping(common.IdTable, base.ResourceType):
     }
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
+
+    def id_rule(self):
+        return ids.OPERATOR, ids.OPERATOR_FORM
 
     @staticmethod
     def _rules(text):
@@ -87,7 +91,9 @@ class IdentityProvider(common.IdTable, base.ResourceType):
         'enabled': {'type': 'boolean'},
         'description': base.DESCRIPTION,
         'domain_id': base.ID,
-        'authorization_ttl': {'type': ['integer', 'null'], 'minimum': 0},
+        # Keystone's column is an Integer.
+        'authorization_ttl': {'type': ['integer', 'null'], 'minimum': 0,
+                              'maximum': 2 ** 31 - 1},
         # Keystone's column holds 255 characters (its API allows 64).
         'remote_ids': {'type': 'array', 'uniqueItems': True,
                        'items': {'type': 'string', 'minLength': 1,
@@ -96,9 +102,12 @@ class IdentityProvider(common.IdTable, base.ResourceType):
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
 
+    def id_rule(self):
+        return ids.OPERATOR, ids.OPERATOR_FORM
+
     def load(self, conn, rows):
-        ids = [r.id for r in rows]
-        remote = common.children(conn, 'idp_remote_ids', 'idp_id', ids,
+        idp_ids = [r.id for r in rows]
+        remote = common.children(conn, 'idp_remote_ids', 'idp_id', idp_ids,
                                  'remote_id')
         return [{'id': r.id, 'enabled': bool(r.enabled),
                  'description': r.description, 'domain_id': r.domain_id,
@@ -168,6 +177,10 @@ class FederationProtocol(base.ResourceType):
 
     def id_of(self, resource):
         return f'{resource["idp_id"]}:{resource["protocol_id"]}'
+
+    def id_rule(self):
+        return (f'(?:{ids.OPERATOR}):(?:{ids.OPERATOR})',
+                f'idp_id:protocol_id, each {ids.OPERATOR_FORM}')
 
     def fetch(self, conn, *, ids=None, marker=None, limit=None,
               prefix=None):

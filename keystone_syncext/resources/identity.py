@@ -61,13 +61,13 @@ import sqlalchemy as sa
 from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
+from keystone_syncext.resources import ids
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs
 
-# Password timestamps are synced data (expiry), in one canonical spelling.
-TIMESTAMP = {'type': 'string',
-             'pattern': r'^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$'}
+# Password timestamps are synced data (expiry).
+TIMESTAMP = base.TIMESTAMP
 _EPOCH = datetime.datetime(1970, 1, 1)
 _MICROSECOND = datetime.timedelta(microseconds=1)
 
@@ -238,6 +238,11 @@ class User(common.IdTable, base.ResourceType):
                          'site shadows them from its own directory',
     }
     rekey_unique = ()  # the user table has no name (local_user has)
+
+    def held_by(self, row):
+        return (f'user {row.id} of a non-SQL identity backend (not '
+                'synced)')
+
     rekey_refs = (
         ('local_user', 'user_id'), ('nonlocal_user', 'user_id'),
         ('federated_user', 'user_id'), ('user_option', 'user_id'),
@@ -597,7 +602,7 @@ class Group(common.IdTable, base.ResourceType):
         'id': base.ID,
         'domain_id': base.ID,
         # Keystone's group.name is a String(64).
-        'name': {'type': 'string', 'minLength': 1, 'maxLength': 64},
+        'name': base.name_of(64),
         'description': base.DESCRIPTION,
         'extra': base.EXTRA,
     }
@@ -663,6 +668,13 @@ class GroupMembership(base.ResourceType):
 
     def id_of(self, resource):
         return f'{resource["user_id"]}:{resource["group_id"]}'
+
+    def id_rule(self):
+        # The user part in the operator form: a user of an LDAP domain
+        # with backward-compatible ids keeps its directory id.
+        return (f'(?:{ids.OPERATOR}):(?:{ids.KEYSTONE})',
+                f'user_id:group_id, the user id {ids.OPERATOR_FORM}, the '
+                f'group id {ids.KEYSTONE_FORM}')
 
     def fetch(self, conn, *, ids=None, marker=None, limit=None,
               prefix=None):

@@ -11,18 +11,21 @@ import sqlalchemy as sa
 from keystone_syncext.capture import spec
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
+from keystone_syncext.resources import ids
 
 PROVIDERS = provider_api.ProviderAPIs
 
 _COMMON_PROPS = {
     'id': base.ID,
-    'name': base.NAME,
+    # Keystone's project.name is a String(64).
+    'name': base.name_of(64),
     # Keystone stores a missing description as ''.
     'description': {'type': 'string'},
     'enabled': {'type': 'boolean'},
-    'tags': {'type': 'array', 'uniqueItems': True,
+    # Keystone's tag rules (keystone.api.validation.parameter_types.tags).
+    'tags': {'type': 'array', 'uniqueItems': True, 'maxItems': 80,
              'items': {'type': 'string', 'minLength': 1,
-                       'maxLength': 255}},
+                       'maxLength': 255, 'pattern': '^[^,/]*$'}},
     'options': base.OPTIONS,
     'extra': base.EXTRA,
 }
@@ -50,6 +53,11 @@ class _ProjectTable(common.IdTable):
 
     def represent(self, row, tags, options):
         raise NotImplementedError
+
+    def held_by(self, row):
+        if row.id == spec.ROOT_DOMAIN_ID:
+            return "Keystone's hidden root domain"
+        return f'domain {row.id}' if row.is_domain else f'project {row.id}'
 
     def _existing_named(self, conn, resource):
         t = base.table(conn, 'project')
@@ -85,6 +93,9 @@ class Domain(_ProjectTable, base.ResourceType):
     }
     site_local = {}
     rekey_refs = ()  # 'default' is the same everywhere; see doc/api.md
+
+    def id_rule(self):
+        return ids.domain(), ids.domain_form()
 
     def represent(self, r, tags, options):
         return {'id': r.id, 'name': r.name,

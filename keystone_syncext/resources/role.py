@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from keystone_syncext import caching
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
+from keystone_syncext.resources import ids
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -22,7 +23,8 @@ class Role(common.IdTable, base.ResourceType):
         'id': base.ID,
         'name': base.NAME,
         'domain_id': base.nullable(base.ID),
-        'description': base.DESCRIPTION,
+        # Keystone's role.description is a String(255).
+        'description': {'type': ['string', 'null'], 'maxLength': 255},
         'options': base.OPTIONS,
         'extra': base.EXTRA,
     }
@@ -115,6 +117,11 @@ class ImpliedRole(base.ResourceType):
 
     def id_of(self, resource):
         return f'{resource["prior_role_id"]}:{resource["implied_role_id"]}'
+
+    def id_rule(self):
+        return (f'(?:{ids.KEYSTONE}):(?:{ids.KEYSTONE})',
+                'prior_role_id:implied_role_id, each '
+                + ids.KEYSTONE_FORM)
 
     def fetch(self, conn, *, ids=None, marker=None, limit=None,
               prefix=None):

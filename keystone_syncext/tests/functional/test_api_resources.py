@@ -270,26 +270,42 @@ def test_batch_orders_by_dependency_and_reports_per_item(call, api_site):
     call('GET', f'/roles/{r1}/implies/{r2}', 404)
 
 
-def test_batch_refuses_malformed_input_whole(call, api_site):
+def test_batch_refuses_a_malformed_body_whole(call, api_site):
     good = _id()
     before = db_state(api_site)
     for body in (
             {'items': [{'op': 'upsert', 'type': 'role', 'id': good,
                         'resource': role(good)},
-                       {'op': 'upsert', 'type': 'role', 'id': 'x',
-                        'resource': {'id': 'x'}}]},
-            {'items': [{'op': 'upsert', 'type': 'role', 'id': good,
-                        'resource': role(good)},
-                       {'op': 'upsert', 'type': 'bogus', 'id': 'x',
-                        'resource': {}}]},
-            {'items': [{'op': 'frobnicate', 'type': 'role', 'id': good}]},
-            {'items': [{'op': 'upsert', 'type': 'role', 'id': good}]},
+                       {'op': 'frobnicate', 'type': 'role', 'id': good}]},
+            {'items': [{'op': 'upsert', 'type': 'role', 'resource': {}}]},
+            {'items': 'role'},
             {'nothing': []}):
-        resp = call('POST', '/sync/batch', json=body)
-        assert 400 <= resp.status_code < 500, resp.text
+        resp = call('POST', '/sync/batch', 400, json=body)
         assert resp.json()['error']['message']
     assert db_state(api_site) == before
     call('GET', f'/roles/{good}', 404)
+
+
+def test_batch_refuses_a_malformed_item_alone(call, api_site):
+    """Each malformed item gets the answer its PUT or DELETE would; the
+    others apply."""
+    good, bad = _id(), _id()
+    results = call('POST', '/sync/batch', 200, json={'items': [
+        {'op': 'upsert', 'type': 'role', 'id': good, 'resource': role(good)},
+        {'op': 'upsert', 'type': 'role', 'id': bad, 'resource': {'id': bad}},
+        {'op': 'upsert', 'type': 'bogus', 'id': bad, 'resource': {}},
+        {'op': 'upsert', 'type': 'role', 'id': bad},
+        {'op': 'delete', 'type': 'bogus', 'id': bad},
+    ]}).json()['results']
+    assert [r['status'] for r in results] == [201, 400, 404, 400, 404]
+    put_error = call('PUT', f'/sync/resources/role/{bad}', 400,
+                     json={'resource': {'id': bad}}).json()['error']
+    assert results[1]['error'] == put_error
+    assert results[2]['error'] == call(
+        'PUT', f'/sync/resources/bogus/{bad}', 404,
+        json={'resource': {}}).json()['error']
+    call('GET', f'/roles/{good}', 200)
+    call('GET', f'/roles/{bad}', 404)
 
 
 def test_rekey_moves_the_id_and_every_reference(call, api_site):

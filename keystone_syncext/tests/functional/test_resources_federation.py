@@ -530,7 +530,7 @@ def test_app_cred_access_rules_copied_by_external_id(a, b, world):
 
 def _app_cred_rep(world, **kw):
     return dict({
-        'id': _hex('acid'), 'name': _hex('ac-'), 'description': None,
+        'id': uuid.uuid4().hex, 'name': _hex('ac-'), 'description': None,
         'user_id': world.user, 'project_id': world.project, 'system': None,
         'secret_hash': '$2b$04$' + 'S' * 53, 'expires_at': None,
         'unrestricted': False, 'roles': [world.role], 'access_rules': [],
