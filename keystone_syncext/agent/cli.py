@@ -106,7 +106,7 @@ def _resolver(conf, spoke_names) -> conflicts_mod.Resolver:
 def _hub_site(conf, hub_name, spoke_names) -> client.Site:
     """The hub, with a connection kept for each thread that may use it at
     once: every spoke's upward long-poll, and the spoke writers."""
-    return client.Site(hub_name, conf.request_timeout, connections=(
+    return client.from_conf(conf, hub_name, connections=(
         len(spoke_names) + conf.max_parallel_spokes + 2))
 
 
@@ -114,11 +114,10 @@ def do_run(conf) -> int:
     hub_name, spoke_names = _hub(conf), _spokes(conf)
     if hub_name in spoke_names:
         raise SystemExit(f'keystone-sync: {hub_name} is both hub and spoke')
-    timeout = conf.request_timeout
     selections = _selections(conf, spoke_names)
     agent = runner.Agent(
         conf, _hub_site(conf, hub_name, spoke_names),
-        [client.Site(n, timeout) for n in spoke_names], _state(conf),
+        [client.from_conf(conf, n) for n in spoke_names], _state(conf),
         once=conf.command.once, selections=selections,
         resolver=_resolver(conf, spoke_names))
 
@@ -227,11 +226,15 @@ def do_join(conf) -> int:
     if len(spoke_names) != 1:
         raise SystemExit('keystone-sync join: one --spoke at a time')
     selection = _selections(conf, spoke_names)[spoke_names[0]]
-    hub = client.Site(hub_name, conf.request_timeout)
-    spoke = client.Site(spoke_names[0], conf.request_timeout)
-    hub_caps = hub.capabilities()
-    the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [],
-                             selection=selection)
+    hub = client.from_conf(conf, hub_name)
+    spoke = client.from_conf(conf, spoke_names[0])
+    try:
+        hub_caps = hub.capabilities()
+        the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [],
+                                 selection=selection)
+    except client.SiteError as e:
+        print(f'keystone-sync join: {e}', file=sys.stderr)
+        return 1
     table = prettytable.PrettyTable(['type', 'domain', 'name', 'spoke id',
                                      'hub id'])
     table.align = 'l'
@@ -247,11 +250,20 @@ def do_join(conf) -> int:
               f'{e["reason"]}', file=sys.stderr)
     if conf.command.dry_run:
         return 1 if the_plan['blocked'] else 0
-    for done in join_mod.execute(spoke, the_plan, hub_caps['site_id']):
+
+    def done(entry):
         moved = ', '.join(f'{k} {v}' for k, v in
-                          sorted(done['references'].items())) or 'none'
-        print(f're-keyed {done["type"]} {done["name"]}: {done["spoke_id"]} '
-              f'-> {done["hub_id"]} (references moved: {moved})')
+                          sorted(entry['references'].items())) or 'none'
+        print(f're-keyed {entry["type"]} {entry["name"]}: '
+              f'{entry["spoke_id"]} -> {entry["hub_id"]} (references '
+              f'moved: {moved})', flush=True)
+
+    error = join_mod.execute(spoke, the_plan, hub_caps['site_id'], done)
+    if error is not None:
+        print(f'keystone-sync join: stopped: {error}; run the same join '
+              'again to finish (it resumes where it stopped)',
+              file=sys.stderr)
+        return 1
     return 1 if the_plan['blocked'] else 0
 
 
@@ -266,11 +278,10 @@ def do_reconcile(conf) -> int:
     dry_run = conf.command.dry_run
     st = _state(conf)
     st.migrate()
-    timeout = conf.request_timeout
     hub = _hub_site(conf, hub_name, spoke_names)
     # The same rules as run: what they keep out of a spoke is neither
     # written nor deleted there.
-    agent = runner.Agent(conf, hub, [client.Site(n, timeout)
+    agent = runner.Agent(conf, hub, [client.from_conf(conf, n)
                                      for n in spoke_names], st,
                          selections=_selections(conf, spoke_names),
                          resolver=_resolver(conf, spoke_names))

@@ -6,12 +6,29 @@ regions as every OpenStack client honours them). Requests go through a
 keystoneauth1 session whose credentials must give a system-scoped admin
 token; keystoneauth re-authenticates on a 401 by itself.
 
+Every request is bounded, and outlives what a real site does to it:
+
+- a connection the server closed between requests (uWSGI's
+  ``--http-socket`` closes each one after its response), a refused
+  connection or a timeout is retried on a fresh connection
+  (keystoneauth's ``connect_retries``) for every request but a re-key,
+  whose repetition is not harmless (``join`` resumes instead);
+- a 503 (the site's database is busy; nothing was applied) is waited out
+  as its ``Retry-After`` says, each wait capped at ``busy_wait_max``, at
+  most ``busy_retries`` times;
+- a 401 is retried once more, a second later, with a fresh token: a token
+  the site revoked (writing the agent's own user there does) is refused,
+  and so is one issued in the same second (Keystone's revocation has
+  one-second resolution), which is what keystoneauth's own immediate
+  re-authentication gets.
+
 Request and response bodies carry password hashes, so keystoneauth's own
 request logging is switched off for them (``log=False``): only the method,
 path, status and time taken are logged here.
 """
 
 import contextlib
+import email.utils
 import json
 import logging
 import threading
@@ -100,6 +117,14 @@ def load_cloud(name: str):
         raise SystemExit(f'keystone-sync: cloud {name!r}: {e}') from None
 
 
+# Seconds before a 401 is retried with a fresh token: past the second in
+# which the old one was revoked.
+REAUTH_DELAY = 1.0
+# Connection retries and the delay keystoneauth starts them with (it then
+# doubles): the figures the bound of a request in doc/agent.md uses.
+CONNECT_RETRY_DELAY = 0.5
+
+
 # Open connections kept per address: requests' default, enough for a spoke
 # (its writer, its upward long-poll, a reconcile).
 DEFAULT_CONNECTIONS = 10
@@ -123,9 +148,13 @@ class Site:
     """
 
     def __init__(self, name: str, timeout: float = 120.0, cloud=None,
-                 connections: int = DEFAULT_CONNECTIONS):
+                 connections: int = DEFAULT_CONNECTIONS,
+                 connect_retries: int = 0, busy_retries: int = 0,
+                 busy_wait_max: float = 60.0):
         self.name = name
         self.timeout = timeout
+        self.busy_retries = busy_retries
+        self.busy_wait_max = busy_wait_max
         cloud = cloud or load_cloud(name)
         session = cloud.get_session()
         if connections > DEFAULT_CONNECTIONS:
@@ -136,7 +165,7 @@ class Site:
             interface=cloud.get_interface('identity'),
             region_name=cloud.get_region_name('identity'),
             endpoint_override=cloud.get_endpoint('identity'),
-            version=(3, 0))
+            version=(3, 0), connect_retries=connect_retries)
         self.site_id = None
         self.protocol_version = None
         # Nodes one POST /sync/digests may carry; None at a site that
@@ -158,29 +187,9 @@ class Site:
     # -- plumbing -----------------------------------------------------
 
     def _request(self, method, path, json_body=None, params=None,
-                 headers=None, timeout=None, ok=(200,)):
-        start = time.monotonic()
-        try:
-            resp = self.adapter.request(
-                path, method, json=json_body, params=params,
-                headers=headers, raise_exc=False, log=False,
-                timeout=timeout or self.timeout)
-        except ks_exc.ConnectFailure as e:
-            raise SiteError(self.name, f'unreachable ({type(e).__name__})') \
-                from None
-        except ks_exc.RetriableConnectionFailure as e:
-            raise SiteError(self.name, f'connection failed '
-                            f'({type(e).__name__})') from None
-        except ks_exc.Unauthorized:
-            raise SiteError(self.name, 'authentication failed: check the '
-                            'credentials in clouds.yaml', status=401,
-                            transient=False) from None
-        except ks_exc.ClientException as e:
-            raise SiteError(self.name, f'{type(e).__name__}: '
-                            f'{str(e)[:200]}') from None
-        LOG.debug('%s %s %s -> %s in %.0f ms', self.name, method, path,
-                  resp.status_code, (time.monotonic() - start) * 1000)
-        self._count(resp)
+                 headers=None, timeout=None, ok=(200,), idempotent=True):
+        resp = self._answer(method, path, json_body, params, headers,
+                            timeout or self.timeout, idempotent)
         if resp.status_code in ok:
             return resp.json() if resp.content else None
         try:
@@ -199,6 +208,76 @@ class Site:
         raise SiteError(self.name, f'{method} {path}: {resp.status_code} '
                         f'{message}', status=resp.status_code,
                         transient=transient, body=err)
+
+    def _answer(self, method, path, json_body, params, headers, timeout,
+                idempotent):
+        """The site's answer once the 503s are waited out (bounded) and a
+        401 retried once with a fresh token."""
+        busy = 0
+        reauthed = False
+        while True:
+            resp = self._send(method, path, json_body, params, headers,
+                              timeout, idempotent)
+            if resp.status_code == 503 and busy < self.busy_retries:
+                busy += 1
+                delay = self._retry_after(resp, busy)
+                LOG.warning('%s: %s %s answered 503 (busy); retrying in '
+                            '%.1f s (%d of %d)', self.name, method, path,
+                            delay, busy, self.busy_retries)
+                time.sleep(delay)
+                continue
+            if resp.status_code == 401 and not reauthed:
+                reauthed = True
+                LOG.info('%s: %s %s answered 401; retrying in %.0f s with '
+                         'a new token', self.name, method, path,
+                         REAUTH_DELAY)
+                time.sleep(REAUTH_DELAY)
+                self.adapter.invalidate()
+                continue
+            return resp
+
+    def _retry_after(self, resp, busy: int) -> float:
+        """The wait a 503 asks for (``Retry-After``: seconds or a date),
+        capped at ``busy_wait_max``; doubling from a second without it."""
+        value = resp.headers.get('Retry-After', '')
+        try:
+            delay = float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value) if value \
+                else None
+            delay = (when.timestamp() - time.time() if when
+                     else 2.0 ** (busy - 1))
+        return min(max(delay, 0.0), self.busy_wait_max)
+
+    def _send(self, method, path, json_body, params, headers, timeout,
+              idempotent):
+        start = time.monotonic()
+        extra = {} if idempotent else {'connect_retries': 0}
+        try:
+            resp = self.adapter.request(
+                path, method, json=json_body, params=params,
+                headers=headers, raise_exc=False, log=False,
+                timeout=timeout, **extra)
+        except ks_exc.ConnectTimeout:
+            raise SiteError(self.name, f'{method} {path}: no answer within '
+                            f'{timeout:.0f} s') from None
+        except ks_exc.ConnectFailure as e:
+            raise SiteError(self.name, f'unreachable ({type(e).__name__})') \
+                from None
+        except ks_exc.RetriableConnectionFailure as e:
+            raise SiteError(self.name, f'connection failed '
+                            f'({type(e).__name__})') from None
+        except ks_exc.Unauthorized:
+            raise SiteError(self.name, 'authentication failed: check the '
+                            'credentials in clouds.yaml', status=401,
+                            transient=False) from None
+        except ks_exc.ClientException as e:
+            raise SiteError(self.name, f'{type(e).__name__}: '
+                            f'{str(e)[:200]}') from None
+        LOG.debug('%s %s %s -> %s in %.0f ms', self.name, method, path,
+                  resp.status_code, (time.monotonic() - start) * 1000)
+        self._count(resp)
+        return resp
 
     def _count(self, resp) -> None:
         sent = getattr(getattr(resp, 'request', None), 'body', None)
@@ -314,10 +393,24 @@ class Site:
 
     def rekey(self, type_name, old_id, new_id, origin=None) -> dict:
         headers = {ORIGIN_HEADER: origin} if origin else None
+        # Not repeated after a lost connection: it may have been applied
+        # (a 503 was not, and is waited out); join resumes instead.
         return self._request('POST', '/sync/rekey',
                              json_body={'type': type_name, 'from': old_id,
                                         'to': new_id},
-                             headers=headers)['rekey']
+                             headers=headers, idempotent=False)['rekey']
+
+
+def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,
+              cloud=None) -> Site:
+    """Cloud ``name`` with the request bounds of the agent's options
+    (``request_timeout``, ``connect_retries``, ``busy_retries``,
+    ``busy_wait_max``)."""
+    return Site(name, conf.request_timeout, cloud=cloud,
+                connections=connections,
+                connect_retries=conf.connect_retries,
+                busy_retries=conf.busy_retries,
+                busy_wait_max=conf.busy_wait_max)
 
 
 def advertised_versions(caps: dict) -> list[int]:

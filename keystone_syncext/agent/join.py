@@ -13,6 +13,13 @@ rules keep out (judged on the spoke's representation and on the hub's)
 are left alone.
 Afterwards the first ``keystone-sync run`` updates the joined resources to
 the hub's state, as for any other resource.
+
+Join is resumable: the plan is made afresh from both sites each time, and
+a resource already re-keyed (its id now the hub's) is not in it, so
+running join again after it stopped half-way (a site unreachable, busy
+past the agent's patience), or after a ``run`` that found the name clashes
+first, finishes the job. A re-key whose answer was lost after it applied
+is recognised as done.
 """
 
 import fnmatch
@@ -114,11 +121,28 @@ def plan(hub: client.Site, spoke: client.Site, exclude=(),
     return {'rekey': rekey, 'blocked': blocked}
 
 
-def execute(spoke: client.Site, the_plan: dict, origin: str) -> list[dict]:
-    """Re-key every planned resource; returns what each moved."""
-    done = []
+def execute(spoke: client.Site, the_plan: dict, origin: str,
+            on_done=lambda entry: None) -> client.SiteError | None:
+    """Re-key every planned resource in order, calling ``on_done`` with
+    each entry and what it moved (``references``); stops at the first
+    that fails, and returns that error (None when all were re-keyed)."""
     for entry in the_plan['rekey']:
-        result = spoke.rekey(entry['type'], entry['spoke_id'],
-                             entry['hub_id'], origin=origin)
-        done.append(dict(entry, references=result['references']))
-    return done
+        try:
+            result = spoke.rekey(entry['type'], entry['spoke_id'],
+                                 entry['hub_id'], origin=origin)
+            moved = result['references']
+        except client.SiteError as e:
+            if not _applied_before(spoke, entry, e):
+                return e
+            moved = {}
+        on_done(dict(entry, references=moved))
+    return None
+
+
+def _applied_before(spoke, entry, error) -> bool:
+    """Whether a re-key refused as \"from does not exist\" was in fact
+    applied, by an earlier attempt whose answer was lost."""
+    if error.status != 404:
+        return False
+    return (spoke.resource(entry['type'], entry['spoke_id']) is None and
+            spoke.resource(entry['type'], entry['hub_id']) is not None)

@@ -56,6 +56,19 @@ TUNING_OPTS = [
     cfg.FloatOpt('request_timeout', default=120.0, min=1,
                  help='Seconds to wait for one response (a long-poll adds '
                       'its wait to this).'),
+    cfg.IntOpt('connect_retries', default=2, min=0, max=10,
+               help='Times a request is sent again on a fresh connection '
+                    'after the connection failed or timed out (a server '
+                    'that closes connections between requests, as uWSGI '
+                    'with --http-socket, a restart); every request but a '
+                    're-key, which join resumes instead.'),
+    cfg.IntOpt('busy_retries', default=5, min=0, max=100,
+               help='Times a request answered 503 (the site\'s database '
+                    'is busy; nothing was applied) is sent again after '
+                    'the wait its Retry-After asks for.'),
+    cfg.FloatOpt('busy_wait_max', default=30.0, min=0,
+                 help='Longest wait honoured of a 503\'s Retry-After, in '
+                      'seconds.'),
     cfg.BoolOpt('progress', default=True,
                 help='Show a progress bar while seeding a spoke, when '
                      'standard error is a terminal.'),

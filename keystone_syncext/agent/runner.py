@@ -36,6 +36,7 @@ from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import upward_recovery
 
 LOG = logging.getLogger(__name__)
 
@@ -146,6 +147,10 @@ class Agent:
         self.hub_failure = None     # --once: why the hub was given up
         self.outcome: dict[str, str | None] = {}
         self.up_outcome: dict[str, str] = {}   # --once: why up failed
+        # Per spoke: the head its own feed was restarted at after a 410,
+        # and (--once) what the recovery could not send up.
+        self.up_restarted: dict[str, str] = {}
+        self.up_held: dict[str, str] = {}
         self.upward_done = threading.Event()
         self.upward_done.set()
         self.hub_types: list[str] = []
@@ -179,8 +184,10 @@ class Agent:
                 self.state_hub_error(str(e))
                 if self.once and (not e.transient or
                                   failures >= self.conf.once_attempts):
-                    print(f'hub {self.hub.name}: {e}', file=sys.stderr)
-                    return 1
+                    self.hub_failure = str(e)
+                    for s in self.spokes:
+                        self.outcome[s.name] = 'the hub could not be read'
+                    return self._report()
                 try:
                     self._sleep(self._backoff(failures))
                 except Stopped:
@@ -271,8 +278,8 @@ class Agent:
             bad += 1
         for s in self.spokes:
             why = self.outcome.get(s.name, 'stopped before converging')
-            if not why and s.name in self.up_outcome:
-                why = self.up_outcome[s.name]
+            if not why:
+                why = self.up_outcome.get(s.name) or self.up_held.get(s.name)
             if why:
                 print(f'spoke {s.name}: not converged: {why}',
                       file=sys.stderr)
@@ -286,37 +293,28 @@ class Agent:
 
     def _feed_loop(self) -> None:
         failures = 0
+        gone = False    # the last read answered 410
         try:
             while not self.stop.is_set():
                 try:
                     more = self._read_feed()
-                    failures = 0
+                    failures, gone = 0, False
                 except client.Gone as e:
-                    head = e.body.get('head_cursor')
-                    LOG.error('hub %(hub)s no longer holds the history after '
-                              'our cursor; following its feed from the head '
-                              'and reconciling every spoke by digest',
-                              {'hub': self.hub.name})
-                    self.state.restart_feed(head)
-                    self._announce()
+                    if not gone:
+                        gone = True
+                        self._restart_feed(e.body.get('head_cursor'))
+                        continue
+                    # Again, at the head it gave: the hub is not well.
+                    failures += 1
+                    if self._feed_failed(client.SiteError(
+                            self.hub.name, 'its feed answered 410 (Gone) '
+                            'again at the head it gave'), failures):
+                        return
                     continue
                 except client.SiteError as e:
                     failures += 1
-                    self.state.hub_error(str(e))
-                    # Lost capture is the hub broken, not busy: loud.
-                    log = (LOG.error
-                           if isinstance(e, client.CaptureIncomplete)
-                           else LOG.warning)
-                    log('reading the feed of hub %(hub)s failed (%(n)d in '
-                        'a row): %(err)s', {'hub': self.hub.name,
-                                            'n': failures, 'err': e})
-                    if self.once and (not e.transient or
-                                      failures >= self.conf.once_attempts):
-                        self.hub_failure = str(e)
-                        self.caught_up.set()
-                        self._announce()
+                    if self._feed_failed(e, failures):
                         return
-                    self._sleep(self._backoff(failures))
                     continue
                 if not more and self.once and not self.upward_done.is_set():
                     # Read again once the spokes' own changes are in.
@@ -330,6 +328,31 @@ class Agent:
                     return
         except Stopped:
             return
+
+    def _restart_feed(self, head) -> None:
+        LOG.error('hub %(hub)s no longer holds the history after our '
+                  'cursor; following its feed from the head and '
+                  'reconciling every spoke by digest', {'hub': self.hub.name})
+        self.state.restart_feed(head)
+        self._announce()
+
+    def _feed_failed(self, e: client.SiteError, failures: int) -> bool:
+        """Note a failed read of the hub's feed; True when --once gives
+        the hub up, else after the backoff."""
+        self.state.hub_error(str(e))
+        # Lost capture is the hub broken, not busy: loud.
+        log = (LOG.error if isinstance(e, client.CaptureIncomplete)
+               else LOG.warning)
+        log('reading the feed of hub %(hub)s failed (%(n)d in a row): '
+            '%(err)s', {'hub': self.hub.name, 'n': failures, 'err': e})
+        if self.once and (not e.transient or
+                          failures >= self.conf.once_attempts):
+            self.hub_failure = str(e)
+            self.caught_up.set()
+            self._announce()
+            return True
+        self._sleep(self._backoff(failures))
+        return False
 
     def _read_feed(self) -> bool:
         """One read; returns whether the hub has more right away."""
@@ -353,6 +376,9 @@ class Agent:
     def _spoke_loop(self, site: client.Site) -> None:
         name = site.name
         failures = 0
+        # --once: passes in a row that ended caught up but with refused
+        # items; unlike failures, not reset by a pass that went through.
+        refused_passes = 0
         try:
             while not self.stop.is_set():
                 with self.new_changes:
@@ -397,13 +423,12 @@ class Agent:
                         if not npending:
                             self.outcome[name] = None
                             return
-                        failures += 1
-                        if failures >= self.conf.once_attempts:
-                            first = self.state.report_pending(name)
-                            self.outcome[name] = (
-                                f'{npending} items refused; first: {first}')
+                        refused_passes += 1
+                        if refused_passes >= self.conf.once_attempts:
+                            self.outcome[name] = self._refused(name,
+                                                               npending)
                             return
-                        self._sleep(self._backoff(failures))
+                        self._sleep(self._backoff(refused_passes))
                         continue
                 if not progressed:
                     delay = (self._backoff(3) if npending
@@ -414,6 +439,20 @@ class Agent:
                             or self.generation != seen, timeout=delay)
         except Stopped:
             return
+
+    def _refused(self, name: str, npending: int) -> str:
+        """--once: why spoke ``name`` did not converge, its refused items
+        (the first few), and what to do when they are name clashes with
+        resources the spoke made itself (it was never joined)."""
+        reasons = self.state.pending_errors(name)
+        first = '; '.join(reasons[:3])
+        clashes = sum(1 for r in reasons if NAME_CLASH in r)
+        why = f'{npending} items refused; first: {first}'
+        if clashes:
+            why += (f'; {clashes} of them are name clashes with resources '
+                    f'the spoke made itself: run keystone-sync join --hub '
+                    f'{self.hub.name} --spoke {name}, then run again')
+        return why
 
     def _selection_scope(self, site):
         selection = self.selections.get(site.name)
@@ -738,17 +777,11 @@ class Agent:
                 site.name, site.capabilities()['head_cursor'])
             return True
         try:
-            page = site.changes(since=cursor, limit=self.conf.feed_page_size,
-                                wait=wait, types=types)
+            page = site.changes(since=cursor,
+                                limit=self.conf.feed_page_size, wait=wait,
+                                types=types)
         except client.Gone as e:
-            # Its feed lost the history after our cursor (restored, a
-            # capture gap, or a cursor from before history ids): go on
-            # from its head; what it made meanwhile does not go up.
-            LOG.error('spoke %(spoke)s no longer holds the history after '
-                      'the cursor of its own changes: %(err)s; following '
-                      'its feed from the head', {'spoke': site.name,
-                                                 'err': e})
-            self.state.set_upward_cursor(site.name, e.body['head_cursor'])
+            self._recover_up(site, types, cursor, e)
             return True
         key = state_mod.up_key(site.name)
         retry = self.state.pending_for(key)
@@ -769,6 +802,23 @@ class Agent:
                           'ok': len(done), 'bad': len(failed)})
         self.state.set_upward_cursor(site.name, page['next'])
         return bool(page['more'])
+
+    def _recover_up(self, site, types, cursor, gone) -> None:
+        """The spoke's own feed lost the history after ``cursor``: follow
+        it from its head and send up by digest what the gap held
+        (:mod:`keystone_syncext.agent.upward_recovery`)."""
+        if self.up_restarted.get(site.name) == cursor:
+            raise client.SiteError(site.name, 'its own feed answered 410 '
+                                   '(Gone) again at the head it gave')
+        head = (gone.body.get('head_cursor') or
+                site.capabilities(speaks=self.hub_versions)['head_cursor'])
+        self.up_restarted[site.name] = head
+        report = upward_recovery.recover(self, site, types, head)
+        if report.held and self.once:
+            self.up_held[site.name] = (
+                f'its own feed lost its history; {report.held} of its own '
+                'resources are held differently at the hub (the hub\'s '
+                'kept: see keystone-sync conflicts)')
 
     def _apply_up(self, site: client.Site, changes):
         """Write a spoke's own changes to the hub; (done, failed)."""
@@ -871,12 +921,14 @@ class Agent:
         try:
             results = site.batch([c.item() for c in chunk], origin=origin)
         except client.SiteError as e:
-            if e.transient or e.status == 401:
+            if not item_may_be_at_fault(e):
                 raise
             # The spoke refused the whole batch (one item failed its
-            # schema there, or the body was too large): find the item.
+            # schema there, the body was too large, or one item made it
+            # fail with a 5xx): find the item, park it, go on.
             if len(chunk) == 1:
-                bad.append((chunk[0], str(e)))
+                bad.append((chunk[0], f'{chunk[0].type} {chunk[0].id}: '
+                                      f'{e}'[:500]))
                 return
             half = len(chunk) // 2
             self._write_chunk(site, chunk[:half], origin, ok, bad, stale)
@@ -896,6 +948,29 @@ class Agent:
             elif status == 412 and c.if_match:
                 stale.append((c, (r.get('error') or {}).get('current_hash')))
             else:
-                err = r.get('error') or {}
-                bad.append((c, f'{c.type} {c.id}: {status} '
-                               f'{err.get("message", "")}'[:500]))
+                bad.append((c, refusal(c, status, r.get('error') or {})))
+
+
+# How a refused item's reason starts when the site holds another resource
+# of the same name: what ``keystone-sync join`` resolves.
+NAME_CLASH = 'name taken at the site by'
+
+
+def refusal(c: state_mod.Change, status: int, err: dict) -> str:
+    """The reason kept with a refused item: the site's status and
+    message, and the id of the resource holding the name (409 with
+    ``existing_id``) so that a name clash can be told apart."""
+    clash = (f'{NAME_CLASH} {err["existing_id"]}: '
+             if status == 409 and err.get('existing_id') else '')
+    return f'{c.type} {c.id}: {status} {clash}{err.get("message", "")}'[:500]
+
+
+def item_may_be_at_fault(e: client.SiteError) -> bool:
+    """Whether a batch that failed as a whole is worth splitting to find
+    the item at fault: a 4xx other than 401 and 408/429 (the site refused
+    the request), or a 5xx other than 503 (the site broke on it, after the
+    client's retries). Not an unreachable site, a timeout, a 401 or a busy
+    database (503): those are the site's state, not an item's."""
+    if e.status is None or e.status in (401, 408, 429, 503):
+        return False
+    return not e.transient or e.status >= 500

@@ -598,6 +598,14 @@ class State:
         return {'hub': dict(hub_row._mapping) if hub_row else None,
                 'spokes': out}
 
+    def pending_errors(self, name: str) -> list[str]:
+        """The reasons of spoke ``name``'s refused items, oldest first."""
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                sa.select(pending.c.last_error)
+                .where(pending.c.spoke == name)
+                .order_by(pending.c.since, pending.c.seq)).scalars())
+
     def report_pending(self, name: str) -> str | None:
         """The oldest refused item of spoke ``name``, with its reason."""
         with self.engine.connect() as conn:

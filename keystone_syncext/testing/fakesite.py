@@ -1,0 +1,390 @@
+"""An in-memory site for the agent: the ``/v3/sync`` API over real HTTP
+on loopback, with faults injected on request.
+
+The agent's own :class:`keystone_syncext.agent.client.Site` talks to it
+through keystoneauth as it talks to a Keystone, so what is under test is
+the whole agent: its retries, its waits, its timeouts and its handling of
+every answer. The site keeps resources per type, a change feed (with a
+history that can be lost: 410), names unique per type and domain (409 with
+``existing_id``, as Keystone's bootstrap roles clash with the hub's), and
+tokens it can refuse.
+
+A fault (:class:`Fault`) makes the requests of one route answer something
+else, a number of times: a status (401, 410, 500, ...), a 503 with a
+``Retry-After``, a dropped connection (what a uWSGI ``--http-socket``
+server does to a pooled one), or a hang no answer ends but the client's
+own timeout.
+"""
+
+import contextlib
+import dataclasses
+import hashlib
+import http.server
+import json
+import os.path
+import re
+import threading
+import urllib.parse
+import uuid
+
+from keystoneauth1 import plugin
+from keystoneauth1 import session as ks_session
+
+TYPES = ('role', 'project', 'user', 'application_credential')
+LEAF = 64
+ROUTES = ('capabilities', 'changes', 'listing', 'resource', 'digest',
+          'digests', 'batch', 'rekey')
+
+
+@dataclasses.dataclass
+class Fault:
+    """What the next ``times`` requests of ``route`` get instead of their
+    answer (``times`` None: every one): ``status`` (with ``retry_after``
+    as a header), ``'drop'`` (the connection closed, no answer) or
+    ``'hang'`` (no answer until the site stops)."""
+
+    route: str
+    status: int | str
+    times: int | None = None
+    retry_after: str | None = None
+
+
+def content_hash(resource: dict) -> str:
+    return hashlib.sha256(json.dumps(resource, sort_keys=True)
+                          .encode()).hexdigest()
+
+
+class FakeSite:
+    """One site's data and API; ``serve()`` runs it on loopback."""
+
+    def __init__(self, name: str, types=TYPES):
+        self.name = name
+        self.site_id = uuid.uuid4().hex
+        self.types = list(types)
+        self.data: dict[str, dict] = {t: {} for t in self.types}
+        self.feed: list[dict] = []
+        self.oldest = 0          # feed positions before this are lost
+        self.faults: list[Fault] = []
+        self.calls: dict[str, int] = {r: 0 for r in ROUTES}
+        self.lock = threading.Lock()
+        self.released = threading.Event()
+        self.tokens = 0
+        # A batch holding one of these ids fails whole with a 500, as a
+        # site that breaks on one item.
+        self.breaks_on: set[str] = set()
+        self.port = None
+
+    # -- data ------------------------------------------------------------
+
+    def put(self, type_name, resource, origin=None) -> None:
+        """Create or replace a resource, as a local change (feed entry)."""
+        with self.lock:
+            self._put(type_name, resource, origin)
+
+    def _put(self, type_name, resource, origin):
+        self.data[type_name][resource['id']] = resource
+        self._log(type_name, resource['id'], 'upsert', origin)
+
+    def _log(self, type_name, id_, op, origin):
+        self.feed.append({'type': type_name, 'id': id_, 'op': op,
+                          'origin': origin})
+
+    def lose_history(self) -> None:
+        """Prune the whole feed: a cursor before the head is gone."""
+        with self.lock:
+            self.oldest = len(self.feed)
+
+    def head(self) -> str:
+        return str(len(self.feed))
+
+    def _clash(self, type_name, resource):
+        name = resource.get('name')
+        if name is None:
+            return None
+        for other in self.data[type_name].values():
+            if other['id'] != resource['id'] and \
+                    other.get('name') == name and \
+                    other.get('domain_id') == resource.get('domain_id'):
+                return other['id']
+        return None
+
+    def _env(self, type_name, id_):
+        r = self.data[type_name][id_]
+        return {'type': type_name, 'id': id_, 'hash': content_hash(r),
+                'updated_at': None, 'resource': r}
+
+    # -- faults ----------------------------------------------------------
+
+    def fail(self, route, status, times=None, retry_after=None) -> Fault:
+        """Inject a :class:`Fault`; returns it."""
+        assert route in ROUTES, route
+        fault = Fault(route, status, times, retry_after)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def _fault(self, route):
+        with self.lock:
+            self.calls[route] += 1
+            for fault in self.faults:
+                if fault.route == route and fault.times != 0:
+                    if fault.times is not None:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    # -- the API ---------------------------------------------------------
+
+    def answer(self, method, path, query, body, headers):
+        """(status, body dict, extra headers) for one request."""
+        route, args = _route(method, path)
+        if route is None:
+            return 404, {'error': {'message': f'no route {path}'}}, {}
+        if headers.get('X-Auth-Token') is None:
+            return 401, {'error': {'message': 'no token'}}, {}
+        fault = self._fault(route)
+        if fault is not None:
+            if fault.status in ('drop', 'hang'):
+                return fault.status, None, {}
+            extra = ({'Retry-After': fault.retry_after}
+                     if fault.retry_after else {})
+            return fault.status, {'error': {
+                'message': f'injected {fault.status}',
+                'head_cursor': self.head()}}, extra
+        with self.lock:
+            return getattr(self, '_' + route)(query, body, headers, *args)
+
+    def _capabilities(self, query, body, headers):
+        return 200, {'sync': {
+            'protocol_versions': [1], 'protocol_version': 1,
+            'site_id': self.site_id, 'keystone_version': 'fake',
+            'resource_types': self.types, 'head_cursor': self.head(),
+            'oldest_valid_cursor': str(self.oldest), 'max_page_size': 1000,
+            'rekey_types': ['role', 'project', 'user'],
+            'max_digests_per_request': 100}}, {}
+
+    def _changes(self, query, body, headers):
+        since = int(query.get('since', 0))
+        if since < self.oldest or since > len(self.feed):
+            return 410, {'error': {'message': 'gone',
+                                   'head_cursor': self.head()}}, {}
+        types = query['types'].split(',') if query.get('types') else None
+        limit = int(query.get('limit', 500))
+        selected = [(pos, c) for pos, c in enumerate(self.feed[since:], since)
+                    if not types or c['type'] in types]
+        page, more = selected[:limit], len(selected) > limit
+        out = []
+        for pos, c in page:
+            r = self.data[c['type']].get(c['id'])
+            out.append(dict(c, cursor=str(pos + 1), changed_at=None,
+                            hash=content_hash(r) if r else None,
+                            resource=r if c['op'] == 'upsert' else None))
+        nxt = page[-1][0] + 1 if more else len(self.feed)
+        return 200, {'changes': out, 'next': str(nxt), 'head': self.head(),
+                     'more': more}, {}
+
+    def _listing(self, query, body, headers, type_name):
+        prefix, marker = query.get('prefix', ''), query.get('marker')
+        limit = int(query.get('limit', 1000))
+        ids = sorted(i for i in self.data[type_name]
+                     if i.startswith(prefix) and (not marker or i > marker))
+        page = ids[:limit]
+        return 200, {'items': [self._env(type_name, i) for i in page],
+                     'next_marker': page[-1] if len(ids) > limit
+                     else None}, {}
+
+    def _resource(self, query, body, headers, type_name, id_):
+        if id_ not in self.data[type_name]:
+            return 404, {'error': {'message': 'not found'}}, {}
+        return 200, self._env(type_name, id_), {}
+
+    def _node(self, type_name, prefix):
+        pairs = sorted((i, content_hash(r))
+                       for i, r in self.data[type_name].items()
+                       if i.startswith(prefix))
+        buckets: dict = {}
+        for i, h in pairs:
+            buckets.setdefault(i[:len(prefix) + 1], []).append((i, h))
+        out = {'type': type_name, 'prefix': prefix, 'count': len(pairs),
+               'hash': _bucket_hash(pairs),
+               'buckets': [{'prefix': k, 'count': len(v),
+                            'hash': _bucket_hash(v)}
+                           for k, v in sorted(buckets.items())]}
+        if pairs:
+            out['common_prefix'] = os.path.commonprefix([pairs[0][0],
+                                                         pairs[-1][0]])
+        if len(pairs) <= LEAF:
+            out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
+        return out
+
+    def _digest(self, query, body, headers, type_name):
+        return 200, {'digest': self._node(type_name,
+                                          query.get('prefix', ''))}, {}
+
+    def _digests(self, query, body, headers):
+        return 200, {'digests': [self._node(d['type'], d['prefix'])
+                                 for d in body['digests']]}, {}
+
+    def _batch(self, query, body, headers):
+        origin = headers.get('OpenStack-Sync-Origin')
+        if self.breaks_on & {i['id'] for i in body['items']}:
+            return 500, {'error': {'message': 'internal error'}}, {}
+        results = []
+        for n, item in enumerate(body['items']):
+            t, id_ = item['type'], item['id']
+            if item['op'] == 'delete':
+                if self.data[t].pop(id_, None) is None:
+                    results.append({'index': n, 'status': 404})
+                    continue
+                self._log(t, id_, 'delete', origin)
+                results.append({'index': n, 'status': 204})
+                continue
+            taken = self._clash(t, item['resource'])
+            if taken:
+                results.append({'index': n, 'status': 409, 'error': {
+                    'code': 409, 'existing_id': taken,
+                    'message': f'{t} name {item["resource"]["name"]!r} is '
+                               f'already used by {t} {taken}'}})
+                continue
+            self._put(t, item['resource'], origin)
+            results.append({'index': n, 'status': 200,
+                            'hash': content_hash(item['resource'])})
+        return 200, {'results': results}, {}
+
+    def _rekey(self, query, body, headers):
+        t, old, new = body['type'], body['from'], body['to']
+        if old not in self.data[t]:
+            return 404, {'error': {'message': f'{t} {old} not here'}}, {}
+        if new in self.data[t]:
+            return 409, {'error': {'message': 'taken',
+                                   'existing_id': new}}, {}
+        r = dict(self.data[t].pop(old), id=new)
+        self._log(t, old, 'delete', headers.get('OpenStack-Sync-Origin'))
+        self._put(t, r, headers.get('OpenStack-Sync-Origin'))
+        return 200, {'rekey': {'type': t, 'from': old, 'to': new,
+                               'references': {}}}, {}
+
+    # -- serving ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def serve(self):
+        """Run the site on a loopback port until the block ends."""
+        httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                                _handler(self))
+        httpd.daemon_threads = True
+        self.port = httpd.server_address[1]
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            yield self
+        finally:
+            self.released.set()      # hung requests end
+            httpd.shutdown()
+            httpd.server_close()
+
+    @property
+    def url(self) -> str:
+        return f'http://127.0.0.1:{self.port}/v3'
+
+    def cloud(self):
+        """What :class:`keystone_syncext.agent.client.Site` takes as
+        ``cloud``: a session with a token of this site's."""
+        return _Cloud(self)
+
+
+def _bucket_hash(pairs) -> str:
+    return hashlib.sha256(''.join(f'{i} {h}\n' for i, h in pairs)
+                          .encode()).hexdigest()
+
+
+_PATTERNS = [
+    ('GET', r'/v3/sync', 'capabilities'),
+    ('GET', r'/v3/sync/changes', 'changes'),
+    ('GET', r'/v3/sync/resources/([^/]+)', 'listing'),
+    ('GET', r'/v3/sync/resources/([^/]+)/(.+)', 'resource'),
+    ('GET', r'/v3/sync/digest/([^/]+)', 'digest'),
+    ('POST', r'/v3/sync/digests', 'digests'),
+    ('POST', r'/v3/sync/batch', 'batch'),
+    ('POST', r'/v3/sync/rekey', 'rekey'),
+]
+
+
+def _route(method, path):
+    for m, pattern, route in _PATTERNS:
+        found = re.fullmatch(pattern, path)
+        if m == method and found:
+            return route, [urllib.parse.unquote(g) for g in found.groups()]
+    return None, []
+
+
+def _handler(site: FakeSite):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = 'HTTP/1.1'   # keep-alive, as a real API server
+
+        def _serve(self, method):
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            size = int(self.headers.get('Content-Length') or 0)
+            body = json.loads(self.rfile.read(size)) if size else None
+            status, out, extra = site.answer(method, url.path, query, body,
+                                             self.headers)
+            if status == 'hang':
+                site.released.wait()
+                status = 'drop'
+            if status == 'drop':
+                self.close_connection = True
+                return
+            data = json.dumps(out).encode()
+            self.send_response(status)
+            self.send_header('Content-Type', 'application/json')
+            self.send_header('Content-Length', str(len(data)))
+            for k, v in extra.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            self._serve('GET')
+
+        def do_POST(self):
+            self._serve('POST')
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
+
+
+class _Token(plugin.BaseAuthPlugin):
+    """A token per authentication, a new one after ``invalidate``."""
+
+    def __init__(self, site):
+        super().__init__()
+        self.site, self.token = site, None
+
+    def get_token(self, session, **kwargs):
+        if self.token is None:
+            with self.site.lock:
+                self.site.tokens += 1
+                self.token = f'token-{self.site.tokens}'
+        return self.token
+
+    def invalidate(self):
+        self.token = None
+        return True
+
+
+class _Cloud:
+    def __init__(self, site):
+        self.site = site
+
+    def get_session(self):
+        return ks_session.Session(auth=_Token(self.site))
+
+    def get_interface(self, service):
+        return 'public'
+
+    def get_region_name(self, service):
+        return None
+
+    def get_endpoint(self, service):
+        return self.site.url

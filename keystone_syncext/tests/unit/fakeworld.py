@@ -1,0 +1,107 @@
+"""A hub and spokes of in-memory sites (:mod:`keystone_syncext.testing.
+fakesite`), the agent's options for tests, and ``run --once`` in a thread
+that a hang cannot keep from ending (the test fails instead)."""
+
+import contextlib
+import threading
+import time
+
+from oslo_config import cfg
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import opts
+from keystone_syncext.agent import runner
+from keystone_syncext.agent import state as state_mod
+from keystone_syncext.testing import fakesite
+
+
+def make_conf(**overrides):
+    conf = cfg.ConfigOpts()
+    opts.register(conf)
+    conf([], project='keystone-sync-test', default_config_files=[])
+    settings = dict(poll_wait=1, retry_initial=0.01, retry_max=0.1,
+                    once_attempts=2, request_timeout=1.0,
+                    connect_retries=1, busy_retries=2, busy_wait_max=0.2,
+                    progress=False)
+    settings.update(overrides)
+    for k, v in settings.items():
+        conf.set_override(k, v)
+    return conf
+
+
+def request_bound(conf) -> float:
+    """The longest one request of the agent takes (doc/agent.md)."""
+    sends = (conf.connect_retries + 1) * conf.request_timeout + \
+        client.CONNECT_RETRY_DELAY * (2 ** conf.connect_retries - 1)
+    return ((conf.busy_retries + 2) * sends +
+            conf.busy_retries * conf.busy_wait_max + client.REAUTH_DELAY)
+
+
+def run_bound(conf, requests_per_pass: int) -> float:
+    """The longest a failing ``run --once`` takes (doc/agent.md)."""
+    attempt = requests_per_pass * request_bound(conf) + \
+        1.2 * conf.retry_max
+    return 3 * conf.once_attempts * attempt + conf.poll_wait + 10
+
+
+class World:
+    """A hub and a spoke of fake sites, and a state database."""
+
+    def __init__(self, tmp_path):
+        self.hub = fakesite.FakeSite('hub')
+        self.spokes = [fakesite.FakeSite('spoke1')]
+        self.url = f'sqlite:///{tmp_path}/state.sqlite'
+        self.hub.put('role', {'id': 'r-admin', 'name': 'admin',
+                              'domain_id': None})
+        for n in range(5):
+            self.hub.put('project', {'id': f'p{n}', 'name': f'p{n}',
+                                     'domain_id': 'default'})
+        self.hub.put('application_credential', {'id': 'ac-hub',
+                                                'name': 'ci'})
+
+    def site(self, name):
+        return self.hub if name == 'hub' else self.spokes[0]
+
+    def serving(self):
+        stack = contextlib.ExitStack()
+        for s in [self.hub] + self.spokes:
+            stack.enter_context(s.serve())
+        return stack
+
+    def run_once(self, conf, capsys, within):
+        """``run --once`` in a thread; (exit code, spoke lines, seconds)."""
+        agent = runner.Agent(
+            conf, client.from_conf(conf, 'hub', cloud=self.hub.cloud()),
+            [client.from_conf(conf, s.name, cloud=s.cloud())
+             for s in self.spokes],
+            state_mod.State(self.url), once=True)
+        got = {}
+        start = time.monotonic()
+        t = threading.Thread(target=lambda: got.update(rc=agent.run()),
+                             daemon=True)
+        t.start()
+        t.join(within)
+        took = time.monotonic() - start
+        agent.stop.set()
+        assert not t.is_alive(), f'run --once still running after {within}s'
+        out, err = capsys.readouterr()
+        lines = [line for line in (out + err).splitlines()
+                 if line.startswith('spoke ')]
+        return got['rc'], lines, took
+
+
+def inject(site, route, kind, times=None):
+    if kind == 'busy':
+        site.fail(route, 503, times, retry_after='1')
+    else:
+        site.fail(route, kind, times)
+
+
+def assert_one_line_per_spoke(world, lines, rc):
+    names = [s.name for s in world.spokes]
+    assert [line.split(':')[0] for line in lines] == \
+        [f'spoke {n}' for n in names], lines
+    converged = all('converged with hub' in line for line in lines)
+    assert rc == (0 if converged else 1), (rc, lines)
+
+

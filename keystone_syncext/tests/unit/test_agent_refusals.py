@@ -1,0 +1,85 @@
+"""What a spoke refuses ends a ``run --once``, named: a spoke never
+joined (its bootstrap roles and admin project clash by name with the
+hub's) makes ``--once`` exit non-zero within the bound, naming the
+clashes and ``keystone-sync join``; after join the next run converges. A
+batch a site breaks on (5xx) is split down to the item at fault, which
+waits in pending with the reason, and the rest is written."""
+
+import logging
+
+import pytest
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import join as join_mod
+from keystone_syncext.agent import state as state_mod
+from keystone_syncext.tests.unit import fakeworld
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = fakeworld.World(tmp_path)
+    with w.serving():
+        yield w
+
+
+def test_a_spoke_never_joined_ends_naming_join(world, capsys, caplog):
+    conf = fakeworld.make_conf(once_attempts=3)
+    spoke = world.spokes[0]
+    spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
+    spoke.put('project', {'id': 'p-own', 'name': 'p0',
+                          'domain_id': 'default'})
+    bound = fakeworld.run_bound(conf, 6)
+    with caplog.at_level(logging.INFO, 'keystone_syncext.agent.runner'):
+        rc, lines, took = world.run_once(conf, capsys, bound)
+    assert rc == 1 and took < bound
+    [line] = lines
+    assert line.startswith('spoke spoke1: not converged: 2 items refused')
+    assert 'role r-admin: 409 name taken at the site by r-own' in line
+    assert 'project p0: 409 name taken at the site by p-own' in line
+    assert '2 of them are name clashes' in line
+    assert 'keystone-sync join --hub hub --spoke spoke1' in line
+    # Refusals are not failures of the spoke: it never "came back".
+    assert not [r for r in caplog.records if 'is back' in r.getMessage()]
+
+    hub = client.from_conf(conf, 'hub', cloud=world.hub.cloud())
+    spoke_site = client.from_conf(conf, 'spoke1', cloud=spoke.cloud())
+    assert join_mod.execute(spoke_site, join_mod.plan(hub, spoke_site),
+                            world.hub.site_id) is None
+    rc, lines, _ = world.run_once(conf, capsys, bound)
+    assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
+    assert spoke.data['role']['r-admin'] == \
+        world.hub.data['role']['r-admin']
+
+
+def test_other_refusals_do_not_mention_join(world, capsys):
+    conf = fakeworld.make_conf()
+    world.spokes[0].breaks_on.add('p3')
+    rc, lines, _ = world.run_once(conf, capsys,
+                                  fakeworld.run_bound(conf, 10))
+    assert rc == 1
+    [line] = lines
+    assert 'project p3: ' in line and '500' in line
+    assert 'join' not in line
+
+
+def test_a_batch_a_site_breaks_on_is_split_to_the_item(world, capsys):
+    conf = fakeworld.make_conf(once_attempts=2)
+    spoke = world.spokes[0]
+    spoke.breaks_on.add('p3')
+    rc, lines, _ = world.run_once(conf, capsys,
+                                  fakeworld.run_bound(conf, 20))
+    assert rc == 1
+    # Everything else went in; the one item waits with the reason.
+    assert set(spoke.data['project']) == {'p0', 'p1', 'p2', 'p4'}
+    assert 'r-admin' in spoke.data['role']
+    state = state_mod.State(world.url)
+    [pending] = state.pending_for('spoke1')
+    assert pending.key == ('project', 'p3')
+    [reason] = state.pending_errors('spoke1')
+    assert reason.startswith('project p3: spoke1: POST /sync/batch: 500')
+    # Once the site takes it, the next run converges.
+    spoke.breaks_on.clear()
+    rc, lines, _ = world.run_once(conf, capsys,
+                                  fakeworld.run_bound(conf, 10))
+    assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
+    assert 'p3' in spoke.data['project']

@@ -1,0 +1,101 @@
+"""``keystone-sync run --once`` always ends, within the bound doc/agent.md
+states, with one line per spoke and the right exit code: driven over
+in-memory sites (real HTTP on loopback, the agent's own client) that fail
+at every call site in turn, with every kind of failure a real site has
+shown: 5xx, 401, 410, 503 with Retry-After, a dropped connection, and a
+hang that only the request timeout ends. A run that hangs fails the test
+(the run is joined with a timeout), never pytest."""
+
+import threading
+import time
+
+import pytest
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import join as join_mod
+from keystone_syncext.tests.unit import fakeworld
+
+KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
+# Run to the end (a fresh spoke: seed, then the feed) or after a 410
+# that makes the spoke reconcile by digest.
+FRESH_ROUTES = [('hub', 'capabilities'), ('hub', 'changes'),
+                ('hub', 'listing'), ('spoke1', 'capabilities'),
+                ('spoke1', 'changes'), ('spoke1', 'batch')]
+RECONCILE_ROUTES = [('hub', 'digests'), ('spoke1', 'digests'),
+                    ('hub', 'resource'), ('hub', 'listing')]
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = fakeworld.World(tmp_path)
+    with w.serving():
+        yield w
+
+
+def test_a_clean_run_converges(world, capsys):
+    conf = fakeworld.make_conf()
+    rc, lines, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 10))
+    assert rc == 0, lines
+    assert lines == ['spoke spoke1: converged with hub hub']
+    assert set(world.spokes[0].data['project']) == {f'p{n}'
+                                                    for n in range(5)}
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('where,route', FRESH_ROUTES)
+def test_a_fresh_run_ends_whatever_fails(world, capsys, where, route, kind):
+    conf = fakeworld.make_conf()
+    fakeworld.inject(world.site(where), route, kind)
+    bound = fakeworld.run_bound(conf, 4)
+    rc, lines, took = world.run_once(conf, capsys, bound)
+    fakeworld.assert_one_line_per_spoke(world, lines, rc)
+    assert took < bound
+    if route != 'changes' or where == 'hub':
+        # Everything but the spoke's own feed is needed to converge.
+        assert rc == 1, lines
+
+
+@pytest.mark.parametrize('kind', KINDS)
+@pytest.mark.parametrize('where,route', RECONCILE_ROUTES)
+def test_a_reconcile_ends_whatever_fails(world, capsys, where, route,
+                                         kind):
+    conf = fakeworld.make_conf()
+    rc, lines, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 10))
+    assert rc == 0, lines
+    # The hub loses the history after the agent's cursor: the spoke is
+    # reconciled by digest, with an id changed and a bucket only the hub
+    # has.
+    world.hub.put('project', {'id': 'p1', 'name': 'p1 renamed',
+                              'domain_id': 'default'})
+    for n in range(20):
+        world.hub.put('role', {'id': f'x{n:02d}', 'name': f'x{n}',
+                               'domain_id': None})
+    world.hub.lose_history()
+    fakeworld.inject(world.site(where), route, kind)
+    bound = fakeworld.run_bound(conf, 6)
+    rc, lines, took = world.run_once(conf, capsys, bound)
+    fakeworld.assert_one_line_per_spoke(world, lines, rc)
+    assert took < bound
+    assert world.site(where).calls[route] > 0
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_join_ends_whatever_the_rekey_answers(world, kind):
+    conf = fakeworld.make_conf()
+    spoke = world.spokes[0]
+    spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
+    fakeworld.inject(spoke, 'rekey', kind)
+    hub_site = client.from_conf(conf, 'hub', cloud=world.hub.cloud())
+    spoke_site = client.from_conf(conf, 'spoke1', cloud=spoke.cloud())
+    the_plan = join_mod.plan(hub_site, spoke_site)
+    assert [e['hub_id'] for e in the_plan['rekey']] == ['r-admin']
+    got = {}
+    t = threading.Thread(target=lambda: got.update(error=join_mod.execute(
+        spoke_site, the_plan, world.hub.site_id)), daemon=True)
+    start = time.monotonic()
+    t.start()
+    t.join(fakeworld.request_bound(conf) + 5)
+    assert not t.is_alive(), 'join still running'
+    assert time.monotonic() - start < fakeworld.request_bound(conf) + 1
+    assert isinstance(got['error'], client.SiteError)
+    assert 'r-own' in spoke.data['role']
