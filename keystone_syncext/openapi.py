@@ -502,10 +502,18 @@ OPERATIONS = {
                    'it refers to is missing, the origin header is not a site '
                    'id, or Keystone refuses the change.',
             '404': 'The type is not one this site syncs.',
-            '409': 'Another resource holds the name: existing_id names it.',
+            '409': 'Another resource holds the name: existing_id names it; '
+                   'or the write would change an application credential\'s '
+                   'secret hash, or change one on behalf of another site '
+                   '(doc/security.md).',
             '412': 'If-Match or If-None-Match does not hold: current_hash '
                    'is the hash here.',
         },
+        'auth_403': 'Also when an application credential written on behalf '
+                    'of another site (the origin header, not [sync] '
+                    'hub_site_id) breaks Keystone\'s creation rules at this '
+                    'site, or belongs to a privileged user '
+                    '(doc/security.md).',
     },
     (RESOURCE, 'DELETE'): {
         'operationId': 'deleteResource',
@@ -519,7 +527,8 @@ OPERATIONS = {
             '412': 'If-Match does not hold: current_hash is the hash here.',
         },
         'auth_403': 'Also when Keystone refuses the deletion (a project '
-                    'that has children).',
+                    'that has children), or another site deletes an '
+                    'application credential it did not make here.',
     },
     ('/v3/sync/batch', 'POST'): {
         'operationId': 'createBatch',
