@@ -152,7 +152,7 @@ def main(argv=None) -> int:
     spokes = [sites.Site(f'spoke{n}', f'{workdir}/spoke{n}',
                          db.clone('template', f'spoke{n}'),
                          app=sites.SYNC_APP, processes=args.processes,
-                         threads=args.threads)
+                         threads=args.threads, hub_site_id='hub')
               for n in range(1, args.spokes + 1)]
     env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
     conf = f'{workdir}/keystone-sync.conf'

@@ -65,8 +65,34 @@ max_digests_per_request = cfg.IntOpt(
     'level of its walk at once instead of making a request per node.',
 )
 
+hub_site_id = cfg.StrOpt(
+    'hub_site_id',
+    regex=r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    help='At a spoke: the site_id of its hub. Writes through the sync API '
+    'carrying this origin are the hub\'s and are applied as the hub\'s '
+    'system admins wrote them. Leave it unset at the hub. A write carrying '
+    'any other origin (or this site\'s own site_id) comes from another '
+    'site: application credentials in it are judged by Keystone\'s '
+    'creation rules against this site\'s own data (doc/security.md). A '
+    'spoke without it judges the hub\'s credentials that way too, and so '
+    'refuses those of privileged users.',
+)
+
+upward_privileged_application_credentials = cfg.BoolOpt(
+    'upward_privileged_application_credentials',
+    default=False,
+    help='Whether an application credential written here on behalf of '
+    'another site (not hub_site_id) may belong to a user who holds a '
+    'system role, or the admin role anywhere, at this site, or be system '
+    'scoped. Off, such a credential is refused with 403: a spoke\'s '
+    'administrators could otherwise make credentials for this site\'s '
+    'administrators.',
+)
+
 GROUP_OPTS = [
     site_id,
+    hub_site_id,
+    upward_privileged_application_credentials,
     change_retention_days,
     tombstone_retention_days,
     max_wait_seconds,

@@ -162,10 +162,11 @@ def main(argv=None) -> int:
                      app=sites.SYNC_APP)
     spokes = [
         sites.Site('spoke1', os.path.join(workdir, 'spoke1'),
-                   db.create('spoke1'), app=sites.SYNC_APP),
+                   db.create('spoke1'), app=sites.SYNC_APP,
+                   hub_site_id='hub'),
         sites.Site('spoke2', os.path.join(workdir, 'spoke2'),
                    db.create('spoke2'), app=sites.SYNC_APP,
-                   venv=_venv29()),
+                   venv=_venv29(), hub_site_id='hub'),
     ]
     every = [hub] + spokes
     state = f'sqlite:///{workdir}/keystone-sync-state.sqlite'

@@ -559,11 +559,19 @@ OPERATIONS = {
             '404': 'The type is not one this site syncs.',
             '409': 'Another resource holds the name (existing_id names '
                    'it), a resource of another type holds the id (held_by '
-                   'says what), or the database refuses the row as a '
-                   'duplicate or a reference to a row it lacks.',
+                   'says what), the database refuses the row as a '
+                   'duplicate or a reference to a row it lacks, or the '
+                   'write would change an application credential\'s '
+                   'secret hash, or change one on behalf of another site '
+                   '(doc/security.md).',
             '412': 'If-Match or If-None-Match does not hold: current_hash '
                    'is the hash here.',
         },
+        'auth_403': 'Also when an application credential written on behalf '
+                    'of another site (the origin header, not [sync] '
+                    'hub_site_id) breaks Keystone\'s creation rules at this '
+                    'site, or belongs to a privileged user '
+                    '(doc/security.md).',
     },
     (RESOURCE, 'DELETE'): {
         'operationId': 'deleteResource',
@@ -577,7 +585,8 @@ OPERATIONS = {
             '412': 'If-Match does not hold: current_hash is the hash here.',
         },
         'auth_403': 'Also when Keystone refuses the deletion (a project '
-                    'that has children).',
+                    'that has children), or another site deletes an '
+                    'application credential it did not make here.',
     },
     ('/v3/sync/batch', 'POST'): {
         'operationId': 'createBatch',

@@ -27,6 +27,15 @@ from keystone_syncext.capture import ddl
 from keystone_syncext.db import tables
 
 _CONTEXT_ID = 1
+# Where ``service.writing`` keeps the origin of a write transaction in its
+# session, for the types that judge a write by who sent it.
+SESSION_KEY = 'keystone_syncext.origin'
+
+
+def of_session(session) -> str | None:
+    """The origin the write in ``session`` was sent with (None: this
+    site's own)."""
+    return session.info.get(SESSION_KEY)
 
 
 @contextlib.contextmanager

@@ -53,6 +53,8 @@ def writing(origin: str | None):
     try:
         with sql.session_for_write() as session:
             stale = caching.begin(session)
+            # The types that judge a write by who sent it read it here.
+            session.info[origin_mod.SESSION_KEY] = origin
             conn = session.connection()
             ctx = (origin_mod.written_by(conn, origin) if origin
                    else contextlib.nullcontext())

@@ -8,7 +8,7 @@
     keystone-sync conflicts [--state URL] [--spoke CLOUD] [--limit N]
                             [--show ID] [--json]
     keystone-sync join --hub CLOUD --spoke CLOUD [--exclude TYPE:NAME]
-                       [--dry-run]
+                       [--merge USER] [--dry-run]
     keystone-sync reconcile --hub CLOUD --spoke CLOUD [--spoke CLOUD ...]
                             [--state URL] [--dry-run]
 
@@ -68,7 +68,8 @@ def _state(conf) -> state_mod.State:
     url = conf.command.cli_state or conf.state
     if url.startswith('sqlite:///~'):
         url = 'sqlite:///' + os.path.expanduser(url[len('sqlite:///'):])
-    return state_mod.State(url)
+    return state_mod.State(
+        url, conflict_retention_days=conf.conflict_retention_days)
 
 
 def _selections(conf, spoke_names) -> dict:
@@ -169,6 +170,11 @@ def do_status(conf) -> int:
                        row['conflicts'], _when(row['last_success_at']),
                        _when(row['last_reconcile_at']), error[:80]])
     print(table)
+    for row in report['spokes']:
+        if row['pending_reason']:
+            # Why the oldest item waits: a refused attack looks like this.
+            print(f'{row["spoke"]}: oldest pending: '
+                  f'{row["pending_reason"][:300]}')
     return 0
 
 
@@ -231,19 +237,26 @@ def do_join(conf) -> int:
     try:
         hub_caps = hub.capabilities()
         the_plan = join_mod.plan(hub, spoke, conf.command.exclude or [],
-                                 selection=selection)
+                                 selection=selection,
+                                 merge=conf.command.merge or [],
+                                 agent_user=spoke.user_id())
     except client.SiteError as e:
         print(f'keystone-sync join: {e}', file=sys.stderr)
         return 1
     table = prettytable.PrettyTable(['type', 'domain', 'name', 'spoke id',
-                                     'hub id'])
+                                     'hub id', 'note'])
     table.align = 'l'
     for e in the_plan['rekey']:
         table.add_row([e['type'], e['domain_id'], e['name'], e['spoke_id'],
-                       e['hub_id']])
+                       e['hub_id'], e.get('note', '')])
+    for e in the_plan['kept']:
+        table.add_row([e['type'], e['domain_id'], e['name'], e['spoke_id'],
+                       '(left alone)', e['reason']])
     verb = 'would re-key' if conf.command.dry_run else 're-keying'
     print(f'{verb} {len(the_plan["rekey"])} resources of spoke '
-          f'{spoke.name} to hub {hub.name}\'s ids:')
+          f'{spoke.name} to hub {hub.name}\'s ids'
+          + (f', leaving {len(the_plan["kept"])} users alone'
+             if the_plan['kept'] else '') + ':')
     print(table)
     for e in the_plan['blocked']:
         print(f'cannot re-key {e["type"]} {e["name"]} ({e["spoke_id"]}): '
@@ -376,6 +389,11 @@ def _add_commands(subparsers):
                       help='leave matching resources alone (globs, '
                       'repeatable), e.g. user:svc-*; the [selection] '
                       'rules are honoured as well')
+    join.add_argument('--merge', action='append', metavar='USER',
+                      help='merge this spoke user into its hub namesake '
+                      'even though it administers the spoke and the hub '
+                      'account does not hold as much at the hub '
+                      '(repeatable; never the agent\'s own account)')
     reconcile = subparsers.add_parser(
         'reconcile', help='compare the hub\'s and each spoke\'s digests '
         'and repair what differs (deletes only what the agent put there)')

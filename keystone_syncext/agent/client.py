@@ -184,6 +184,10 @@ class Site:
     def __repr__(self):
         return f'Site({self.name!r})'
 
+    def user_id(self) -> str | None:
+        """The id of the account the agent logs in with here."""
+        return self.adapter.get_user_id()
+
     # -- plumbing -----------------------------------------------------
 
     def _request(self, method, path, json_body=None, params=None,

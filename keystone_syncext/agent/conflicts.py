@@ -15,14 +15,16 @@ Drift and conflicts are resolved by the same rules, in this order, so the
 same inputs always give the same winner:
 
 1. the spoke is *authoritative* for the resource (``[spoke:NAME]
-   authoritative`` rules, judged on the spoke's version, or on the hub's
-   when the spoke deleted it): the spoke wins;
-2. strategy ``last_writer_wins``: the later ``updated_at`` wins (each
-   site's own clock, so keep them in NTP sync); a tie, or a deletion whose
-   time is not known (a deletion has no ``updated_at``; the hub's feed
-   gives the time of the hub's deletions, nothing gives a spoke's), goes
-   to the hub, so no deleted resource comes back on a guess;
-3. strategy ``hub_wins`` (the default): the hub wins.
+   authoritative`` rules, judged on the spoke's version *and* on the
+   hub's, so a spoke cannot pull a resource into its subset by renaming
+   it): the spoke wins;
+2. otherwise the hub wins, whatever the strategy: a spoke's version
+   reaches the hub only inside what the operator declared the spoke
+   authoritative for (doc/security.md). Strategy ``last_writer_wins``
+   still compares the times (each site's own ``updated_at``; a tie, or a
+   deletion whose time is not known, goes to the hub) and says in the
+   reason when the spoke changed it last; ``hub_wins`` (the default)
+   does not look.
 
 When the hub wins, the hub's version is written to the spoke
 unconditionally. When the spoke wins, the spoke's version is written to
@@ -38,6 +40,7 @@ import datetime
 import json
 import logging
 
+from keystone_syncext.agent import secret_fields
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
 
@@ -49,11 +52,9 @@ STRATEGIES = (HUB_WINS, LAST_WRITER_WINS)
 HUB = 'hub'
 
 # Fields that carry hashes of secrets, by type (each type module's
-# ``secrets``); shown as REDACTED by ``keystone-sync conflicts``.
-SECRET_FIELDS = {
-    'user': ('local', 'passwords', '*', 'hash'),
-    'application_credential': ('secret_hash',),
-}
+# ``secrets``); kept as keyed fingerprints in the state database, shown as
+# REDACTED by ``keystone-sync conflicts``.
+SECRET_FIELDS = secret_fields.SECRET_FIELDS
 REDACTED = '<redacted>'
 
 
@@ -95,13 +96,16 @@ class Resolver:
         subset = self.subsets.get(spoke_name)
         if subset is None:
             return False
-        version = spoke.resource if spoke.resource is not None \
-            else hub.resource
-        if version is None:
+        versions = [v for v in (spoke.resource, hub.resource)
+                    if v is not None]
+        if not versions:
             return False
-        view = selection_mod.View(fetch)
-        view.note(type_name, id_, version)
-        return subset.judge(view).included(type_name, id_)
+        for version in versions:
+            view = selection_mod.View(fetch)
+            view.note(type_name, id_, version)
+            if not subset.judge(view).included(type_name, id_):
+                return False
+        return True
 
     def decide(self, spoke_name: str, hub: Side, spoke: Side,
                authoritative: bool) -> Verdict:
@@ -110,7 +114,14 @@ class Resolver:
             return Verdict(spoke_name, 'spoke %s is authoritative for %s'
                            % (spoke_name, ', '.join(self.rules[spoke_name])))
         if self.strategy == LAST_WRITER_WINS:
-            return _later(spoke_name, hub, spoke)
+            verdict = _later(spoke_name, hub, spoke)
+            if verdict.winner != HUB:
+                # Outside its subset a spoke's version never reaches the
+                # hub: its admins could rewrite anything there.
+                return Verdict(HUB, verdict.reason + '; but spoke %s is '
+                               'not authoritative for it, so the hub wins'
+                               % spoke_name)
+            return verdict
         return Verdict(HUB, 'strategy hub_wins: the hub wins')
 
 
@@ -139,25 +150,7 @@ def _iso(when: datetime.datetime) -> str:
 
 def redact(type_name: str, resource: dict | None) -> dict | None:
     """A copy of ``resource`` with the hashes of secrets replaced."""
-    path = SECRET_FIELDS.get(type_name)
-    if resource is None or not path:
-        return resource
-    out = json.loads(json.dumps(resource))
-
-    def walk(node, rest):
-        if not rest or node is None:
-            return
-        head, tail = rest[0], rest[1:]
-        if head == '*':
-            for child in node if isinstance(node, list) else ():
-                walk(child, tail)
-        elif isinstance(node, dict) and head in node:
-            if tail:
-                walk(node[head], tail)
-            elif node[head] is not None:
-                node[head] = REDACTED
-    walk(out, path)
-    return out
+    return secret_fields.replace(type_name, resource, lambda _: REDACTED)
 
 
 def differing_fields(a: dict | None, b: dict | None) -> list[str]:

@@ -20,11 +20,22 @@ running join again after it stopped half-way (a site unreachable, busy
 past the agent's patience), or after a ``run`` that found the name clashes
 first, finishes the job. A re-key whose answer was lost after it applied
 is recognised as done.
+
+A user merged into its hub namesake gets the hub's password: whoever knows
+it then holds whatever the spoke account held at the spoke. So a spoke
+user that administers the spoke (a system role, or the ``admin`` role
+anywhere: :mod:`keystone_syncext.agent.privileges`) is merged only when
+the hub account holds at least as much at the hub (the bootstrap admin,
+system admin at both), or when the operator names it (``--merge NAME``).
+The agent's own account at the spoke is never merged: it logs in with it.
+Those left alone are listed in the plan (``kept``) with the reason, and
+the privileged ones merged carry a ``note`` saying why.
 """
 
 import fnmatch
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import privileges as privileges_mod
 from keystone_syncext.agent import selection as selection_mod
 
 # Types re-keyed, in order: what others point at first.
@@ -69,13 +80,53 @@ def excluded(patterns, type_name, name) -> bool:
     return False
 
 
+class _UserCheck:
+    """Whether a spoke user may be merged into its hub namesake; reads
+    both sites' assignments once, on the first user matched."""
+
+    def __init__(self, hub, spoke, merge, agent_user):
+        self.sites = (hub, spoke)
+        self.merge = set(merge)
+        self.agent_user = agent_user
+        self.read = None
+
+    def verdict(self, entry) -> tuple[bool, str | None]:
+        """(merge it, why: None for an ordinary user)."""
+        if entry['spoke_id'] == self.agent_user:
+            return False, ('the agent\'s own account at the spoke (it logs '
+                           'in with it)')
+        if self.read is None:
+            self.read = [privileges_mod.Privileges(s) for s in self.sites]
+        hub, spoke = self.read
+        here = spoke.of(entry['spoke_id'])
+        if not here:
+            return True, None
+        what = privileges_mod.describe(here)
+        if entry['name'] in self.merge:
+            return True, f'privileged at the spoke ({what}); --merge names it'
+        there = hub.of(entry['hub_id'])
+        if here <= there:
+            return True, (f'privileged at the spoke ({what}); the hub '
+                          'account holds as much at the hub')
+        lacking = privileges_mod.describe(here - there)
+        return False, (f'privileged at the spoke ({what}), and the hub '
+                       f'account lacks {lacking} at the hub: merging would '
+                       'hand these to whoever knows the hub password; '
+                       f'--merge {entry["name"]} to merge it anyway')
+
+
 def plan(hub: client.Site, spoke: client.Site, exclude=(),
-         selection: selection_mod.Selection | None = None) -> dict:
-    """What join would do: ``rekey`` (type, name, spoke id, hub id) and
-    ``blocked`` (matches that cannot be re-keyed, with the reason)."""
+         selection: selection_mod.Selection | None = None, merge=(),
+         agent_user: str | None = None) -> dict:
+    """What join would do: ``rekey`` (type, name, spoke id, hub id, and a
+    ``note`` for a privileged user), ``blocked`` (matches that cannot be
+    re-keyed, with the reason) and ``kept`` (users left alone, with the
+    reason). ``merge`` names privileged users to merge anyway;
+    ``agent_user`` is the agent's own account at the spoke."""
     caps = spoke.capabilities()
     rekeyable = set(caps.get('rekey_types', ()))
-    rekey, blocked = [], []
+    rekey, blocked, kept = [], [], []
+    users = _UserCheck(hub, spoke, merge, agent_user)
     hub_view = selection_mod.View(hub.resource)
     spoke_view = selection_mod.View(spoke.resource)
 
@@ -112,13 +163,20 @@ def plan(hub: client.Site, spoke: client.Site, exclude=(),
                 continue
             entry = {'type': type_name, 'name': name, 'domain_id': key[0],
                      'spoke_id': r['id'], 'hub_id': hub_id}
+            if type_name == 'user':
+                ok, why = users.verdict(entry)
+                if not ok:
+                    kept.append(dict(entry, reason=why))
+                    continue
+                if why:
+                    entry['note'] = why
             if hub_id in spoke_ids:
                 entry['reason'] = ('the hub\'s id is taken at the spoke by '
                                    'another resource')
                 blocked.append(entry)
             else:
                 rekey.append(entry)
-    return {'rekey': rekey, 'blocked': blocked}
+    return {'rekey': rekey, 'blocked': blocked, 'kept': kept}
 
 
 def execute(spoke: client.Site, the_plan: dict, origin: str,

@@ -69,6 +69,10 @@ TUNING_OPTS = [
     cfg.FloatOpt('busy_wait_max', default=30.0, min=0,
                  help='Longest wait honoured of a 503\'s Retry-After, in '
                       'seconds.'),
+    cfg.IntOpt('conflict_retention_days', default=30, min=1,
+               help='Days a resolved conflict is kept in the state '
+                    'database (keystone-sync conflicts); older records are '
+                    'pruned by run.'),
     cfg.BoolOpt('progress', default=True,
                 help='Show a progress bar while seeding a spoke, when '
                      'standard error is a terminal.'),
@@ -107,11 +111,12 @@ CONFLICTS_OPTS = [
     cfg.StrOpt('strategy', default='hub_wins',
                choices=[('hub_wins', 'the hub\'s version wins'),
                         ('last_writer_wins',
-                         'the version changed last (updated_at, each '
-                         'site\'s clock) wins; ties, and deletions whose '
-                         'time is not known, go to the hub')],
+                         'the times (updated_at, each site\'s clock) are '
+                         'compared and named in the reason; the hub still '
+                         'wins, as a spoke\'s version reaches the hub only '
+                         'inside its authoritative subset')],
                help='How a conflict outside every authoritative subset is '
-                    'resolved.'),
+                    'resolved: the hub wins either way (doc/security.md).'),
 ]
 # [spoke:NAME]: the same options for one spoke; each one set there
 # replaces [selection]'s for that spoke.

@@ -837,6 +837,18 @@ class Agent:
             else:
                 todo.append(c)
         ok, bad, _ = self._write(self.hub, order(todo), origin=site.site_id)
+        if bad:
+            # The hub's reason (it never names a secret): what an operator
+            # must see to tell a refused attack from a missing dependency.
+            # Once per item; its retries are in status.
+            known = {c.key for c in self.state.pending_for(
+                state_mod.up_key(site.name))}
+            for c, why in bad:
+                LOG.log(logging.DEBUG if c.key in known else logging.WARNING,
+                        'hub %(hub)s refused a change made at spoke '
+                        '%(spoke)s: %(why)s', {'hub': self.hub.name,
+                                               'spoke': site.name,
+                                               'why': why})
         return done + ok, bad
 
     # -- writing ------------------------------------------------------

@@ -20,7 +20,9 @@
   hash is also the base of the three-way conflict check
   (:mod:`keystone_syncext.agent.conflicts`).
 - ``agent_conflict``: every conflict resolved (a resource changed at the hub
-  and at a spoke since the base): both versions, the winner and why.
+  and at a spoke since the base): both versions, the winner and why. The
+  hashes of secrets in the versions are kept as keyed fingerprints (the
+  key in ``agent_key``), and records older than the retention are pruned.
 
 A spoke's checkpoint moves only after the spoke answered for every item up
 to it, so a crash re-applies at most one pass, and re-applying is harmless:
@@ -35,10 +37,13 @@ SQLite by default, or any SQLAlchemy URL; our own alembic tree
 import datetime
 import json
 import os
+import secrets
 
 from alembic import command as alembic_command
 from alembic import config as alembic_config
 import sqlalchemy as sa
+
+from keystone_syncext.agent import secret_fields
 
 VERSION_TABLE = 'keystone_sync_alembic_version'
 
@@ -133,6 +138,13 @@ conflict = sa.Table(
     sqlite_autoincrement=True,
 )
 
+key = sa.Table(
+    'agent_key', metadata,
+    sa.Column('name', sa.String(64), primary_key=True),
+    sa.Column('value', sa.String(128), nullable=False),
+)
+FINGERPRINT_KEY = 'conflict_fingerprint'
+
 upward = sa.Table(
     'agent_upward', metadata,
     sa.Column('spoke', sa.String(255), primary_key=True),
@@ -225,9 +237,14 @@ def _engine(url: str) -> sa.engine.Engine:
 
 
 class State:
-    def __init__(self, url: str):
+    """The state database at ``url``; conflict records older than
+    ``conflict_retention_days`` (None: kept) go with :meth:`prune`."""
+
+    def __init__(self, url: str, conflict_retention_days: int | None = None):
         self.url = url
         self.engine = _engine(url)
+        self.conflict_retention_days = conflict_retention_days
+        self._fingerprint_key = None
 
     def migrate(self, revision: str = 'head') -> None:
         with self.engine.begin() as conn:
@@ -527,7 +544,10 @@ class State:
                 conn.execute(upward.insert().values(spoke=name, **values))
 
     def prune(self, names: list[str]) -> int:
-        """Remove outbox rows every one of ``names`` has applied."""
+        """Remove outbox rows every one of ``names`` has applied (and
+        conflict records past their retention)."""
+        if self.conflict_retention_days:
+            self.prune_conflicts(self.conflict_retention_days)
         with self.engine.begin() as conn:
             low = conn.execute(sa.select(sa.func.min(spoke.c.applied_seq))
                                .where(spoke.c.name.in_(names))).scalar()
@@ -538,9 +558,30 @@ class State:
 
     # -- conflicts ---------------------------------------------------
 
+    def fingerprint_key(self) -> bytes:
+        """The key of the fingerprints of secrets in conflict records,
+        made on first use (the migration makes it for an existing
+        database)."""
+        if self._fingerprint_key is None:
+            with self.engine.begin() as conn:
+                value = conn.execute(sa.select(key.c.value).where(
+                    key.c.name == FINGERPRINT_KEY)).scalar()
+                if value is None:
+                    value = secrets.token_hex(32)
+                    conn.execute(key.insert().values(name=FINGERPRINT_KEY,
+                                                     value=value))
+            self._fingerprint_key = bytes.fromhex(value)
+        return self._fingerprint_key
+
     def add_conflict(self, record: dict) -> bool:
         """Keep one resolved conflict; the same one judged again (its
-        change retried) is kept once. Returns whether it was new."""
+        change retried) is kept once. Returns whether it was new. The
+        versions (JSON text) are kept with the hashes of secrets
+        fingerprinted."""
+        record = dict(record)
+        for side in ('hub_version', 'spoke_version'):
+            record[side] = secret_fields.fingerprinted_json(
+                self.fingerprint_key(), record['type'], record.get(side))
         same = [conflict.c[k] == record.get(k) for k in (
             'spoke', 'type', 'resource_id', 'hub_hash', 'spoke_hash',
             'winner')]
@@ -551,6 +592,13 @@ class State:
             conn.execute(conflict.insert().values(
                 detected_at=now(), **record))
         return True
+
+    def prune_conflicts(self, days: int) -> int:
+        """Remove conflict records older than ``days``; how many."""
+        cutoff = now() - datetime.timedelta(days=days)
+        with self.engine.begin() as conn:
+            return conn.execute(conflict.delete().where(
+                conflict.c.detected_at < cutoff)).rowcount
 
     def conflicts(self, spoke_name: str | None = None,
                   limit: int | None = None) -> list:
@@ -579,10 +627,14 @@ class State:
                         outbox.c.origin.is_(None),
                         outbox.c.origin != r.site_id))
                 count, oldest = conn.execute(behind).one()
+                mine = pending.c.spoke.in_([r.name, up_key(r.name)])
                 npending, first = conn.execute(
                     sa.select(sa.func.count(), sa.func.min(pending.c.since))
-                    .where(pending.c.spoke.in_([r.name, up_key(r.name)]))
-                ).one()
+                    .where(mine)).one()
+                reason = conn.execute(
+                    sa.select(pending.c.last_error).where(mine)
+                    .order_by(pending.c.since, pending.c.seq).limit(1)
+                ).scalar()
                 nconflicts = conn.execute(
                     sa.select(sa.func.count()).where(
                         conflict.c.spoke == r.name)).scalar()
@@ -590,6 +642,7 @@ class State:
                             'state': r.state, 'lag_changes': count,
                             'oldest_unapplied': oldest,
                             'pending': npending, 'pending_since': first,
+                            'pending_reason': reason,
                             'conflicts': nconflicts,
                             'last_success_at': r.last_success_at,
                             'last_reconcile_at': r.last_reconcile_at,

@@ -27,12 +27,16 @@ the manager's checks and side effects written out:
   access-rule links and notifies; access rules themselves stay, as in
   Keystone.
 
-Keystone has no update for application credentials. A sync update (the
-origin's credential differs from ours: a divergence to repair) replaces
-the row's fields and its role and access-rule links in place, in the
-write's transaction, keeping the id (so tokens issued with it are judged
-against the new state at their next validation, as Keystone re-reads the
-credential then).
+Keystone has no update for application credentials. A sync update by
+this site's hub or its own system admins (the origin's credential differs
+from ours: a divergence to repair, e.g. a role deleted) replaces the
+row's fields and its role and access-rule links in place, in the write's
+transaction, keeping the id (so tokens issued with it are judged against
+the new state at their next validation, as Keystone re-reads the
+credential then). The secret hash never changes, and a write on behalf of
+another site never changes a credential nor makes one Keystone would not
+let its user make here: see
+:mod:`keystone_syncext.resources.app_cred_origin` and doc/security.md.
 """
 
 import datetime
@@ -43,6 +47,7 @@ from keystone.common import provider_api
 import keystone.conf
 import sqlalchemy as sa
 
+from keystone_syncext.resources import app_cred_origin
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 
@@ -64,13 +69,6 @@ _ACCESS_RULE = {
     'required': ['id', 'service', 'path', 'method'],
     'additionalProperties': False,
 }
-
-
-class Conflict(base.SyncError):
-    """409 about site data that is not itself a synced resource."""
-
-    code = 409
-    title = 'Conflict'
 
 
 def _from_micro(value):
@@ -211,17 +209,13 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
     def _check_assignments(id_, resource):
         """Keystone's ``_require_user_has_role_in_project``, with the
         same (effective) assignments."""
-        held = {a['role_id'] for a in
-                PROVIDERS.assignment_api.list_role_assignments(
-                    user_id=resource['user_id'],
-                    project_id=resource['project_id'], effective=True)}
-        for role_id in resource['roles']:
-            if role_id not in held:
-                raise base.BadRequest(
-                    f'application credential {id_}: user '
-                    f'{resource["user_id"]} has no role {role_id} on '
-                    f'project {resource["project_id"]} at this site, which '
-                    'Keystone requires; sync the role assignment first')
+        role_id = app_cred_origin.missing_role(resource)
+        if role_id is not None:
+            raise base.BadRequest(
+                f'application credential {id_}: user '
+                f'{resource["user_id"]} has no role {role_id} on '
+                f'project {resource["project_id"]} at this site, which '
+                'Keystone requires; sync the role assignment first')
 
     def _check_limit(self, conn, user_id):
         limit = CONF.application_credential.user_limit
@@ -250,6 +244,9 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
                 'unrestricted': resource['unrestricted']}
 
     def create(self, session, conn, id_, resource):
+        origin = app_cred_origin.foreign_origin(session)
+        if origin is not None:
+            app_cred_origin.check_new(conn, id_, resource, origin)
         self._check(conn, id_, resource)
         t = base.table(conn, self.table_name)
         conn.execute(t.insert().values(id=id_, **self._row(resource)))
@@ -259,6 +256,8 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         notifications.Audit.created(self.name, id_)
 
     def update(self, session, conn, id_, old, resource):
+        app_cred_origin.check_change(
+            id_, old, resource, app_cred_origin.foreign_origin(session))
         self._check(conn, id_, resource, old)
         t = base.table(conn, self.table_name)
         internal_id = conn.execute(sa.select(t.c.internal_id).where(
@@ -298,12 +297,12 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             t.c.external_id == rule['id'])).first()
         if found is not None:
             if found.user_id != user_id:
-                raise Conflict(
+                raise base.Conflict(
                     f'access rule {rule["id"]} belongs to another user at '
                     'this site')
             if (found.service, found.path, found.method) != \
                     (rule['service'], rule['path'], rule['method']):
-                raise Conflict(
+                raise base.Conflict(
                     f'access rule {rule["id"]} is {found.method} '
                     f'{found.service} {found.path} at this site, not '
                     f'{rule["method"]} {rule["service"]} {rule["path"]}; '
@@ -313,7 +312,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             t.c.user_id == user_id, t.c.service == rule['service'],
             t.c.path == rule['path'], t.c.method == rule['method'])).first()
         if same is not None:
-            raise Conflict(
+            raise base.Conflict(
                 f'user {user_id} already has this access rule at this site '
                 f'under id {same.external_id}, not {rule["id"]} (Keystone '
                 'would re-use it, and the copy would differ)',
@@ -326,6 +325,9 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             t.c.external_id == rule['id'])).scalar_one()
 
     def delete(self, session, conn, id_, old):
+        origin = app_cred_origin.foreign_origin(session)
+        if origin is not None:
+            app_cred_origin.check_delete(conn, id_, origin)
         try:
             PROVIDERS.application_credential_api \
                 .delete_application_credential(id_)

@@ -67,6 +67,20 @@ class NotFound(SyncError):
     title = 'Not Found'
 
 
+class Forbidden(SyncError):
+    """This site's rules do not let the write's origin make it."""
+
+    code = 403
+    title = 'Forbidden'
+
+
+class Conflict(SyncError):
+    """409 about site data the write may not change."""
+
+    code = 409
+    title = 'Conflict'
+
+
 class NameConflict(SyncError):
     """The name is taken by another resource; ``existing_id`` names it."""
 

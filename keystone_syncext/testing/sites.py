@@ -72,14 +72,17 @@ class Site:
         waiting long-poll holds one of them.
     :param env: environment variables for the uWSGI process (added to
         this process's own).
+    :param hub_site_id: at a spoke, its hub's site id (``[sync]
+        hub_site_id``): writes with that origin are the hub's.
     """
 
     def __init__(self, name: str, workdir: str, db_url: str,
                  venv: str | None = None, capture: bool = True,
                  app: str = KEYSTONE_APP, processes: int = 2,
                  threads: int = 1,
-                 env: dict | None = None):
+                 env: dict | None = None, hub_site_id: str | None = None):
         self.name = name
+        self.hub_site_id = hub_site_id
         self.dir = os.path.abspath(workdir)
         self.db_url = db_url
         self.venv = venv or sys.prefix
@@ -152,7 +155,8 @@ class Site:
                 enabled = false
                 [sync]
                 site_id = {self.name}
-                """) + extra)
+                """) + (f'hub_site_id = {self.hub_site_id}\n'
+                        if self.hub_site_id else '') + extra)
 
     def setup(self, extra_config: str = '', schema: bool = True) -> 'Site':
         """Config, schema, keys and ``keystone-manage bootstrap``.

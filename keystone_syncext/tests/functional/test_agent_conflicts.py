@@ -136,9 +136,11 @@ def test_hub_wins_by_default(world):
 
 
 def test_last_writer_wins_by_updated_at(world):
-    """On the 29.1 spoke: what it changed after the hub wins, what it
-    changed before the hub loses, and its edit of a resource the hub
-    deleted earlier brings the resource back everywhere."""
+    """On the 29.1 spoke, authoritative for nothing: the times are
+    compared and named, but its version never reaches the hub (its
+    admins could otherwise rewrite anything there): what it changed
+    after the hub loses too, and its edit of a resource the hub deleted
+    earlier does not bring the resource back."""
     hub, spoke2 = world.hub, world.spokes[1]
     conf = _conf(world, 'lww', 'last_writer_wins')
     call, tag = personas.admin_caller(hub), _tag()
@@ -160,15 +162,14 @@ def test_last_writer_wins_by_updated_at(world):
 
     for site in world.every():
         assert _described(site, 'project', early) == 'hub edit', site.name
-        assert _described(site, 'project', late) == \
-            'spoke2 edit, after the hub', site.name
-        assert _described(site, 'project', gone) == \
-            'spoke2 edit, after the delete', site.name
+        assert _described(site, 'project', late) == 'hub edit', site.name
+        assert _described(site, 'project', gone) is None, site.name
     got = _conflicts(world, conf, {early, late, gone})
     assert {i: c['winner'] for i, c in got.items()} == {
-        early: 'hub', late: 'spoke2', gone: 'spoke2'}
+        early: 'hub', late: 'hub', gone: 'hub'}
     assert 'the hub changed it last' in got[early]['reason']
     assert 'spoke spoke2 changed it last' in got[late]['reason']
+    assert 'not authoritative for it' in got[late]['reason']
     assert all(c['strategy'] == 'last_writer_wins' for c in got.values())
     world.assert_converged(('project',))
 
@@ -235,20 +236,19 @@ CONFLICTS = {'both_hub_first', 'both_spoke_first', 'hub_delete_spoke_edit',
 def _expected(kind, authoritative):
     """(the description every site ends with or None for deleted, the
     winner of the conflict or None). Inside the spoke's subset the
-    spoke's version always wins; outside it the later write wins, and a
-    deletion of unknown time (the spoke's) loses to the hub."""
+    spoke's version always wins; outside it the hub's does, whichever
+    was later (a spoke's version reaches the hub only inside its
+    subset)."""
     spoke_text, hub_text = f'spoke {kind}', f'hub {kind}'
     if authoritative:
         final = {'untouched': 'as made', 'hub': hub_text,
                  'spoke_delete': None, 'spoke_delete_hub_edit': None}.get(
                      kind, spoke_text)
         return final, 'spoke1' if kind in CONFLICTS else None
-    final = {'untouched': 'as made', 'hub': hub_text,
-             'spoke_delete': 'as made', 'both_spoke_first': hub_text,
-             'spoke_delete_hub_edit': hub_text}.get(kind, spoke_text)
-    winner = ('hub' if kind in ('both_spoke_first', 'spoke_delete_hub_edit')
-              else 'spoke1')
-    return final, winner if kind in CONFLICTS else None
+    final = {'hub': hub_text, 'both_hub_first': hub_text,
+             'both_spoke_first': hub_text, 'hub_delete_spoke_edit': None,
+             'spoke_delete_hub_edit': hub_text}.get(kind, 'as made')
+    return final, 'hub' if kind in CONFLICTS else None
 
 
 def _do(site, id_, kind, action):
@@ -261,7 +261,8 @@ def _do(site, id_, kind, action):
 
 def test_partition_with_every_kind_of_edit_converges_as_the_rules_say(
         world):
-    """spoke1 is authoritative for one domain, last writer wins elsewhere;
+    """spoke1 is authoritative for one domain, last writer wins elsewhere
+    (which a spoke's version never wins: it compares and names times);
     each kind of edit happens inside and outside that domain. After the
     agent runs and a reconcile (the only way edits made at the spoke
     alone are seen), every site holds what the rules name, every

@@ -78,7 +78,8 @@ def world(tmp_path_factory, sqlite_dir, schema_template):
     def new_site(name):
         site, dbname = conftest._new_site(
             db, schema_template(db, conftest.VENV30), f'{workdir}/{name}',
-            name, conftest.VENV30, app=sites.SYNC_APP)
+            name, conftest.VENV30, app=sites.SYNC_APP,
+            hub_site_id=None if name == 'hub' else 'hub')
         made.append((db, site, dbname))
         return site
 

@@ -243,7 +243,8 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template):
     def on_sqlite(name, venv):
         site, dbname = conftest._new_site(
             sqlite, schema_template(sqlite, venv), f'{workdir}/{name}', name,
-            venv, app=sites.SYNC_APP)
+            venv, app=sites.SYNC_APP,
+            hub_site_id=None if name == 'hub' else 'hub')
         made.append((sqlite, site, dbname))
         return site
 
@@ -251,7 +252,7 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template):
         db.install().start()
         site = sites.Site(name, f'{workdir}/{name}',
                           db.create(f'ks_{name}'), venv=conftest.VENV30,
-                          app=sites.SYNC_APP)
+                          app=sites.SYNC_APP, hub_site_id='hub')
         started.append(site)
         site.setup()
         site.start()

@@ -546,6 +546,19 @@ def test_app_cred_refusals(b, world):
     err = refused(b, 'application_credential', dup['id'], dup, 409)
     assert err['existing_id'] == existing['id']
 
+    # A secret never changes, whoever writes (Keystone cannot change it):
+    # such a write is a take-over, not a repair.
+    other_hash = '$2b$04$' + 'T' * 53
+    taken = dict(existing, secret_hash=other_hash)
+    before = b.last_change()
+    resp = b.put('application_credential', existing['id'], taken)
+    assert resp.status_code == 409, resp.text
+    assert b.last_change() == before
+    err = resp.json()['error']
+    assert 'secret' in err['message']
+    assert secret_hash not in err['message']
+    assert other_hash not in err['message']
+
     missing_role, missing_project, missing_user = (
         _hex('norole'), _hex('noproj'), _hex('nouser'))
     cases = [

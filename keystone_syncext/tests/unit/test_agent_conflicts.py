@@ -35,7 +35,9 @@ def test_hub_wins_whatever_the_times():
 
 
 @pytest.mark.parametrize('hub_t, spoke_t, winner, why', [
-    (T0, LATER, 's1', 'spoke s1 changed it last'),
+    # Later, but outside its subset: its version never reaches the hub.
+    (T0, LATER, conflicts.HUB, 'spoke s1 changed it last (2026'),
+    (T0, LATER, conflicts.HUB, 'not authoritative for it, so the hub wins'),
     (LATER, T0, conflicts.HUB, 'the hub changed it last'),
     (T0, T0, conflicts.HUB, 'at the same time as'),
     (T0, None, conflicts.HUB, 'is not known'),
@@ -56,8 +58,14 @@ def test_a_deletion_of_unknown_time_goes_to_the_hub():
     # The spoke deleted it (no time known): the hub's edit wins.
     v = r.decide('s1', _side('hub', T0), _side(None, None), False)
     assert v.winner == conflicts.HUB and 'deletion' in v.reason
-    # The hub deleted it at a known time, the spoke edited later.
+    # The hub deleted it at a known time, the spoke edited later: the
+    # spoke is not authoritative for it, so the deletion stands.
     v = r.decide('s1', _side(None, T0), _side('spoke', LATER), False)
+    assert v.winner == conflicts.HUB and 'not authoritative' in v.reason
+    # Inside its subset the spoke wins, whatever the times.
+    r = conflicts.Resolver(conflicts.LAST_WRITER_WINS,
+                           {'s1': ['type:project']})
+    v = r.decide('s1', _side(None, LATER), _side('spoke', T0), True)
     assert v.winner == 's1'
 
 
@@ -81,6 +89,22 @@ def test_authoritative_comes_before_the_strategy():
     # Deleted at the spoke: judged on the hub's version.
     assert r.authoritative('s1', 'project', 'p1', _side(None, None),
                            inside, fetch)
+    # Both versions must be inside: a spoke cannot pull a hub resource
+    # into its subset by changing it at the spoke (and win it).
+    assert not r.authoritative('s1', 'project', 'p1', inside, outside,
+                               fetch)
+    named = conflicts.Resolver(conflicts.HUB_WINS,
+                               {'s1': ['name:user:ops-*']})
+    alice = {'id': 'u1', 'name': 'alice', 'domain_id': 'd1',
+             'local': {'name': 'alice', 'passwords': []}}
+    renamed = dict(alice, name='ops-alice',
+                   local={'name': 'ops-alice', 'passwords': []})
+    assert not named.authoritative(
+        's1', 'user', 'u1', conflicts.Side(renamed, 'h2', LATER),
+        conflicts.Side(alice, 'h1', T0), fetch)
+    assert named.authoritative(
+        's1', 'user', 'u1', conflicts.Side(renamed, 'h2', LATER),
+        conflicts.Side(renamed, 'h3', T0), fetch)
     v = r.decide('s1', _side('hub', LATER), inside, authoritative=True)
     assert v.winner == 's1' and 'authoritative for domain:emea' in v.reason
 
