@@ -70,7 +70,7 @@ INCLUDED = {'project': 'project', 'user': 'user', 'carol': 'user',
 
 
 @pytest.fixture(scope='module')
-def world(tmp_path_factory, sqlite_dir, schema_template):
+def world(tmp_path_factory, sqlite_dir, schema_template, server_kind):
     workdir = str(tmp_path_factory.mktemp('agent_selective'))
     db = backends.get('sqlite', sqlite_dir)
     made = []
@@ -78,7 +78,8 @@ def world(tmp_path_factory, sqlite_dir, schema_template):
     def new_site(name):
         site, dbname = conftest._new_site(
             db, schema_template(db, conftest.VENV30), f'{workdir}/{name}',
-            name, conftest.VENV30, app=sites.SYNC_APP)
+            name, conftest.VENV30, app=sites.SYNC_APP,
+            server_kind=server_kind)
         made.append((db, site, dbname))
         return site
 
