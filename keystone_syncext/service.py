@@ -411,10 +411,42 @@ def _wait_for_news(position, limit, names, top, deadline):
     return rows, top
 
 
-def _read_feed(position, limit, names):
+def stamp_if_needed() -> None:
+    """Stamp the committed, unstamped changes, if there are any.
+
+    A look first, in a read transaction; the stamp, a write, only when
+    the look found something. A write on every feed read or capabilities
+    request would take the database's write lock for nothing on SQLite,
+    making Keystone's own writers wait for it, and every commit of it
+    fails any Keystone transaction that has read before it writes
+    (SQLite's deferred transaction cannot upgrade to a write over a
+    snapshot that another commit made stale: "database is locked" at
+    once, whatever the busy timeout). The stamp's transaction begins with
+    its write, so on SQLite it waits for the lock as long as the busy
+    timeout allows instead of failing at once.
+    """
+    with sql.session_for_read() as session:
+        if not change_log.unstamped(session.connection()):
+            return
     with sql.session_for_write() as session:
+        change_log.stamp(session.connection())  # first: see changes.py
+
+
+def feed_bounds() -> tuple[int, int]:
+    """``(purged_through, head)`` of the change feed, the head covering
+    every change committed before the call."""
+    stamp_if_needed()
+    with sql.session_for_read() as session:
         conn = session.connection()
-        top = change_log.stamp(conn)  # first: see keystone_syncext.changes
+        return change_log.purged_through(conn), change_log.head(conn)
+
+
+def _read_feed(position, limit, names):
+    stamp_if_needed()
+    with sql.session_for_read() as session:
+        conn = session.connection()
+        # One snapshot: no row above this head is visible in it.
+        top = change_log.head(conn)
         oldest = change_log.purged_through(conn)
         if position < oldest or position > top:
             raise base.Gone(

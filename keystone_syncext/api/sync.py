@@ -10,13 +10,11 @@ from keystone.common import json_home
 from keystone.common import sql
 import keystone.conf
 from keystone.server import flask as ks_flask
-from oslo_db import exception as db_exc
 from oslo_log import log
-import sqlalchemy as sa
 
 from keystone_syncext import batch
-from keystone_syncext import changes
 from keystone_syncext import cursors
+from keystone_syncext import db_busy
 from keystone_syncext import enforcement
 from keystone_syncext import service
 from keystone_syncext.capture import install
@@ -38,38 +36,8 @@ def _keystone_version() -> str:
     return importlib.metadata.version('keystone')
 
 
-def feed_bounds() -> tuple[int, int]:
-    """``(purged_through, head)`` of the change feed, after stamping every
-    committed change so the head covers them."""
-    with sql.session_for_write() as session:
-        conn = session.connection()
-        # First in the transaction: see keystone_syncext.changes.
-        top = changes.stamp(conn)
-        oldest = changes.purged_through(conn)
-    return oldest, top
-
-
 ORIGIN_HEADER = 'OpenStack-Sync-Origin'
 _SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
-
-
-def database_busy(exc) -> base.Unavailable | None:
-    """The 503 for a database that cannot take the request now, or None
-    for any other error. The transaction was rolled back, so the same
-    request may simply be sent again. The message never carries the
-    statement or its parameters (they may hold password hashes)."""
-    if isinstance(exc, db_exc.DBConnectionError):
-        return base.Unavailable('the database is unreachable; nothing was '
-                                'applied, retry later', retry_after=5)
-    if isinstance(exc, db_exc.DBDeadlock):
-        return base.Unavailable('the database reported a deadlock; '
-                                'nothing was applied, retry')
-    inner = getattr(exc, 'inner_exception', exc)
-    if isinstance(exc, (db_exc.DBError, sa.exc.OperationalError)) and \
-            'database is locked' in str(getattr(inner, 'orig', inner)):
-        return base.Unavailable('the database is locked by another writer; '
-                                'nothing was applied, retry')
-    return None
 
 
 def _guarded(handler):
@@ -88,8 +56,8 @@ def _guarded(handler):
             return handler(*args, **kwargs)
         except base.SyncError as e:
             return render(e)
-        except (db_exc.DBError, sa.exc.OperationalError) as e:
-            busy = database_busy(e)
+        except db_busy.ERRORS as e:
+            busy = db_busy.database_busy(e)
             if busy is None:
                 raise
             LOG.warning('%s %s: %s (%s)', flask.request.method,
@@ -121,10 +89,11 @@ def _etag(value: str) -> dict:
 
 
 class SyncResource(flask_restful.Resource):
+    @_guarded
     def get(self):
         """Capabilities: GET /v3/sync."""
         enforcement.enforce_call(action='identity:sync:get_capabilities')
-        oldest, top = feed_bounds()
+        oldest, top = service.feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
             'protocol_version': PROTOCOL_VERSION,
@@ -143,10 +112,11 @@ class SyncResource(flask_restful.Resource):
 
 
 class StatusResource(flask_restful.Resource):
+    @_guarded
     def get(self):
         """Capture health: GET /v3/sync/status."""
         enforcement.enforce_call(action='identity:sync:get_status')
-        oldest, top = feed_bounds()
+        oldest, top = service.feed_bounds()
         with sql.session_for_read() as session:
             conn = session.connection()
             triggers = install.missing_triggers(conn)

@@ -78,6 +78,7 @@ SLOWEST_FIRST = (
     'test_api_resources.py',
     'test_feed.py',
     'test_digest.py',
+    'test_api_busy.py',
     'test_migrations.py',
     'test_capture_api.py',
     'test_manage.py',
