@@ -241,9 +241,6 @@ class Site:
                # Keystone's exit handlers hold a stopping worker for
                # seconds, and a stopped site has no use for them.
                '--skip-atexit',
-               # uWSGI's http-socket does not keep connections alive;
-               # say so, or clients reuse a closed one.
-               '--add-header', 'Connection: close',
                '--add-header', f'{SITE_HEADER}: {self.instance}',
                '--logto', os.path.join(self.dir, 'uwsgi.log'),
                '--pidfile', os.path.join(self.dir, 'uwsgi.pid'),
