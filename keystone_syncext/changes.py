@@ -115,6 +115,14 @@ def news(conn, top: int, types=None) -> bool:
         sa.exists().where(stamped)))).scalar())
 
 
+def unstamped(conn) -> bool:
+    """Whether any committed change still waits for its position: one
+    indexed read, so that read routes stamp (a write) only when there is
+    something to stamp."""
+    return bool(conn.execute(sa.select(
+        sa.exists().where(_change.c.position.is_(None)))).scalar())
+
+
 def stamp(conn) -> int:
     """Give every committed, unstamped change its feed position.
 

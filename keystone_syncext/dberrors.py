@@ -7,7 +7,9 @@ collation that folds case, a value a database refuses that another
 takes), which oslo.db raises as ``DBDuplicateEntry``, ``DBReferenceError``,
 ``DBDataError``... Those are the input's fault, so they are the item's
 409 or 400, never a 500; a database that cannot take the request now
-(locked, deadlocked, unreachable) is the whole request's 503.
+(locked, deadlocked, unreachable) is the whole request's 503, on every
+``/v3/sync`` route (``keystone_syncext.api.sync``) and in the token
+validation in front of them (``keystone_syncext.wsgi.auth_busy``).
 
 No message carries the statement, its parameters or the refused value:
 they may hold a password or secret hash.
@@ -26,6 +28,8 @@ LOG = logging.getLogger(__name__)
 # What a write of bad input may raise (oslo.db wraps most of SQLAlchemy's).
 DB_ERRORS = (db_exc.DBError, db_exc.DBInvalidUnicodeParameter,
              sa.exc.SQLAlchemyError)
+# What a busy database may raise, before or after oslo.db wraps it.
+BUSY_ERRORS = (db_exc.DBError, sa.exc.OperationalError)
 
 
 class Conflict(base.SyncError):
@@ -44,7 +48,7 @@ def database_busy(exc) -> base.Unavailable | None:
         return base.Unavailable('the database reported a deadlock; '
                                 'nothing was applied, retry')
     inner = getattr(exc, 'inner_exception', exc)
-    if isinstance(exc, (db_exc.DBError, sa.exc.OperationalError)) and \
+    if isinstance(exc, BUSY_ERRORS) and \
             'database is locked' in str(getattr(inner, 'orig', inner)):
         return base.Unavailable('the database is locked by another writer; '
                                 'nothing was applied, retry')

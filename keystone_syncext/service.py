@@ -501,6 +501,44 @@ def _wait_for_news(cursor, limit, names, page, deadline):
     return page
 
 
+def stamp_if_needed() -> None:
+    """Stamp the committed, unstamped changes, if there are any.
+
+    A look first, in a read transaction; the stamp, a write, only when
+    the look found something. A write on every feed read or capabilities
+    request would take the database's write lock for nothing on SQLite,
+    making Keystone's own writers wait for it, and every commit of it
+    fails any Keystone transaction that has read before it writes
+    (SQLite's deferred transaction cannot upgrade to a write over a
+    snapshot that another commit made stale: "database is locked" at
+    once, whatever the busy timeout). The stamp's transaction begins with
+    its write, so on SQLite it waits for the lock as long as the busy
+    timeout allows instead of failing at once.
+    """
+    with sql.session_for_read() as session:
+        if not change_log.unstamped(session.connection()):
+            return
+    with sql.session_for_write() as session:
+        change_log.stamp(session.connection())  # first: see changes.py
+
+
+def feed_bounds() -> dict:
+    """The change feed's history id, oldest valid and head cursors, the
+    head covering every change committed before the call."""
+    stamp_if_needed()
+    with sql.session_for_read() as session:
+        return _bounds(session.connection())
+
+
+def _bounds(conn) -> dict:
+    hist = history.current(conn)
+    return {'history_id': cursors.history_text(hist),
+            'oldest_valid_cursor': history.cursor_at(
+                conn, hist, change_log.purged_through(conn)),
+            'head_cursor': history.cursor_at(conn, hist,
+                                             change_log.head(conn))}
+
+
 class _Page(typing.NamedTuple):
     rows: list
     top: int        # the head position
@@ -510,13 +548,15 @@ class _Page(typing.NamedTuple):
 
 def _read_feed(cursor, limit, names) -> _Page:
     """The rows after ``cursor`` (None: from the start), with the head,
-    read in one transaction.
+    read in one read transaction after stamping.
 
     A cursor that shows this database went back in time renews the
     history id, committed before the 410 is raised."""
-    with sql.session_for_write() as session:
+    stamp_if_needed()
+    with sql.session_for_read() as session:
         conn = session.connection()
-        top = change_log.stamp(conn)  # first: see keystone_syncext.changes
+        # One snapshot: no row above this head is visible in it.
+        top = change_log.head(conn)
         oldest = change_log.purged_through(conn)
         hist = history.current(conn)
         cursor = cursor or cursors.Cursor(hist, 0)
@@ -524,18 +564,17 @@ def _read_feed(cursor, limit, names) -> _Page:
         if refused is None:
             rows = conn.execute(_feed_query(cursor.position, limit,
                                             names)).all()
-            head = history.cursor_at(conn, hist, top)
-        else:
-            if refused.rewound:
-                hist = change_log.renew_history(conn)
-            bounds = (history.cursor_at(conn, hist, oldest),
-                      history.cursor_at(conn, hist, top))
-    if refused is not None:
-        raise base.Gone(
-            f'{refused.message}: reconcile (compare digests), then follow '
-            'the feed from the head cursor', reconcile=True,
-            oldest_valid_cursor=bounds[0], head_cursor=bounds[1])
-    return _Page(rows, top, hist, head)
+            return _Page(rows, top, hist, history.cursor_at(conn, hist, top))
+    if refused.rewound:
+        with sql.session_for_write() as session:
+            change_log.renew_history(session.connection())
+    with sql.session_for_read() as session:
+        bounds = _bounds(session.connection())
+    raise base.Gone(
+        f'{refused.message}: reconcile (compare digests), then follow '
+        'the feed from the head cursor', reconcile=True,
+        oldest_valid_cursor=bounds['oldest_valid_cursor'],
+        head_cursor=bounds['head_cursor'])
 
 
 def _feed_query(position, limit, names):

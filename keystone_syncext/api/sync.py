@@ -10,13 +10,9 @@ from keystone.common import json_home
 from keystone.common import sql
 import keystone.conf
 from keystone.server import flask as ks_flask
-from oslo_db import exception as db_exc
 from oslo_log import log
-import sqlalchemy as sa
 
 from keystone_syncext import batch
-from keystone_syncext import changes
-from keystone_syncext import cursors
 from keystone_syncext import dberrors
 from keystone_syncext import enforcement
 from keystone_syncext import history
@@ -39,20 +35,6 @@ def _keystone_version() -> str:
     return importlib.metadata.version('keystone')
 
 
-def feed_bounds() -> dict:
-    """The change feed's history id, oldest valid and head cursors, after
-    stamping every committed change so the head covers them."""
-    with sql.session_for_write() as session:
-        conn = session.connection()
-        # First in the transaction: see keystone_syncext.changes.
-        top = changes.stamp(conn)
-        oldest = changes.purged_through(conn)
-        hist = history.current(conn)
-        return {'history_id': cursors.history_text(hist),
-                'oldest_valid_cursor': history.cursor_at(conn, hist, oldest),
-                'head_cursor': history.cursor_at(conn, hist, top)}
-
-
 ORIGIN_HEADER = 'OpenStack-Sync-Origin'
 _SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 
@@ -73,7 +55,7 @@ def _guarded(handler):
             return handler(*args, **kwargs)
         except base.SyncError as e:
             return render(e)
-        except (db_exc.DBError, sa.exc.OperationalError) as e:
+        except dberrors.BUSY_ERRORS as e:
             busy = dberrors.database_busy(e)
             if busy is None:
                 raise
@@ -106,10 +88,11 @@ def _etag(value: str) -> dict:
 
 
 class SyncResource(flask_restful.Resource):
+    @_guarded
     def get(self):
         """Capabilities: GET /v3/sync."""
         enforcement.enforce_call(action='identity:sync:get_capabilities')
-        bounds = feed_bounds()
+        bounds = service.feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
             'protocol_version': PROTOCOL_VERSION,
@@ -128,10 +111,11 @@ class SyncResource(flask_restful.Resource):
 
 
 class StatusResource(flask_restful.Resource):
+    @_guarded
     def get(self):
         """Capture health: GET /v3/sync/status."""
         enforcement.enforce_call(action='identity:sync:get_status')
-        bounds = feed_bounds()
+        bounds = service.feed_bounds()
         with sql.session_for_read() as session:
             triggers, columns = history.capture_gaps(session.connection(),
                                                      fresh=True)

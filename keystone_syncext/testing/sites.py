@@ -38,6 +38,30 @@ KEYSTONE_APP = 'keystone.wsgi.api:application'
 SYNC_APP = 'keystone_syncext.wsgi.api:application'
 
 
+# How a site's uWSGI serves requests: ``processes``, two single-threaded
+# worker processes (what the suites ran so far); ``threads``, one process
+# with four threads, as many deployments run Keystone. Keystone 29.1 on
+# SQLite needs ``threads``: a token issued by one worker process leaves
+# that process holding the database so that the other's next write fails
+# with "database is locked" (doc/install.md).
+SERVERS = {
+    'processes': {'processes': 2, 'threads': 1},
+    'threads': {'processes': 1, 'threads': 4},
+}
+
+
+def server_kinds() -> list[str]:
+    """The server kinds the functional suites run sites as
+    (``KSSYNC_SERVERS``, comma separated; default ``processes``)."""
+    raw = os.environ.get('KSSYNC_SERVERS', 'processes')
+    kinds = [k.strip() for k in raw.split(',') if k.strip()]
+    unknown = set(kinds) - set(SERVERS)
+    if unknown or not kinds:
+        raise ValueError(f'KSSYNC_SERVERS={raw!r}: give one or more of '
+                         f'{", ".join(SERVERS)}')
+    return kinds
+
+
 _HANDED_OUT: set[int] = set()
 
 # Every response of a site carries this header with the site's own token,
@@ -70,6 +94,8 @@ class Site:
     :param processes: uWSGI worker processes; ``threads``: threads per
         process. A site serves that many requests at once, and an agent's
         waiting long-poll holds one of them.
+    :param server: a kind of :data:`SERVERS`, instead of ``processes``
+        and ``threads``.
     :param env: environment variables for the uWSGI process (added to
         this process's own).
     :param hub_site_id: at a spoke, its hub's site id (``[sync]
@@ -79,8 +105,11 @@ class Site:
     def __init__(self, name: str, workdir: str, db_url: str,
                  venv: str | None = None, capture: bool = True,
                  app: str = KEYSTONE_APP, processes: int = 2,
-                 threads: int = 1,
+                 threads: int = 1, server: str | None = None,
                  env: dict | None = None, hub_site_id: str | None = None):
+        if server is not None:
+            processes, threads = (SERVERS[server]['processes'],
+                                  SERVERS[server]['threads'])
         self.name = name
         self.hub_site_id = hub_site_id
         self.dir = os.path.abspath(workdir)
@@ -88,6 +117,7 @@ class Site:
         self.venv = venv or sys.prefix
         self.capture = capture
         self.app = app
+        self.server = server
         self.processes = processes
         self.threads = threads
         self.env = dict(env or {})
@@ -210,14 +240,11 @@ class Site:
                '--module', self.app,
                '--master', '--die-on-term', '--need-app',
                '--processes', str(self.processes),
-               '--threads', str(self.threads),
+               '--threads', str(self.threads), '--enable-threads',
                '--lazy-apps', '--buffer-size', '65535',
                # Keystone's exit handlers hold a stopping worker for
                # seconds, and a stopped site has no use for them.
                '--skip-atexit',
-               # uWSGI's http-socket does not keep connections alive;
-               # say so, or clients reuse a closed one.
-               '--add-header', 'Connection: close',
                '--add-header', f'{SITE_HEADER}: {self.instance}',
                '--logto', os.path.join(self.dir, 'uwsgi.log'),
                '--pidfile', os.path.join(self.dir, 'uwsgi.pid'),

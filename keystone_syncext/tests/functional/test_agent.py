@@ -137,7 +137,8 @@ TYPES = ('domain', 'project', 'role', 'implied_role', 'user', 'group',
 
 
 @pytest.fixture(scope='module')
-def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template):
+def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
+          server_kind):
     workdir = str(tmp_path_factory.mktemp('agent'))
     # The agent's log and its runs' stderr, each site's Keystone and
     # uWSGI logs: all below the work directory.
@@ -150,7 +151,7 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template):
     def new_site(name, venv):
         site, dbname = conftest._new_site(
             db, schema_template(db, venv), f'{workdir}/{name}', name, venv,
-            app=sites.SYNC_APP,
+            app=sites.SYNC_APP, server_kind=server_kind,
             hub_site_id=None if name == 'hub' else 'hub')
         made.append((db, site, dbname))
         return site

@@ -70,7 +70,7 @@ INCLUDED = {'project': 'project', 'user': 'user', 'carol': 'user',
 
 
 @pytest.fixture(scope='module')
-def world(tmp_path_factory, sqlite_dir, schema_template):
+def world(tmp_path_factory, sqlite_dir, schema_template, server_kind):
     workdir = str(tmp_path_factory.mktemp('agent_selective'))
     db = backends.get('sqlite', sqlite_dir)
     made = []
@@ -79,6 +79,7 @@ def world(tmp_path_factory, sqlite_dir, schema_template):
         site, dbname = conftest._new_site(
             db, schema_template(db, conftest.VENV30), f'{workdir}/{name}',
             name, conftest.VENV30, app=sites.SYNC_APP,
+            server_kind=server_kind,
             hub_site_id=None if name == 'hub' else 'hub')
         made.append((db, site, dbname))
         return site

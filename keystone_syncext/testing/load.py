@@ -1,0 +1,156 @@
+"""A concurrent load on a real Keystone site: Keystone's own writes through
+its v3 API, and what a sync agent reads from ``/v3/sync`` beside them.
+
+Used by ``bench/lock_contention.py`` and the lock-contention test
+(``tests/functional/test_api_busy.py``): both count the answers, and a
+5xx of Keystone's own routes is what the extension must not cause.
+"""
+
+import collections
+import threading
+import time
+import uuid
+
+import requests
+
+
+class Tally:
+    """Thread-safe counts of responses."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.status = collections.Counter()
+        self.errors = collections.Counter()
+        self.routes = collections.Counter()   # (route, status): count
+
+    def send(self, http, method: str, route: str, url: str, **kw):
+        """One request through ``http`` (a requests session), counted; a
+        connection error counts as status 0 and returns None."""
+        try:
+            resp = http.request(method, url, timeout=60, **kw)
+        except requests.RequestException as e:
+            with self.lock:
+                self.status[0] += 1
+                self.errors[f'{route} 0: {type(e).__name__}'] += 1
+            return None
+        return self.add(route, resp)
+
+    def add(self, route: str, resp: requests.Response) -> requests.Response:
+        with self.lock:
+            self.status[resp.status_code] += 1
+            self.routes[(route, resp.status_code)] += 1
+            if resp.status_code >= 500:
+                try:
+                    message = resp.json()['error']['message']
+                except (ValueError, KeyError, TypeError):
+                    message = resp.text
+                self.errors[f'{route} {resp.status_code}: '
+                            f'{message[:60]}'] += 1
+        return resp
+
+    def server_errors(self, sync: bool) -> int:
+        """5xx answers of the /v3/sync routes (``sync``) or of
+        Keystone's own."""
+        return sum(n for (route, status), n in self.routes.items()
+                   if status >= 500 and route.startswith('GET /sync') == sync)
+
+    def summary(self) -> dict:
+        return {'requests': sum(self.status.values()),
+                'status': {str(k): v for k, v in sorted(self.status.items())},
+                'errors_5xx': sum(n for k, n in self.status.items()
+                                  if k >= 500),
+                'errors': dict(self.errors.most_common())}
+
+
+def _session(token: str | None = None) -> requests.Session:
+    # A new connection per request: uWSGI's http-socket closes each one
+    # after its answer without saying so, and a reused one would show up
+    # here as a connection error that is the client's, not the site's.
+    http = requests.Session()
+    http.headers['Connection'] = 'close'
+    if token:
+        http.headers['X-Auth-Token'] = token
+    return http
+
+
+def writer(site, token, tally, stop):
+    """One thread of Keystone API writes until ``stop`` is set."""
+    http = _session(token)
+    anonymous = _session()
+    url = site.url
+
+    def call(method, route, path, **kw):
+        return tally.send(http, method, route, url + path, **kw)
+
+    while not stop.is_set():
+        tag = uuid.uuid4().hex[:10]
+        password, new_password = uuid.uuid4().hex, uuid.uuid4().hex
+        project = call('POST', 'POST /projects', '/projects', json={
+            'project': {'name': f'lc-{tag}', 'domain_id': 'default'}})
+        user = call('POST', 'POST /users', '/users', json={'user': {
+            'name': f'lc-{tag}', 'domain_id': 'default',
+            'password': password}})
+        group = call('POST', 'POST /groups', '/groups', json={
+            'group': {'name': f'lc-{tag}', 'domain_id': 'default'}})
+        ids = {}
+        for key, resp in (('project', project), ('user', user),
+                          ('group', group)):
+            if resp is not None and resp.status_code == 201:
+                ids[key] = resp.json()[key]['id']
+        if 'project' in ids:
+            call('PATCH', 'PATCH /projects', f'/projects/{ids["project"]}',
+                 json={'project': {'description': tag}})
+        if 'group' in ids:
+            call('PATCH', 'PATCH /groups', f'/groups/{ids["group"]}',
+                 json={'group': {'description': tag}})
+        if 'user' in ids:
+            tally.send(anonymous, 'POST', 'POST /auth/tokens',
+                       url + '/auth/tokens', json={'auth': {
+                    'identity': {'methods': ['password'], 'password': {
+                        'user': {'id': ids['user'], 'password': password}}},
+                }})
+            if 'group' in ids:
+                call('PUT', 'PUT /groups/users',
+                     f'/groups/{ids["group"]}/users/{ids["user"]}')
+            tally.send(anonymous, 'POST', 'POST /users/password',
+                       f'{url}/users/{ids["user"]}/password',
+                       json={'user': {'password': new_password,
+                                      'original_password': password}})
+        for key in ('user', 'group', 'project'):
+            if key in ids:
+                call('DELETE', f'DELETE /{key}s', f'/{key}s/{ids[key]}')
+
+
+def reader(site, token, tally, stop):
+    """What an eager agent or a monitor asks of a site, back to back:
+    capabilities, status and the feed from the head."""
+    http = _session(token)
+    while not stop.is_set():
+        resp = tally.send(http, 'GET', 'GET /sync', site.url + '/sync')
+        if resp is None or resp.status_code != 200:
+            time.sleep(0.1)
+            continue
+        head = resp.json()['sync']['head_cursor']
+        tally.send(http, 'GET', 'GET /sync/status', site.url + '/sync/status')
+        tally.send(http, 'GET', 'GET /sync/changes',
+                   site.url + '/sync/changes',
+                   params={'since': head, 'limit': '100'})
+
+
+def run_load(site, seconds: float, writers: int, readers: int) -> Tally:
+    """Run the load against a started site; returns the tally."""
+    token = site.admin_session().get_token()
+    tally, stop = Tally(), threading.Event()
+    threads = [threading.Thread(target=writer,
+                                args=(site, token, tally, stop))
+               for _ in range(writers)]
+    threads += [threading.Thread(target=reader,
+                                 args=(site, token, tally, stop))
+                for _ in range(readers)]
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join(timeout=120)
+    return tally
