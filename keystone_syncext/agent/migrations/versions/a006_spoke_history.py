@@ -6,15 +6,15 @@ id changes (the spoke renewed its history: restored from a backup, or
 capture had a gap), or the marker is refused, the spoke may have lost
 what the agent wrote there, and is reconciled.
 
-Revision ID: a005
-Revises: a004
+Revision ID: a006
+Revises: a005
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = 'a005'
-down_revision = 'a004'
+revision = 'a006'
+down_revision = 'a005'
 branch_labels = None
 depends_on = None
 
