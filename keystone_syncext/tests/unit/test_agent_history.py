@@ -174,6 +174,7 @@ class FakeAdapter:
 def _site_answering(status, body):
     site = object.__new__(client.Site)
     site.name, site.timeout = 'hub', 5
+    site.busy_retries, site.busy_wait_max = 0, 0
     site.adapter = FakeAdapter(FakeResponse(status, body))
     site._count = lambda resp: None
     return site
@@ -206,21 +207,3 @@ def test_once_reports_a_hub_without_capture_as_broken(state, caplog):
     assert 'sync_role_ins_v1' in state.hub().last_error
     assert any(r.levelname == 'ERROR' and 'sync_role_ins_v1' in r.getMessage()
                for r in caplog.records)
-
-
-def test_a_spoke_feed_refusing_the_upward_cursor_restarts_at_its_head(
-        state):
-    """After a restore, a capture gap or the upgrade to cursors with a
-    history, the spoke's own feed refuses the agent's upward cursor: the
-    agent goes on from the spoke's head instead of failing forever."""
-    spoke = FakeSpoke('s1')
-    state.spoke('s1')
-    agent = _agent(state, [spoke])
-    agent.conf.spoke_originated_types = ['role']
-    agent.hub_types = ['role']
-    agent._connect(spoke)
-    state.set_upward_cursor('s1', 'a-cursor-of-another-history')
-    assert agent._push_up(spoke) is True
-    # The head the 410 named.
-    assert state.upward_cursor('s1') == f'{spoke.history}-{spoke.head}'
-    assert agent._push_up(spoke) is False     # and it reads on from there
