@@ -102,6 +102,12 @@ def _resource_schemas() -> dict:
     for name, rtype in resources.TYPES.items():
         schema = copy.deepcopy(rtype.schema)
         schema['title'] = name
+        if not rtype.synthetic:
+            # The form check_id requires of an id chosen through the API.
+            pattern, form = rtype.id_rule()
+            schema['properties']['id'] = dict(
+                schema['properties']['id'], pattern=f'^(?:{pattern})$',
+                description=f'Its form: {form}.')
         lines = [f'Canonical representation (protocol v1) of a {name}.']
         if rtype.synthetic:
             lines.append("Its id is made of its fields joined with ':'.")

@@ -23,8 +23,16 @@ a reference it did not find is looked up again with the per-item path's
 own query before it is refused (an id differing only in letter case
 matches on MySQL), and a name it thought free but the database's unique
 constraint refuses (a collation that folds case) rolls the run back to
-its savepoint first. Types, items and representations not handled here
+its savepoint first (as does any other error the database raises for
+bad data). Types, items and representations not handled here
 (``eligible``) always take the per-item path.
+
+Before any of it, the batch has checked every item with the type's
+``validate``, as ``PUT`` does (id form, schema with Keystone's column
+limits, the type's own rules): this path never sees a representation the
+per-item path would refuse on its form. First of the rules below, as in
+``service.apply_upsert``: an id held by a row of another type in the
+same table (a domain's for a project) is a 409 naming it.
 
 Keystone's rules written out here (the same in Keystone 29.1 and 30.0):
 

@@ -33,6 +33,7 @@ import re
 import unicodedata
 
 import keystone.conf
+from oslo_config import cfg
 
 CONF = keystone.conf.CONF
 
@@ -72,14 +73,23 @@ def unsafe(id_) -> str | None:
     return None
 
 
+def _default_domain_id() -> str:
+    try:
+        return CONF.identity.default_domain_id
+    except cfg.NoSuchOptError:
+        # Keystone's options are not registered (generating the OpenAPI
+        # document): its default.
+        return 'default'
+
+
 def domain() -> str:
     """The form of a domain id here."""
-    return f'{KEYSTONE}|{re.escape(CONF.identity.default_domain_id)}'
+    return f'{KEYSTONE}|{re.escape(_default_domain_id())}'
 
 
 def domain_form() -> str:
-    return (f'{KEYSTONE_FORM}, or {CONF.identity.default_domain_id!r} '
-            '(the default domain)')
+    return (f'{KEYSTONE_FORM}, or {_default_domain_id()!r} (the default '
+            'domain)')
 
 
 def check(type_name: str, id_, pattern: str, form: str):

@@ -2,6 +2,7 @@
 names for each operation the policy rule that guards it, and is a valid
 OpenAPI 3.1 document."""
 
+import copy
 import json
 import pathlib
 import re
@@ -121,9 +122,18 @@ def test_resource_types_come_from_the_registry(doc):
     assert params['type']['schema']['enum'] == list(resources.TYPES)
     schemas = doc['components']['schemas']
     for name, rtype in resources.TYPES.items():
-        schema = dict(schemas[openapi.schema_name(name)])
+        schema = copy.deepcopy(schemas[openapi.schema_name(name)])
         assert schema.pop('title') == name
         schema.pop('description')
+        if not rtype.synthetic:
+            # The id's form is the type's id rule (check_id).
+            id_schema = schema['properties']['id']
+            assert id_schema.pop('pattern') == f'^(?:{rtype.id_rule()[0]})$'
+            assert rtype.id_rule()[1] in id_schema.pop('description')
+            expected = copy.deepcopy(rtype.schema['properties']['id'])
+            expected.pop('pattern', None)
+            assert id_schema == expected
+            schema['properties']['id'] = rtype.schema['properties']['id']
         assert schema == rtype.schema
     body = schemas['ResourceBody']['properties']['resource']['anyOf']
     assert len(body) == len(resources.TYPES)
