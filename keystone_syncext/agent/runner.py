@@ -287,6 +287,18 @@ class Agent:
     # -- the hub's feed -----------------------------------------------
 
     def _feed_loop(self) -> None:
+        try:
+            self._follow_feed()
+        except Exception as e:
+            # A bug, not the hub: say where, and let --once end (the
+            # spokes wait for the feed otherwise).
+            LOG.exception('reading the feed of hub %(hub)s: unexpected '
+                          'error', {'hub': self.hub.name})
+            self.hub_failure = f'agent error: {type(e).__name__}'
+            self.caught_up.set()
+            self._announce()
+
+    def _follow_feed(self) -> None:
         failures = 0
         gone = False    # the last read answered 410
         try:
