@@ -699,6 +699,16 @@ class Agent:
                         self._sleep(self._backoff(failures))
                     except Stopped:
                         return
+                except Stopped:
+                    return
+                except Exception as e:
+                    # A bug, not the spoke: say where, report the spoke.
+                    LOG.exception('spoke %(spoke)s: unexpected error while '
+                                  'sending its own changes to the hub',
+                                  {'spoke': site.name})
+                    self.up_outcome[site.name] = (
+                        f'its own changes: agent error: {type(e).__name__}')
+                    return
                 finally:
                     settle(site)
 
