@@ -292,6 +292,18 @@ class Agent:
     # -- the hub's feed -----------------------------------------------
 
     def _feed_loop(self) -> None:
+        try:
+            self._follow_feed()
+        except Exception as e:
+            # A bug, not the hub: say where, and let --once end (the
+            # spokes wait for the feed otherwise).
+            LOG.exception('reading the feed of hub %(hub)s: unexpected '
+                          'error', {'hub': self.hub.name})
+            self.hub_failure = f'agent error: {type(e).__name__}'
+            self.caught_up.set()
+            self._announce()
+
+    def _follow_feed(self) -> None:
         failures = 0
         gone = False    # the last read answered 410
         try:
@@ -724,6 +736,16 @@ class Agent:
                         self._sleep(self._backoff(failures))
                     except Stopped:
                         return
+                except Stopped:
+                    return
+                except Exception as e:
+                    # A bug, not the spoke: say where, report the spoke.
+                    LOG.exception('spoke %(spoke)s: unexpected error while '
+                                  'sending its own changes to the hub',
+                                  {'spoke': site.name})
+                    self.up_outcome[site.name] = (
+                        f'its own changes: agent error: {type(e).__name__}')
+                    return
                 finally:
                     settle(site)
 

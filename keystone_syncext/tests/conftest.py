@@ -73,6 +73,7 @@ SLOWEST_FIRST = (
     'test_fuzz.py',
     'test_upgrade.py',
     'test_agent_selective.py',
+    'test_agent_join.py',
     'test_resources_identity.py',
     'test_resources_federation.py',
     'test_api_resources.py',

@@ -13,6 +13,7 @@ import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
+from keystone_syncext.agent import runner
 from keystone_syncext.tests.unit import fakeworld
 
 KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
@@ -99,3 +100,14 @@ def test_join_ends_whatever_the_rekey_answers(world, kind):
     assert time.monotonic() - start < fakeworld.request_bound(conf) + 1
     assert isinstance(got['error'], client.SiteError)
     assert 'r-own' in spoke.data['role']
+
+
+def test_a_bug_in_the_feed_ends_the_run(world, capsys, monkeypatch):
+    conf = fakeworld.make_conf()
+
+    def broken(self):
+        raise KeyError('next')
+    monkeypatch.setattr(runner.Agent, '_read_feed', broken)
+    rc, lines, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 4))
+    assert rc == 1
+    assert lines == ['spoke spoke1: not converged: the hub could not be read']

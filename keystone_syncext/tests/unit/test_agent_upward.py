@@ -87,3 +87,18 @@ def test_a_spoke_that_keeps_answering_410_ends_the_run(world, capsys):
     rc, lines, took = world.run_once(conf, capsys, bound)
     assert rc == 1 and took < bound
     assert '410 (Gone) again at the head' in lines[0]
+
+
+def test_a_bug_in_the_recovery_is_reported(world, capsys, monkeypatch):
+    conf = fakeworld.make_conf()
+    bound = fakeworld.run_bound(conf, 10)
+    assert world.run_once(conf, capsys, bound)[0] == 0
+
+    def broken(*args):
+        raise KeyError('hash')
+    monkeypatch.setattr(upward_recovery, 'recover', broken)
+    world.spokes[0].lose_history()
+    rc, lines, _ = world.run_once(conf, capsys, bound)
+    assert rc == 1
+    assert lines == ['spoke spoke1: not converged: its own changes: agent '
+                     'error: KeyError']
