@@ -313,7 +313,11 @@ class Site:
         auth = v3.Password(auth_url=self.url, username=ADMIN_USER,
                            password=self.admin_password,
                            user_domain_id='default', **scope)
-        return ks_session.Session(auth=auth)
+        # uWSGI's http-socket closes a connection after each answer
+        # without saying so, as deployments serve it: a reused one fails
+        # and is retried on a fresh one, as every client of such a site
+        # must (the agent does the same).
+        return ks_session.Session(auth=auth, connect_retries=3)
 
     def engine(self) -> sa.engine.Engine:
         """Direct database access, for judging what was captured."""

@@ -146,7 +146,7 @@ def _user_session(site, name, password, **scope):
     """A session as a user of the default domain (unscoped unless told)."""
     return ks_session.Session(auth=v3.Password(
         auth_url=site.url, username=name, password=password,
-        user_domain_id='default', **scope))
+        user_domain_id='default', **scope), connect_retries=3)
 
 
 def _login(site, name, password):

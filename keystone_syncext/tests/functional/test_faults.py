@@ -120,7 +120,8 @@ class FaultWorld(agent_tests.World):
         auth = dict(self.clouds[site.name])
         auth.pop('system_scope')
         sess = ks_session.Session(auth=v3.Password(system_scope='all',
-                                                   **auth))
+                                                   **auth),
+                                  connect_retries=3)
         scanning.REGISTRY.secret(sess.get_token(),
                                  f'agent account token at {site.name}')
         self._sessions[site.name] = sess

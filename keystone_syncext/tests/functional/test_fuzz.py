@@ -214,6 +214,10 @@ class Run:
         self.db = Database(site)
         self.before = self.db.dump_hash()
         self.http = requests.Session()
+        # A new connection per request: the site's uWSGI closes each one
+        # after its answer without saying so (as deployed); the fuzz suite
+        # judges answers, not connection reuse (the agent's suites do).
+        self.http.headers['Connection'] = 'close'
         self.deadline = time.monotonic() + WALL_CLOCK
         self.sent = collections.Counter()       # persona -> requests
         self.covered = collections.Counter()    # (operation, persona)
