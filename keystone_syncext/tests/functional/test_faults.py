@@ -792,8 +792,9 @@ def test_spoke_sigkilled_while_applying_and_restarted(world, judge, rng):
 
 def _long_poll_in_flight(world, agent, port) -> bool:
     """Whether the agent holds a connection to ``port`` that stays open
-    across half a second: with ``Connection: close``, a request to the hub
-    that lasts that long is a long-poll of its feed."""
+    across half a second: the hub's uWSGI closes each connection after its
+    answer (a closed one is no longer ESTABLISHED here), so a request to
+    the hub that lasts that long is a long-poll of its feed."""
     def open_ports():
         try:
             conns = psutil.Process(agent.pid).net_connections(kind='tcp')
