@@ -531,7 +531,7 @@ class Agent:
         elif row.state != 'live':
             self._seed(site)
             progressed = True
-        first = True
+        first, wrote = True, progressed
         while not self.stop.is_set():
             row = self.state.spoke(site.name)
             rows = self.state.outbox_after(row.applied_seq, PASS_ROWS)
@@ -548,6 +548,7 @@ class Agent:
             self.state.record(site.name, rows[-1].seq if rows else None,
                               done, failed, written)
             progressed = progressed or bool(rows) or bool(done)
+            wrote = wrote or bool(written)
             if rows:
                 LOG.info('spoke %(spoke)s: applied up to outbox %(seq)d '
                          '(%(ok)d written, %(bad)d refused)',
@@ -555,6 +556,12 @@ class Agent:
                           'ok': len(done), 'bad': len(failed)})
             if not rows:
                 break
+        if wrote:
+            # A marker past what the agent just wrote: a restore of the
+            # spoke to a backup from before these writes is then caught by
+            # the next check (the marker is above the restored head, or
+            # names another change), whenever the restore happens.
+            self._check_history(site)
         return progressed
 
     def _seed(self, site: client.Site) -> None:
