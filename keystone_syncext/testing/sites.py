@@ -50,15 +50,21 @@ SERVERS = {
 }
 
 
+# A kind for KSSYNC_SERVERS: each suite's sites as both kinds at once
+# (which site runs as which: tests/conftest.py ``site_server``).
+MIXED = 'mixed'
+
+
 def server_kinds() -> list[str]:
     """The server kinds the functional suites run sites as
-    (``KSSYNC_SERVERS``, comma separated; default ``processes``)."""
-    raw = os.environ.get('KSSYNC_SERVERS', 'processes')
+    (``KSSYNC_SERVERS``, comma separated; default ``mixed``: both kinds
+    in one run, without running a module twice)."""
+    raw = os.environ.get('KSSYNC_SERVERS', MIXED)
     kinds = [k.strip() for k in raw.split(',') if k.strip()]
-    unknown = set(kinds) - set(SERVERS)
+    unknown = set(kinds) - set(SERVERS) - {MIXED}
     if unknown or not kinds:
         raise ValueError(f'KSSYNC_SERVERS={raw!r}: give one or more of '
-                         f'{", ".join(SERVERS)}')
+                         f'{", ".join([*SERVERS, MIXED])}')
     return kinds
 
 

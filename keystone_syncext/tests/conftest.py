@@ -162,13 +162,22 @@ def schema_template(tmp_path_factory):
         backend.drop(dbname)
 
 
-def site_server(backend_name: str, venv: str, kind: str) -> str:
+def site_server(backend_name: str, venv: str, kind: str,
+                name: str = '') -> str:
     """The server kind for a site: ``kind``, but for Keystone 29.1 on
     SQLite, which only works as one process with threads (a token issued
     by one worker process makes the other's next write fail with
-    "database is locked"; doc/install.md)."""
+    "database is locked"; doc/install.md).
+
+    ``mixed`` (the default of ``KSSYNC_SERVERS``) runs both kinds in one
+    run: spokes and every MariaDB site threaded, the hub and the other
+    sites as worker processes, so each agent suite has a hub of one kind
+    and spokes of the other, and the API suites meet both."""
     if backend_name == 'sqlite' and venv != VENV30:
         return 'threads'
+    if kind == sites.MIXED:
+        threaded = backend_name == 'mysql' or name.startswith('spoke')
+        return 'threads' if threaded else 'processes'
     return kind
 
 
@@ -179,7 +188,7 @@ def _new_site(backend, template, workdir, name, venv, capture=True,
     runs as ``server_kind`` (see :func:`site_server`) unless ``kw`` says
     how many processes or threads."""
     if not {'processes', 'threads', 'server'} & set(kw):
-        kw['server'] = site_server(backend.name, venv, server_kind)
+        kw['server'] = site_server(backend.name, venv, server_kind, name)
     dbname = unique_name(f'ks_{name}')
     url = backend.clone(template, dbname)
     site = sites.Site(name, workdir, url, venv=venv, capture=capture, **kw)
