@@ -158,6 +158,11 @@ class Agent:
         self.spoke_types: dict[str, list[str]] = {}
         self.spoke_max_items: dict[str, int] = {}
         self._history_checked: dict[str, float] = {}  # spoke -> when
+        # One history check of a spoke at a time: its spoke and upward
+        # threads both connect, and two checks presenting the same old
+        # marker would each make a rewound spoke renew its history, and
+        # the second renewal look like another restore.
+        self._history_locks = {s.name: threading.Lock() for s in spokes}
 
     # -- helpers ------------------------------------------------------
 
@@ -497,6 +502,10 @@ class Agent:
         recorded at the last check (its database went back in time), may
         have lost what the agent wrote there, and is marked for a
         reconcile. Returns the capabilities."""
+        with self._history_locks.setdefault(site.name, threading.Lock()):
+            return self._check_history_locked(site)
+
+    def _check_history_locked(self, site: client.Site) -> dict:
         row = self.state.spoke(site.name)
         rewound = False
         if row.history_marker:
