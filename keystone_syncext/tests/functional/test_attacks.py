@@ -234,7 +234,10 @@ def test_credential_with_roles_the_user_lacks_at_the_hub(world, mallory):
     _plant(mallory, _credential(id_, user, project, [member, extra],
                                 secret_hash))
     _sync(world)
-    _judge(world, before, id_, secret, secret_hash, f'no role {extra}')
+    # Refused as another site's write (403), not as a missing dependency
+    # (400) the agent would wait for.
+    _judge(world, before, id_, secret, secret_hash, ': 403 ')
+    assert f'no role {extra}' in _refusal(world, id_)
 
 
 def test_overwriting_the_secret_of_a_credential_the_hub_made(world,
