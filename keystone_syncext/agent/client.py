@@ -140,6 +140,21 @@ def keep_connections(session, connections: int) -> None:
         mounted.init_poolmanager(connections, connections)
 
 
+def retry_authentication(session, connect_retries: int) -> None:
+    """Let the requests ``session``'s auth plugin makes itself (a token
+    at start and after a 401) be retried on a fresh connection too.
+
+    Those go through the session with its own default, which
+    openstacksdk's loader leaves at 0, not through our adapter: a token
+    request sent on a pooled connection that the site had closed failed
+    the first time, so a re-key that revoked the agent's token, followed
+    by the re-authentication, could end ``join``. keystoneauth has no
+    public setter for that default."""
+    if getattr(session, '_connect_retries', None) is not None:
+        session._connect_retries = max(session._connect_retries,
+                                       connect_retries)
+
+
 class Site:
     """The ``/v3/sync`` API of the cloud ``name``.
 
@@ -159,6 +174,7 @@ class Site:
         session = cloud.get_session()
         if connections > DEFAULT_CONNECTIONS:
             keep_connections(session, connections)
+        retry_authentication(session, connect_retries)
         self.adapter = adapter.Adapter(
             session=session,
             service_type='identity',
@@ -186,7 +202,15 @@ class Site:
 
     def user_id(self) -> str | None:
         """The id of the account the agent logs in with here."""
-        return self.adapter.get_user_id()
+        try:
+            return self.adapter.get_user_id()
+        except ks_exc.Unauthorized:
+            raise SiteError(self.name, 'authentication failed: check the '
+                            'credentials in clouds.yaml', status=401,
+                            transient=False) from None
+        except ks_exc.ClientException as e:
+            raise SiteError(self.name, f'could not log in '
+                            f'({type(e).__name__})') from None
 
     # -- plumbing -----------------------------------------------------
 
