@@ -441,6 +441,18 @@ def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,
                 busy_wait_max=conf.busy_wait_max)
 
 
+def every_resource(site, type_name: str) -> list[dict]:
+    """Every representation of ``type_name`` at ``site``, all pages of
+    its listing (for join's plan and its privilege check)."""
+    out, marker = [], None
+    while True:
+        page = site.listing(type_name, marker=marker)
+        out += [i['resource'] for i in page['items']]
+        marker = page.get('next_marker')
+        if not marker:
+            return out
+
+
 def advertised_versions(caps: dict) -> list[int]:
     """The protocol versions a capabilities document offers: its
     ``protocol_versions`` list, or the single ``protocol_version`` of an

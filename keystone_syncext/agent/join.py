@@ -60,16 +60,6 @@ def _display_name(type_name, resource):
     return resource.get('name', resource['id'])
 
 
-def _all(site: client.Site, type_name: str) -> list[dict]:
-    out, marker = [], None
-    while True:
-        page = site.listing(type_name, marker=marker)
-        out += [i['resource'] for i in page['items']]
-        marker = page.get('next_marker')
-        if not marker:
-            return out
-
-
 def excluded(patterns, type_name, name) -> bool:
     """``patterns`` are ``TYPE:NAME`` globs (``user:svc-*``, ``*:local*``)."""
     for pattern in patterns:
@@ -141,13 +131,13 @@ def plan(hub: client.Site, spoke: client.Site, exclude=(),
         if type_name not in rekeyable:
             continue
         hub_by_key = {}
-        for r in _all(hub, type_name):
+        for r in client.every_resource(hub, type_name):
             if selection:
                 hub_view.note(type_name, r['id'], r)
             key = natural_key(type_name, r)
             if key is not None:
                 hub_by_key[key] = r['id']
-        spoke_items = _all(spoke, type_name)
+        spoke_items = client.every_resource(spoke, type_name)
         for r in spoke_items:
             if selection:
                 spoke_view.note(type_name, r['id'], r)

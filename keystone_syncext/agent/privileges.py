@@ -19,35 +19,26 @@ from keystone_syncext.agent import client
 ADMIN_ROLE_NAME = 'admin'
 
 
-def _all(site: client.Site, type_name: str) -> list[dict]:
-    out, marker = [], None
-    while True:
-        page = site.listing(type_name, marker=marker)
-        out += [i['resource'] for i in page['items']]
-        marker = page.get('next_marker')
-        if not marker:
-            return out
-
-
 class Privileges:
     """Every user's privileges at one site, from one read of its
     roles, implied roles, memberships, assignments and targets."""
 
     def __init__(self, site: client.Site):
-        self.role_names = {r['id']: r['name'] for r in _all(site, 'role')
+        self.role_names = {r['id']: r['name']
+                           for r in client.every_resource(site, 'role')
                            if r.get('domain_id') is None}
         implies: dict[str, set[str]] = {}
-        for i in _all(site, 'implied_role'):
+        for i in client.every_resource(site, 'implied_role'):
             implies.setdefault(i['prior_role_id'], set()).add(
                 i['implied_role_id'])
         self.implies = implies
         self.groups: dict[str, set[str]] = {}
-        for m in _all(site, 'group_membership'):
+        for m in client.every_resource(site, 'group_membership'):
             self.groups.setdefault(m['user_id'], set()).add(m['group_id'])
         self.projects = {p['id']: (p['domain_id'], p['name'])
-                         for p in _all(site, 'project')}
+                         for p in client.every_resource(site, 'project')}
         self.by_actor: dict[str, list[dict]] = {}
-        for a in _all(site, 'role_assignment'):
+        for a in client.every_resource(site, 'role_assignment'):
             self.by_actor.setdefault(a['actor_id'], []).append(a)
 
     def _closure(self, role_id: str) -> set[str]:
