@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from keystone_syncext.testing import backends
 from keystone_syncext.testing import secrets as secret_scan
@@ -188,8 +189,27 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
         try:
             for _, site, _ in made:
                 secret_scan.hashes_of(site.engine())
+            _scan_conflict_records(secret_scan, workdir)
         finally:
             conftest._stop_and_drop(made)
+
+
+def _scan_conflict_records(secret_scan, workdir):
+    """The conflict records of the agent's state database (kept for
+    weeks, shown by ``keystone-sync conflicts``) go through the secret
+    scan: they keep secret fields as keyed fingerprints, never a hash.
+    The outbox and pending items carry hashes in transit by design."""
+    path = os.path.join(workdir, 'state.sqlite')
+    if not os.path.exists(path):
+        return
+    engine = sa.create_engine(f'sqlite:///{path}')
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text('SELECT * FROM agent_conflict'))
+            text = '\n'.join(repr(tuple(r)) for r in rows)
+    finally:
+        engine.dispose()
+    secret_scan.output('state database: agent_conflict', text)
 
 
 def _hex():
