@@ -215,9 +215,9 @@ class Site:
     # -- plumbing -----------------------------------------------------
 
     def _request(self, method, path, json_body=None, params=None,
-                 headers=None, timeout=None, ok=(200,), idempotent=True):
+                 headers=None, timeout=None, ok=(200,)):
         resp = self._answer(method, path, json_body, params, headers,
-                            timeout or self.timeout, idempotent)
+                            timeout or self.timeout)
         if resp.status_code in ok:
             return resp.json() if resp.content else None
         try:
@@ -237,15 +237,14 @@ class Site:
                         f'{message}', status=resp.status_code,
                         transient=transient, body=err)
 
-    def _answer(self, method, path, json_body, params, headers, timeout,
-                idempotent):
+    def _answer(self, method, path, json_body, params, headers, timeout):
         """The site's answer once the 503s are waited out (bounded) and a
         401 retried once with a fresh token."""
         busy = 0
         reauthed = False
         while True:
             resp = self._send(method, path, json_body, params, headers,
-                              timeout, idempotent)
+                              timeout)
             if resp.status_code == 503 and busy < self.busy_retries:
                 busy += 1
                 delay = self._retry_after(resp, busy)
@@ -277,15 +276,13 @@ class Site:
                      else 2.0 ** (busy - 1))
         return min(max(delay, 0.0), self.busy_wait_max)
 
-    def _send(self, method, path, json_body, params, headers, timeout,
-              idempotent):
+    def _send(self, method, path, json_body, params, headers, timeout):
         start = time.monotonic()
-        extra = {} if idempotent else {'connect_retries': 0}
         try:
             resp = self.adapter.request(
                 path, method, json=json_body, params=params,
                 headers=headers, raise_exc=False, log=False,
-                timeout=timeout, **extra)
+                timeout=timeout)
         except ks_exc.ConnectTimeout:
             raise SiteError(self.name, f'{method} {path}: no answer within '
                             f'{timeout:.0f} s') from None
@@ -421,12 +418,16 @@ class Site:
 
     def rekey(self, type_name, old_id, new_id, origin=None) -> dict:
         headers = {ORIGIN_HEADER: origin} if origin else None
-        # Not repeated after a lost connection: it may have been applied
-        # (a 503 was not, and is waited out); join resumes instead.
+        # Sent again on a fresh connection when one fails, like every
+        # request: a site whose uWSGI closes each connection after its
+        # answer resets a reused one before reading the request, and
+        # join then stopped after every few re-keys. A re-key that did
+        # apply, its answer lost, answers 404 the second time, and join
+        # recognises it as done (join._applied_before).
         return self._request('POST', '/sync/rekey',
                              json_body={'type': type_name, 'from': old_id,
                                         'to': new_id},
-                             headers=headers, idempotent=False)['rekey']
+                             headers=headers)['rekey']
 
 
 def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,

@@ -60,8 +60,9 @@ TUNING_OPTS = [
                help='Times a request is sent again on a fresh connection '
                     'after the connection failed or timed out (a server '
                     'that closes connections between requests, as uWSGI '
-                    'with --http-socket, a restart); every request but a '
-                    're-key, which join resumes instead.'),
+                    'with --http-socket, a restart). A re-key that applied '
+                    'before its answer was lost is recognised as done by '
+                    'join.'),
     cfg.IntOpt('busy_retries', default=5, min=0, max=100,
                help='Times a request answered 503 (the site\'s database '
                     'is busy; nothing was applied) is sent again after '
