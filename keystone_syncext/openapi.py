@@ -161,6 +161,12 @@ def _schemas() -> dict:
                     'description': '410: the consumer must reconcile '
                     '(compare digests), then follow the feed from '
                     'head_cursor.'},
+                'rewound': {
+                    'type': 'boolean',
+                    'description': '410 from the feed: true when the '
+                    'cursor shows this database went back in time '
+                    '(restored from a backup); what was written here '
+                    'after the backup is gone.'},
                 'oldest_valid_cursor': _CURSOR,
                 'head_cursor': _CURSOR,
                 'capture_complete': {

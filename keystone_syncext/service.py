@@ -573,6 +573,7 @@ def _read_feed(cursor, limit, names) -> _Page:
     raise base.Gone(
         f'{refused.message}: reconcile (compare digests), then follow '
         'the feed from the head cursor', reconcile=True,
+        rewound=refused.rewound,
         oldest_valid_cursor=bounds['oldest_valid_cursor'],
         head_cursor=bounds['head_cursor'])
 

@@ -153,6 +153,12 @@ class Agent:
         self.up_held: dict[str, str] = {}
         self.upward_done = threading.Event()
         self.upward_done.set()
+        # --once: set when the hub's feed is read for the last time; a
+        # spoke whose own changes reach the hub after that (it settled
+        # on a failure, then a retry went through) is named in the
+        # report of every other spoke, which did not get them this run.
+        self.last_read = threading.Event()
+        self.late_up: list[str] = []
         self.hub_types: list[str] = []
         self.hub_versions: list[int] = list(client.PROTOCOL_VERSIONS)
         self.spoke_types: dict[str, list[str]] = {}
@@ -163,6 +169,11 @@ class Agent:
         # marker would each make a rewound spoke renew its history, and
         # the second renewal look like another restore.
         self._history_locks = {s.name: threading.Lock() for s in spokes}
+        # Spokes whose last history check refused the marker: a second
+        # refusal in a row (of the marker taken after the reconcile the
+        # first one caused) is a feed that refuses its own head, not
+        # another restore; reconciling again would never end.
+        self._refused_marker: set[str] = set()
 
     # -- helpers ------------------------------------------------------
 
@@ -285,6 +296,11 @@ class Agent:
             why = self.outcome.get(s.name, 'stopped before converging')
             if not why:
                 why = self.up_outcome.get(s.name) or self.up_held.get(s.name)
+            late = [n for n in self.late_up if n != s.name]
+            if not why and late:
+                why = (f'changes made at {", ".join(late)} reached the hub '
+                       'after this run last read its feed (a retry went '
+                       'through late); the next run brings them here')
             if why:
                 print(f'spoke {s.name}: not converged: {why}',
                       file=sys.stderr)
@@ -337,6 +353,7 @@ class Agent:
                     # Read again once the spokes' own changes are in.
                     while not self.upward_done.wait(0.2):
                         self._check_stop()
+                    self.last_read.set()
                     continue
                 if not more and self.once:
                     self.target = self.state.top()
@@ -511,13 +528,27 @@ class Agent:
         if row.history_marker:
             try:
                 site.changes(since=row.history_marker, limit=1)
-            except client.Gone:
-                rewound = True
+            except client.Gone as e:
+                # Its database went back in time (restored). A marker
+                # merely purged (an idle spoke past its change retention)
+                # or of another history (told by the history id below) is
+                # no restore.
+                rewound = bool(e.body.get('rewound'))
             except client.CaptureIncomplete as e:
                 # Its own changes go unrecorded; what the agent writes
                 # there still lands. db_sync renews its history later.
                 LOG.error('spoke %(spoke)s: %(err)s', {'spoke': site.name,
                                                        'err': e})
+        if not rewound:
+            self._refused_marker.discard(site.name)
+        elif site.name in self._refused_marker:
+            raise client.SiteError(
+                site.name, 'its feed refused the cursor of its own head '
+                'twice in a row (410 Gone again at the head it gave): it '
+                'cannot be followed; run "keystone-syncext-manage check" '
+                'there', transient=False)
+        else:
+            self._refused_marker.add(site.name)
         caps = site.capabilities(speaks=self.hub_versions,
                                  speaker=f'this agent and hub {self.hub.name}')
         if self.state.note_history(site.name, caps.get('history_id'),
@@ -731,8 +762,14 @@ class Agent:
             failures = 0
             while True:
                 try:
+                    cursor = self.state.upward_cursor(site.name)
                     while self._push_up(site):
                         pass
+                    if failures and self.last_read.is_set() and \
+                            self.state.upward_cursor(site.name) != cursor:
+                        # Read and sent after the hub's feed was read for
+                        # the last time: the other spokes lack it.
+                        self.late_up.append(site.name)
                     if self.state.pending_for(state_mod.up_key(site.name)):
                         self.up_outcome[site.name] = (
                             'its own changes were refused by the hub: ' +

@@ -47,7 +47,9 @@ class FakeSpoke:
         if since in self.refused or not since.startswith(self.history):
             raise client.Gone(self.name, 'gone', status=410,
                               transient=False,
-                              body={'reconcile': True, 'head_cursor':
+                              body={'reconcile': True,
+                                    'rewound': since in self.refused,
+                                    'head_cursor':
                                     f'{self.history}-{self.head}'})
         return {'changes': [], 'next': since, 'head': since, 'more': False}
 
@@ -118,6 +120,23 @@ def test_a_refused_marker_reconciles_a_live_spoke(state):
     agent._connect(spoke)
     spoke.refused.add(state.spoke('s1').history_marker)
     assert _reconnect(agent, spoke) == 'reconcile'
+
+
+def test_a_spoke_refusing_every_marker_is_an_error_not_a_loop(state):
+    """A feed that refuses even the marker taken right after the
+    reconcile its first refusal caused is broken, not restored again:
+    reconciling each time would never end (nor would --once)."""
+    spoke = FakeSpoke('s1')
+    _live(state, 's1')
+    agent = _agent(state, [spoke])
+    agent._connect(spoke)
+    spoke.refused.add(state.spoke('s1').history_marker)
+    assert _reconnect(agent, spoke) == 'reconcile'
+    spoke.refused.add(state.spoke('s1').history_marker)
+    with pytest.raises(client.SiteError) as err:
+        _reconnect(agent, spoke)
+    assert not err.value.transient
+    assert 'refused the cursor of its own head twice' in str(err.value)
 
 
 def test_a_connected_spoke_is_checked_again_after_a_while(state,
