@@ -4,10 +4,11 @@ and ``keystone-sync join``; join (with a spoke-local service user left out
 by ``--exclude``) then re-keys the bootstrap roles, admin project and
 admin user, and the next ``run --once`` converges.
 
-The agent logs in at the spoke as the spoke's bootstrap admin, which the
-join makes the hub's admin, with the hub's password: the first sync after
-the join writes the hub's password hash for the agent's own user, which
-revokes the agent's token there mid-run (the run goes on with a new one).
+The agent logs in at the spoke with an account of its own, as
+doc/install.md says: join never merges the agent's own account into a hub
+account (doc/security.md), so an agent logged in as the spoke's bootstrap
+admin would keep that admin out of the join. (A revoked agent token
+mid-run is covered in tests/unit/test_agent_retries.py.)
 """
 
 import os
@@ -47,9 +48,11 @@ def world(secret_scan, make_site, tmp_path_factory):
         'name': 'svc-backup', 'domain_id': 'default'}}).raise_for_status()
     hub.admin_session().post(hub.url + '/users', json={'user': {
         'name': 'svc-backup', 'domain_id': 'default'}}).raise_for_status()
+    agent_account = spoke.add_agent_account()
+    secret_scan.secret(agent_account['password'], 'agent password at spoke1')
     sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'),
                             {'hub': hub.admin_auth(),
-                             'spoke1': spoke.admin_auth()})
+                             'spoke1': agent_account})
     conf = os.path.join(workdir, 'keystone-sync.conf')
     with open(conf, 'w') as f:
         f.write('[DEFAULT]\nhub = hub\nspokes = spoke1\n'
