@@ -14,6 +14,7 @@ mid-run is covered in tests/unit/test_agent_retries.py.)
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -42,6 +43,9 @@ def world(secret_scan, make_site, tmp_path_factory):
             json={'user': {'password': hub.admin_password}}) \
         .raise_for_status()
     spoke.admin_password = hub.admin_password
+    # The change revoked the admin's tokens, by the second: a token issued
+    # within that second would be refused too.
+    time.sleep(1.1)
     # A service user of the spoke's own, left alone by join.
     s = spoke.admin_session()
     s.post(spoke.url + '/users', json={'user': {
