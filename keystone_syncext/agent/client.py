@@ -205,12 +205,15 @@ class Site:
         try:
             return self.adapter.get_user_id()
         except ks_exc.Unauthorized:
-            raise SiteError(self.name, 'authentication failed: check the '
-                            'credentials in clouds.yaml', status=401,
-                            transient=False) from None
+            raise self._refused_login() from None
         except ks_exc.ClientException as e:
             raise SiteError(self.name, f'could not log in '
                             f'({type(e).__name__})') from None
+
+    def _refused_login(self) -> SiteError:
+        return SiteError(self.name, 'authentication failed: check the '
+                         'credentials in clouds.yaml', status=401,
+                         transient=False)
 
     # -- plumbing -----------------------------------------------------
 
@@ -293,9 +296,7 @@ class Site:
             raise SiteError(self.name, f'connection failed '
                             f'({type(e).__name__})') from None
         except ks_exc.Unauthorized:
-            raise SiteError(self.name, 'authentication failed: check the '
-                            'credentials in clouds.yaml', status=401,
-                            transient=False) from None
+            raise self._refused_login() from None
         except ks_exc.ClientException as e:
             raise SiteError(self.name, f'{type(e).__name__}: '
                             f'{str(e)[:200]}') from None
