@@ -12,6 +12,8 @@ short window of double capture, which is harmless, instead of a gap).
 
 import dataclasses
 
+from keystone_syncext.common import types
+
 VERSION = 1
 
 # Keystone keeps a sentinel row in ``project`` as the parent of all domains.
@@ -230,9 +232,5 @@ RESOURCE_BY_TABLE = {res.table: res for res in RESOURCES}
 CHILD_BY_TABLE = {child.table: child for child in CHILDREN}
 
 # Every v1 type that capture produces, in dependency order (creates go in
-# this order, deletes in reverse).
-TYPES = (
-    'domain', 'project', 'role', 'implied_role', 'user', 'group',
-    'group_membership', 'role_assignment', 'application_credential',
-    'mapping', 'identity_provider', 'federation_protocol',
-)
+# this order, deletes in reverse): the type table's.
+TYPES = types.ORDER

@@ -1,6 +1,6 @@
 """The synced resource types of protocol v1, in dependency order."""
 
-from keystone_syncext.capture import spec
+from keystone_syncext.common import types
 from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import assignment
 from keystone_syncext.resources import base
@@ -18,8 +18,7 @@ _IMPLEMENTED = [
 ]
 
 TYPES: dict[str, base.ResourceType] = {
-    t.name: t for t in sorted(_IMPLEMENTED,
-                              key=lambda t: spec.TYPES.index(t.name))}
+    t.name: t for t in sorted(_IMPLEMENTED, key=lambda t: types.rank(t.name))}
 
 
 def get(name: str) -> base.ResourceType:
@@ -33,5 +32,6 @@ def get(name: str) -> base.ResourceType:
 
 
 def rank(name: str) -> int:
-    """Position in dependency order (creates go low to high)."""
-    return spec.TYPES.index(name)
+    """Position in dependency order (creates go low to high): the type
+    table's (:func:`keystone_syncext.common.types.rank`)."""
+    return types.rank(name)

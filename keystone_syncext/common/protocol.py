@@ -1,0 +1,38 @@
+"""Constants of the ``/v3/sync`` wire protocol that both ends use.
+
+The extension (:mod:`keystone_syncext.api.sync`) and the agent
+(:mod:`keystone_syncext.agent.client`) read these names from here, so a
+header or version cannot be spelled one way at one end and another way at
+the other.
+"""
+
+import hashlib
+import json
+
+# The representations' version, which is the protocol's (doc/api.md).
+PROTOCOL_VERSION = 1
+# The protocol versions spoken here. A site advertises its own in
+# ``GET /v3/sync``; the agent uses the highest version both speak, so an
+# extension one release ahead or behind keeps syncing as long as the two
+# still share a version.
+PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
+
+# The header carrying the site a write comes from (its ``[sync] site_id``).
+ORIGIN_HEADER = 'OpenStack-Sync-Origin'
+# What a site id looks like (``[sync] site_id``, ``hub_site_id`` and the
+# origin header).
+SITE_ID_PATTERN = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
+SITE_ID_FORM = ('letters, digits, "_", "." and "-", at most 64 '
+                'characters')
+
+
+def canonical_json(value) -> bytes:
+    """Sorted keys, no whitespace, UTF-8: the bytes a hash is taken of."""
+    return json.dumps(value, sort_keys=True, separators=(',', ':'),
+                      ensure_ascii=False).encode('utf-8')
+
+
+def content_hash(resource: dict) -> str:
+    """Protocol-v1 content hash of a canonical representation (the ETag
+    and what digests are made of)."""
+    return hashlib.sha256(b'v1\n' + canonical_json(resource)).hexdigest()
