@@ -2,11 +2,13 @@
 
 from oslo_config import cfg
 
+from keystone_syncext.common import protocol
+
 GROUP_NAME = 'sync'
 
 site_id = cfg.StrOpt(
     'site_id',
-    regex=r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    regex=protocol.SITE_ID_PATTERN,
     help='Name of this Keystone deployment (the site), unique among all '
     'sites that sync with each other. It is stamped as the origin of the '
     'changes made here and reported by the sync API. All API nodes of one '
@@ -67,7 +69,7 @@ max_digests_per_request = cfg.IntOpt(
 
 hub_site_id = cfg.StrOpt(
     'hub_site_id',
-    regex=r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$',
+    regex=protocol.SITE_ID_PATTERN,
     help='At a spoke: the site_id of its hub. Writes through the sync API '
     'carrying this origin are the hub\'s and are applied as the hub\'s '
     'system admins wrote them. Leave it unset at the hub. A write carrying '

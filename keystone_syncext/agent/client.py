@@ -38,14 +38,14 @@ import urllib.parse
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
 
+from keystone_syncext.common import protocol
+
 LOG = logging.getLogger(__name__)
 
-ORIGIN_HEADER = 'OpenStack-Sync-Origin'
-# The wire protocol versions this agent speaks. A site advertises its own
-# in ``GET /v3/sync``; the agent uses the highest version both speak, so an
-# extension one release ahead or behind keeps syncing as long as the two
-# still share a version.
-PROTOCOL_VERSIONS = (1,)
+ORIGIN_HEADER = protocol.ORIGIN_HEADER
+# The wire protocol versions this agent speaks (common.protocol says how
+# they are negotiated).
+PROTOCOL_VERSIONS = protocol.PROTOCOL_VERSIONS
 
 
 class SiteError(Exception):

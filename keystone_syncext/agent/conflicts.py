@@ -51,10 +51,9 @@ LAST_WRITER_WINS = 'last_writer_wins'
 STRATEGIES = (HUB_WINS, LAST_WRITER_WINS)
 HUB = 'hub'
 
-# Fields that carry hashes of secrets, by type (each type module's
-# ``secrets``); kept as keyed fingerprints in the state database, shown as
-# REDACTED by ``keystone-sync conflicts``.
-SECRET_FIELDS = secret_fields.SECRET_FIELDS
+# Fields that carry hashes of secrets (the type table's ``secrets``) are
+# kept as keyed fingerprints in the state database, shown as REDACTED by
+# ``keystone-sync conflicts``.
 REDACTED = '<redacted>'
 
 

@@ -37,27 +37,21 @@ import fnmatch
 from keystone_syncext.agent import client
 from keystone_syncext.agent import privileges as privileges_mod
 from keystone_syncext.agent import selection as selection_mod
+from keystone_syncext.common import types
 
-# Types re-keyed, in order: what others point at first.
-JOIN_TYPES = ('role', 'project', 'group', 'user')
+# Types re-keyed (those with a natural key in the type table), in
+# dependency order: what others point at first.
+JOIN_TYPES = types.JOINED
 
 
 def natural_key(type_name: str, resource: dict):
-    """What makes a resource "the same" at two sites, or None."""
-    if type_name in ('role', 'group'):
-        return (resource.get('domain_id'), resource['name'])
-    if type_name == 'project':
-        return (resource['domain_id'], resource['name'])
-    if type_name == 'user':
-        local = resource.get('local')
-        return (resource['domain_id'], local['name']) if local else None
-    return None
+    """What makes a resource "the same" at two sites (name within
+    domain, by the type table), or None."""
+    return types.lookup(type_name).natural_key_of(resource)
 
 
 def _display_name(type_name, resource):
-    if type_name == 'user':
-        return (resource.get('local') or {}).get('name', resource['id'])
-    return resource.get('name', resource['id'])
+    return types.lookup(type_name).name_of(resource) or resource['id']
 
 
 def excluded(patterns, type_name, name) -> bool:

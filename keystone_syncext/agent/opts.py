@@ -3,6 +3,8 @@
 
 from oslo_config import cfg
 
+from keystone_syncext.common import types
+
 DEFAULT_STATE = 'sqlite:///$state_dir/state.sqlite'
 
 SITE_OPTS = [
@@ -14,7 +16,7 @@ SITE_OPTS = [
                 help='The spokes: cloud names in clouds.yaml, each with '
                      'system-scoped admin credentials.'),
     cfg.ListOpt('spoke_originated_types',
-                default=['application_credential'],
+                default=list(types.FLOWS_UP),
                 help='Types that also flow up: a change made at a spoke '
                      'itself (not written there by the agent) goes to the '
                      'hub, and from there to the other spokes, never back '

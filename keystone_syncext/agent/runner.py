@@ -37,16 +37,12 @@ from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import upward_recovery
+from keystone_syncext.common import types as type_table
 
 LOG = logging.getLogger(__name__)
 
-# Creates go in this order, deletes in reverse (users reference identity
-# providers through their federated identities, so those come first).
-TYPE_ORDER = (
-    'domain', 'project', 'role', 'implied_role', 'mapping',
-    'identity_provider', 'federation_protocol', 'user', 'group',
-    'group_membership', 'role_assignment', 'application_credential',
-)
+# Creates go in this order, deletes in reverse: the type table's.
+TYPE_ORDER = type_table.ORDER
 # Outbox rows a spoke takes in one pass.
 PASS_ROWS = 5000
 # How often a connected spoke's feed history is checked again (one
@@ -56,10 +52,9 @@ HISTORY_CHECK_SECONDS = 60
 
 
 def rank(type_name: str) -> int:
-    try:
-        return TYPE_ORDER.index(type_name)
-    except ValueError:
-        return len(TYPE_ORDER)
+    """The type table's rank; :class:`type_table.UnknownType` for a type
+    the agent does not know (never sorted last and written anyway)."""
+    return type_table.rank(type_name)
 
 
 def order(changes: list[state_mod.Change]) -> list[state_mod.Change]:

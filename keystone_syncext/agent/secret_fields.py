@@ -15,37 +15,19 @@ import hashlib
 import hmac
 import json
 
-# Where the hashes are in each type's representation (each type module's
-# ``secrets``): a path of keys, '*' for every item of a list.
-SECRET_FIELDS = {
-    'user': ('local', 'passwords', '*', 'hash'),
-    'application_credential': ('secret_hash',),
-}
+from keystone_syncext.common import types
+
+# Where the hashes are in each type's representation: the type table's
+# ``secrets``. The types that have any:
+TYPES = types.WITH_SECRETS
 FINGERPRINT_PREFIX = 'hmac-sha256:'
 
 
 def replace(type_name: str, resource: dict | None, how) -> dict | None:
     """A copy of ``resource`` with each non-null secret field replaced by
-    ``how(value)``."""
-    path = SECRET_FIELDS.get(type_name)
-    if resource is None or not path:
-        return resource
-    out = json.loads(json.dumps(resource))
-
-    def walk(node, rest):
-        if not rest or node is None:
-            return
-        head, tail = rest[0], rest[1:]
-        if head == '*':
-            for child in node if isinstance(node, list) else ():
-                walk(child, tail)
-        elif isinstance(node, dict) and head in node:
-            if tail:
-                walk(node[head], tail)
-            elif node[head] is not None:
-                node[head] = how(node[head])
-    walk(out, path)
-    return out
+    ``how(value)``; :class:`types.UnknownType` for a type not in the
+    table (whose secrets no one could say)."""
+    return types.replace_secrets(type_name, resource, how)
 
 
 def fingerprint(key: bytes, value) -> str:

@@ -42,55 +42,17 @@ import fnmatch
 import logging
 import threading
 
+from keystone_syncext.common import types
+
 LOG = logging.getLogger(__name__)
 
-# What contains a resource (domain_id, parent_id) and what it refers to,
-# by type: the edges along which exclusion spreads.
-CONTAINED_IN = {
-    'project': ('domain', 'project'),
-    'role': ('domain',),
-    'user': ('domain',),
-    'group': ('domain',),
-    'identity_provider': ('domain',),
-}
-REFERS_TO = {
-    'implied_role': ('role',),
-    'user': ('identity_provider',),
-    'group_membership': ('user', 'group'),
-    'role_assignment': ('user', 'group', 'project', 'domain', 'role'),
-    'application_credential': ('user', 'project'),
-    'federation_protocol': ('identity_provider', 'mapping'),
-}
-# Types that exist only between others: included when all they refer to
-# is.
-DEPENDENTS = ('implied_role', 'group_membership', 'role_assignment',
-              'application_credential', 'federation_protocol')
-TYPES = ('domain', 'project', 'role', 'implied_role', 'mapping',
-         'identity_provider', 'federation_protocol', 'user', 'group',
-         'group_membership', 'role_assignment', 'application_credential')
-NAMED = ('domain', 'project', 'role', 'user', 'group',
-         'application_credential', 'identity_provider', 'mapping')
-ASSIGNMENT_ENDS = {
-    'UserProject': ('user', 'project'), 'GroupProject': ('group', 'project'),
-    'UserDomain': ('user', 'domain'), 'GroupDomain': ('group', 'domain'),
-    'UserSystem': ('user', None), 'GroupSystem': ('group', None),
-}
+# What contains what, what refers to what, which types have names and
+# which exist only between others: the type table's.
+TYPES = types.ORDER
+NAMED = types.NAMED
+DEPENDENTS = types.DEPENDENTS
 KINDS = ('type', 'domain', 'project', 'name')
-
-
-def _reaches(type_name: str) -> frozenset:
-    """Every type whose exclusion can exclude a ``type_name``."""
-    seen, todo = set(), [type_name]
-    while todo:
-        t = todo.pop()
-        for n in CONTAINED_IN.get(t, ()) + REFERS_TO.get(t, ()):
-            if n not in seen:
-                seen.add(n)
-                todo.append(n)
-    return frozenset(seen | {type_name})
-
-
-REACHES = {t: _reaches(t) for t in TYPES}
+REACHES = {t: types.reaches(t) for t in TYPES}
 
 
 class RuleError(ValueError):
@@ -117,7 +79,7 @@ class Rule:
 
     def concerns(self, type_name: str) -> bool:
         """Whether the rule can decide anything about ``type_name``."""
-        reach = REACHES.get(type_name, frozenset({type_name}))
+        reach = REACHES.get(type_name) or types.reaches(type_name)
         if self.kind in ('type', 'name'):
             return (self.type or self.value) in reach
         return self.kind in reach
@@ -156,42 +118,11 @@ class Facts:
 
     @classmethod
     def of(cls, type_name: str, resource: dict) -> 'Facts':
-        r = resource
-        inside, refs = [], []
-        if type_name == 'project':
-            inside.append(('domain', r.get('domain_id')))
-            if r.get('parent_id') not in (None, r.get('domain_id')):
-                inside.append(('project', r['parent_id']))
-        elif type_name in CONTAINED_IN and r.get('domain_id'):
-            inside.append(('domain', r['domain_id']))
-        if type_name == 'user':
-            refs += [('identity_provider', f['idp_id'])
-                     for f in r.get('federated') or ()]
-        elif type_name == 'implied_role':
-            refs += [('role', r['prior_role_id']),
-                     ('role', r['implied_role_id'])]
-        elif type_name == 'group_membership':
-            refs += [('user', r['user_id']), ('group', r['group_id'])]
-        elif type_name == 'role_assignment':
-            actor, target = ASSIGNMENT_ENDS[r['type']]
-            refs += [(actor, r['actor_id']), ('role', r['role_id'])]
-            if target:
-                refs.append((target, r['target_id']))
-        elif type_name == 'application_credential':
-            refs.append(('user', r['user_id']))
-            if r.get('project_id'):
-                refs.append(('project', r['project_id']))
-        elif type_name == 'federation_protocol':
-            refs += [('identity_provider', r['idp_id']),
-                     ('mapping', r['mapping_id'])]
-        if type_name == 'user':
-            name = (r.get('local') or {}).get('name')
-        elif type_name in ('identity_provider', 'mapping'):
-            name = r['id']
-        else:
-            name = r.get('name')
-        return cls(r['id'], name, tuple(x for x in inside if x[1]),
-                   tuple(refs))
+        """The facts of ``resource``, by its row of the type table;
+        :class:`types.UnknownType` for a type not in it."""
+        info = types.lookup(type_name)
+        return cls(resource['id'], info.name_of(resource),
+                   info.containers(resource), info.references(resource))
 
 
 class View:
@@ -257,6 +188,9 @@ class Selection:
         to protect, the delete goes on and finds nothing)."""
         if not self:
             return list(changes), []
+        for c in changes:
+            # A type the rules cannot judge is an error, not a pass.
+            types.lookup(c.type)
         hub = getattr(self._local, 'hub', None) or View(hub_fetch)
         for c in sorted(changes, key=lambda c: c.seq):
             # Newest last: the view follows the hub within the pass.

@@ -18,13 +18,15 @@ from keystone_syncext import enforcement
 from keystone_syncext import history
 from keystone_syncext import service
 from keystone_syncext.capture import spec
+from keystone_syncext.common import protocol
 from keystone_syncext.resources import base
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)
-# The representations' version (resources.base) is the protocol's.
-PROTOCOL_VERSION = base.PROTOCOL_VERSION
-PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
+# The representations' version is the protocol's (common.protocol); kept
+# as names of this module, which advertises them (tests replace them).
+PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
+PROTOCOL_VERSIONS = protocol.PROTOCOL_VERSIONS
 
 _build_resource_relation = functools.partial(
     json_home.build_v3_extension_resource_relation,
@@ -35,8 +37,8 @@ def _keystone_version() -> str:
     return importlib.metadata.version('keystone')
 
 
-ORIGIN_HEADER = 'OpenStack-Sync-Origin'
-_SITE_ID = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+ORIGIN_HEADER = protocol.ORIGIN_HEADER
+_SITE_ID = re.compile(protocol.SITE_ID_PATTERN)
 
 
 def _guarded(handler):
@@ -71,8 +73,7 @@ def _origin() -> str | None:
         return None
     if not _SITE_ID.match(value):
         raise base.BadRequest(
-            f'{ORIGIN_HEADER} must be a site id (letters, digits, "_", '
-            '"." and "-", at most 64 characters)')
+            f'{ORIGIN_HEADER} must be a site id ({protocol.SITE_ID_FORM})')
     return value
 
 

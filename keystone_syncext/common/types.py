@@ -263,16 +263,19 @@ def reaches(name: str) -> frozenset:
     return frozenset(seen)
 
 
-def problems() -> list[str]:
-    """What is inconsistent in the table itself: an edge to a type that
-    is not in it, or one to a type ranked after it (a batch would apply
-    them in the wrong order)."""
-    out = []
-    for info in TABLE:
+def problems(table: Iterable[TypeInfo] = TABLE) -> list[str]:
+    """What is inconsistent in ``table`` (by default the table): a name
+    twice, an edge to a type that is not in it, or one to a type ranked
+    after it (a batch would apply them in the wrong order)."""
+    table = tuple(table)
+    ranks = {info.name: n for n, info in enumerate(table)}
+    out = [f'{name} is in the table twice' for name in ranks
+           if sum(info.name == name for info in table) > 1]
+    for info in table:
         for other in info.edges() + info.needs:
-            if other not in BY_NAME:
-                out.append(f'{info.name} refers to {other!r}, not a type')
-            elif other != info.name and rank(other) > rank(info.name):
+            if other not in ranks:
+                out.append(f'{info.name} depends on {other!r}, not a type')
+            elif other != info.name and ranks[other] > ranks[info.name]:
                 out.append(f'{info.name} depends on {other}, which is '
                            'ranked after it')
     return out

@@ -105,11 +105,6 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
     }
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
-    site_local = {
-        'internal_id': "the row's key in this database; the id is "
-                       "Keystone's public one",
-    }
-    secrets = ('secret_hash',)
     rekey_refs = ()
 
     # -- reading

@@ -20,23 +20,17 @@ from keystone.common import provider_api
 import sqlalchemy as sa
 
 from keystone_syncext import caching
+from keystone_syncext.common import types
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
 
 PROVIDERS = provider_api.ProviderAPIs
 
-SYSTEM_TARGET = 'system'  # Keystone's AssignmentManager._SYSTEM_SCOPE_TOKEN
+SYSTEM_TARGET = types.SYSTEM_TARGET
 
-# type -> (actor type, target type)
-TYPES = {
-    'UserProject': ('user', 'project'),
-    'GroupProject': ('group', 'project'),
-    'UserDomain': ('user', 'domain'),
-    'GroupDomain': ('group', 'domain'),
-    'UserSystem': ('user', 'system'),
-    'GroupSystem': ('group', 'system'),
-}
+# type -> (actor type, target type): the type table's.
+TYPES = types.ASSIGNMENT_ENDS
 
 
 def _inherited_sql(column):
@@ -68,7 +62,6 @@ class RoleAssignment(base.ResourceType):
     }
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
-    site_local = {}
 
     def id_of(self, resource):
         return ':'.join([resource['type'], resource['actor_id'],

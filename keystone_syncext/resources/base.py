@@ -17,7 +17,6 @@ effects written out here, and each type's module says which.
 """
 
 import functools
-import hashlib
 import json
 import threading
 
@@ -25,23 +24,19 @@ from keystone import exception
 from keystone.common.validation import validators
 import sqlalchemy as sa
 
+from keystone_syncext.common import protocol
+from keystone_syncext.common import types
 from keystone_syncext.resources import ids
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
 
 # Ids are at most 64 characters in Keystone; synthetic ids join several.
 ID_PATTERN = r'^[^/\s]{1,255}$'
 
 
-def canonical_json(value) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the bytes a hash is taken of."""
-    return json.dumps(value, sort_keys=True, separators=(',', ':'),
-                      ensure_ascii=False).encode('utf-8')
-
-
-def content_hash(resource: dict) -> str:
-    """Protocol-v1 content hash of a canonical representation."""
-    return hashlib.sha256(b'v1\n' + canonical_json(resource)).hexdigest()
+# The canonical bytes and content hash of a representation (protocol v1).
+canonical_json = protocol.canonical_json
+content_hash = protocol.content_hash
 
 
 # --- errors -----------------------------------------------------------------
@@ -270,11 +265,14 @@ class ResourceType:
     the read and write methods; ``conn`` is a SQLAlchemy Connection and
     ``session`` the ORM session of the same transaction.
 
-    :cvar name: the type name in URLs and the feed.
+    What the type is to the others (rank, containment, references, name,
+    secret and site-local fields) is its row of the type table,
+    :mod:`keystone_syncext.common.types`, read through ``info``,
+    ``secrets`` and ``site_local``; a unit test keeps each class's schema
+    true to its row.
+
+    :cvar name: the type name in URLs and the feed (its row's name).
     :cvar schema: JSON schema of the canonical representation (v1).
-    :cvar site_local: Keystone fields of this resource that are never
-        synced, with why; they are documented in doc/api.md.
-    :cvar secrets: fields that carry hashes of secrets.
     :cvar synthetic: the id is made of other fields joined with ':'.
     :cvar rekey_refs: ``(table, column)`` pairs that hold this type's id
         without a foreign key (the foreign keys are read from the schema:
@@ -284,10 +282,24 @@ class ResourceType:
 
     name: str = ''
     schema: dict = {}
-    site_local: dict[str, str] = {}
-    secrets: tuple[str, ...] = ()
     synthetic = False
     rekey_refs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def info(self) -> types.TypeInfo:
+        """This type's row of the type table."""
+        return types.lookup(self.name)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Dotted paths of the fields that carry hashes of secrets."""
+        return self.info.secrets
+
+    @property
+    def site_local(self) -> dict[str, str]:
+        """Keystone fields of this resource that are never synced, with
+        why; they are documented in doc/api.md."""
+        return self.info.site_local
 
     # -- reading
     def fetch(self, conn, *, ids=None, marker=None, limit=None,

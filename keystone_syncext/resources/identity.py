@@ -226,17 +226,6 @@ class User(common.IdTable, base.ResourceType):
     }
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
-    secrets = ('local.passwords.hash',)
-    site_local = {
-        'last_active_at': 'inactivity is judged at each site',
-        'local.failed_auth_count': 'lockout counts failed logins at this '
-                                   'site',
-        'local.failed_auth_at': 'lockout counts failed logins at this site',
-        'expiring group memberships': 'made by federation mapping rules '
-                                      'at each login',
-        'nonlocal_user': 'LDAP/non-SQL shadow users are not synced; each '
-                         'site shadows them from its own directory',
-    }
     rekey_unique = ()  # the user table has no name (local_user has)
 
     def held_by(self, row):
@@ -608,7 +597,6 @@ class Group(common.IdTable, base.ResourceType):
     }
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
-    site_local = {}
     rekey_unique = ('name',)
     rekey_refs = (
         ('user_group_membership', 'group_id'),
@@ -664,7 +652,6 @@ class GroupMembership(base.ResourceType):
               'group_id': base.ID}
     schema = {'type': 'object', 'properties': _props,
               'required': list(_props), 'additionalProperties': False}
-    site_local = {}
 
     def id_of(self, resource):
         return f'{resource["user_id"]}:{resource["group_id"]}'

@@ -91,7 +91,6 @@ class Domain(_ProjectTable, base.ResourceType):
         'required': list(_COMMON_PROPS),
         'additionalProperties': False,
     }
-    site_local = {}
     rekey_refs = ()  # 'default' is the same everywhere; see doc/api.md
 
     def id_rule(self):
@@ -135,7 +134,6 @@ class Project(_ProjectTable, base.ResourceType):
         'required': list(_props),
         'additionalProperties': False,
     }
-    site_local = {}
     rekey_unique = ('name',)
     rekey_refs = (
         ('project', 'parent_id'), ('project_tag', 'project_id'),

@@ -44,7 +44,7 @@ def upgrade():
                         sa.column('type'), sa.column('hub_version'),
                         sa.column('spoke_version'))
     rows = conn.execute(sa.select(conflict).where(
-        conflict.c.type.in_(list(secret_fields.SECRET_FIELDS)))).all()
+        conflict.c.type.in_(list(secret_fields.TYPES)))).all()
     for r in rows:
         conn.execute(conflict.update().where(conflict.c.id == r.id).values(
             hub_version=secret_fields.fingerprinted_json(
