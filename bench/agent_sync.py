@@ -33,26 +33,20 @@ The last line of output is one JSON object with the figures.
 import argparse
 import concurrent.futures
 import json
-import os
 import resource
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
-from batch_rate import CACHE_CONFIG
+import agent_bench
 from batch_rate import batch_items
 
 from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
 
 GOAL_P99 = 1.0
-EXTRA_CONFIG = '[oslo_middleware]\nmax_request_body_size = 67108864\n'
-AGENT = [sys.executable, '-m', 'keystone_syncext.agent.cli']
 
 
 def _time(value: str) -> float:
@@ -105,7 +99,7 @@ def percentile(values, q):
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def main(argv=None) -> int:
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--spokes', type=int, default=3)
     parser.add_argument('--resources', type=int, default=3000)
@@ -129,20 +123,15 @@ def main(argv=None) -> int:
     parser.add_argument('--batch-bytes', type=int, default=4000000,
                         help="the agent's batch_bytes; the spokes here "
                         'accept bodies up to 64 MiB')
-    parser.add_argument('--debug', action='store_true',
-                        help='the agent logs every request and its time')
-    parser.add_argument('--keep', action='store_true',
-                        help='leave the sites and the agent log behind')
-    parser.add_argument('--cache', action='store_true',
-                        help='run Keystone with its cache on, as '
-                        'production does (see batch_rate.py)')
-    args = parser.parse_args(argv)
+    agent_bench.add_options(parser)
+    return parser.parse_args(argv)
 
-    workdir = tempfile.mkdtemp(prefix='kssync-bench-agent-')
+
+def make_sites(args, workdir):
+    """The hub and the spokes, each a copy of one database made by the
+    db_syncs (they cost seconds each, which fifty spokes would feel); each
+    is then bootstrapped on its own."""
     db = backends.get('sqlite', workdir)
-    # Every site starts from a copy of one database made by the db_syncs
-    # (they cost seconds each, which fifty spokes would feel); each is
-    # then bootstrapped on its own.
     template = sites.Site('template', f'{workdir}/template',
                           db.create('template'))
     template.write_config()
@@ -154,169 +143,166 @@ def main(argv=None) -> int:
                          app=sites.SYNC_APP, processes=args.processes,
                          threads=args.threads, hub_site_id='hub')
               for n in range(1, args.spokes + 1)]
-    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
-    conf = f'{workdir}/keystone-sync.conf'
-    with open(conf, 'w') as f:
-        f.write('[DEFAULT]\nhub = hub\nspokes = '
-                + ','.join(s.name for s in spokes)
-                + f'\nstate = sqlite:///{workdir}/state.sqlite\n'
-                f'log_file = {workdir}/agent.log\n'
-                # The spokes take bodies up to 64 MiB (EXTRA_CONFIG), so
-                # the agent may send batches as large as they allow.
-                f'batch_items = {args.batch_items}\n'
-                f'batch_bytes = {args.batch_bytes}\n'
-                + ('debug = true\n' if args.debug else ''))
+    return hub, spokes
 
-    def agent(*argv):
-        subprocess.run(AGENT + ['--config-file', conf, *argv], env=env,
-                       check=True, stdin=subprocess.DEVNULL,
-                       stdout=subprocess.DEVNULL)
 
+def join(agent, hub, spokes, cache):
+    agent_bench.start([hub] + spokes, cache, schema=False)
+    agent_bench.write_clouds(agent, hub, spokes)
+    for s in spokes:
+        agent('join', '--spoke', s.name)
+    if cache:
+        # Join re-keyed each spoke's admin user in one of its
+        # processes. The in-memory cache backend is per process, so
+        # another may still hold the admin under its old id and refuse
+        # a login by name (401); in production the cache is shared
+        # (memcached) and the invalidation reaches every process.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda s: s.restart(), spokes))
+
+
+def seed(agent, hub, spokes, resources):
+    """Fill the hub, seed every spoke with ``run --once``: the number of
+    resources, the seconds, and the agent's peak memory (MiB)."""
+    hs = session(hub)
+    agent_bench.fill(hub, batch_items(resources), chunk=500, sess=hs)
+    types = hs.get(f'{hub.url}/sync').json()['sync']['resource_types']
+    total = sum(hs.get(f'{hub.url}/sync/digest/{t}').json()['digest']
+                ['count'] for t in types)
+    start = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    agent('run', '--once')
+    seed_s = time.perf_counter() - start
+    # ru_maxrss of children is the largest of any child so far (KiB):
+    # the agent is the only child that can be larger than the join.
+    rss_mb = max(before, resource.getrusage(
+        resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    rate = total / seed_s
+    print(f'seed: {total} resources to each of {len(spokes)} spokes '
+          f'in {seed_s:.1f} s ({rate:.0f} resources/s per spoke, '
+          f'{rate * len(spokes):.0f} resources/s in all)', flush=True)
+    for s in spokes:
+        # Joined and seeded: each spoke's admin is the hub's admin.
+        s.admin_password = hub.admin_password
+    # The seed changed each spoke admin's password, which revoked its
+    # tokens as of that second; Keystone's revocation events have a
+    # resolution of one second, so a token issued within it is
+    # refused (401). Wait it out.
+    time.sleep(1.1)
+    return total, seed_s, rss_mb
+
+
+def heads(spokes) -> dict[str, str]:
+    """Each spoke's feed cursor now."""
+    return {s.name: session(s).get(f'{s.url}/sync')
+            .json()['sync']['head_cursor'] for s in spokes}
+
+
+def until_everywhere(spokes, since, wanted, seconds, pause):
+    """Follow each spoke's feed from ``since`` until ``wanted`` (called
+    with the spoke's name and its new changes; true once that spoke holds
+    all it waits for) is true at every spoke, or ``seconds`` pass; the
+    names of the spokes still waiting."""
+    left = {s.name for s in spokes}
+    deadline = time.monotonic() + seconds
+    while left and time.monotonic() < deadline:
+        for s in spokes:
+            if s.name in left:
+                changes, since[s.name] = feed(s, since[s.name])
+                if wanted(s.name, changes):
+                    left.discard(s.name)
+        if left:
+            time.sleep(pause)
+    return left
+
+
+def propagation(hub, spokes, changes, rate):
+    """Make ``changes`` roles at the hub at ``rate`` per second through
+    the ordinary API; the latency of each at each spoke."""
+    since = session(hub).get(f'{hub.url}/sync').json()['sync'][
+        'head_cursor']
+    spoke_since = heads(spokes)
+    s = hub.admin_session()
+    s.get_token()
+    t0, made = time.monotonic(), []
+    for n in range(changes):
+        delay = t0 + n / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        made.append(s.post(f'{hub.url}/roles', json={'role': {
+            'name': f'lat-{uuid.uuid4().hex}'}}).json()['role']['id'])
+    hub_at = {c['id']: _time(c['changed_at'])
+              for c in feed(hub, since)[0] if c['op'] == 'create'}
+    latencies = {s.name: {} for s in spokes}
+
+    def arrived(name, changes):
+        for c in changes:
+            if c['id'] in hub_at and c['op'] == 'create':
+                latencies[name][c['id']] = \
+                    _time(c['changed_at']) - hub_at[c['id']]
+        return len(latencies[name]) == len(made)
+
+    if until_everywhere(spokes, spoke_since, arrived, 120, 1):
+        raise SystemExit('changes never reached spokes: ' + str(
+            {k: len(made) - len(v) for k, v in latencies.items()
+             if len(v) != len(made)}))
+    return [v for per in latencies.values() for v in per.values()]
+
+
+def fanout(hub, spokes, burst):
+    """Make ``burst`` roles at the hub at once; the seconds until every
+    spoke holds them."""
+    since = heads(spokes)
+    items = []
+    for _ in range(burst):
+        i = uuid.uuid4().hex
+        items.append({'type': 'role', 'id': i, 'op': 'upsert',
+                      'resource': {'id': i, 'name': f'burst-{i}',
+                                   'domain_id': None, 'description': None,
+                                   'options': {}, 'extra': {}}})
+    left = {s.name: {item['id'] for item in items} for s in spokes}
+    start = time.perf_counter()
+    agent_bench.fill(hub, items, chunk=500, sess=session(hub))
+
+    def arrived(name, changes):
+        left[name].difference_update(c['id'] for c in changes)
+        return not left[name]
+
+    if until_everywhere(spokes, since, arrived, 300, 0.5):
+        raise SystemExit('burst never reached spokes: ' + str(
+            {k: len(v) for k, v in left.items() if v}))
+    fanout_s = time.perf_counter() - start
+    print(f'fan-out: {burst} changes reached all '
+          f'{len(spokes)} spokes in {fanout_s:.1f} s', flush=True)
+    return fanout_s
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    workdir = tempfile.mkdtemp(prefix='kssync-bench-agent-')
+    hub, spokes = make_sites(args, workdir)
+    agent = agent_bench.Agent(
+        workdir, [s.name for s in spokes], args.debug,
+        # The spokes take bodies up to 64 MiB (EXTRA_CONFIG), so the
+        # agent may send batches as large as they allow.
+        f'batch_items = {args.batch_items}\n'
+        f'batch_bytes = {args.batch_bytes}\n')
     runner = None
     try:
-        extra = EXTRA_CONFIG + (CACHE_CONFIG if args.cache else '')
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(
-                    lambda s: s.setup(extra, schema=False).start(), site)
-                    for site in [hub] + spokes]:
-                done.result()
-        clouds = {'hub': hub.admin_auth()}
-        for s in spokes:
-            clouds[s.name] = s.add_agent_account()
-        sites.write_clouds_yaml(f'{workdir}/clouds.yaml', clouds)
-        for s in spokes:
-            agent('join', '--spoke', s.name)
-        if args.cache:
-            # Join re-keyed each spoke's admin user in one of its
-            # processes. The in-memory cache backend is per process, so
-            # another may still hold the admin under its old id and refuse
-            # a login by name (401); in production the cache is shared
-            # (memcached) and the invalidation reaches every process.
-            with concurrent.futures.ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda s: s.restart(), spokes))
-
-        # -- seed -----------------------------------------------------
-        hs = hub.admin_session()
-        items = batch_items(args.resources)
-        for n in range(0, len(items), 500):
-            results = hs.post(f'{hub.url}/sync/batch', json={
-                'items': items[n:n + 500]}).json()['results']
-            assert all(r['status'] == 201 for r in results), results[:3]
-        types = hs.get(f'{hub.url}/sync').json()['sync']['resource_types']
-        total = sum(hs.get(f'{hub.url}/sync/digest/{t}').json()['digest']
-                    ['count'] for t in types)
-        start = time.perf_counter()
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        agent('run', '--once')
-        seed_s = time.perf_counter() - start
-        # ru_maxrss of children is the largest of any child so far (KiB):
-        # the agent is the only child that can be larger than the join.
-        rss_mb = max(before, resource.getrusage(
-            resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-        rate = total / seed_s
-        print(f'seed: {total} resources to each of {len(spokes)} spokes '
-              f'in {seed_s:.1f} s ({rate:.0f} resources/s per spoke, '
-              f'{rate * len(spokes):.0f} resources/s in all)', flush=True)
-
-        for s in spokes:
-            # Joined and seeded: each spoke's admin is the hub's admin.
-            s.admin_password = hub.admin_password
-        # The seed changed each spoke admin's password, which revoked its
-        # tokens as of that second; Keystone's revocation events have a
-        # resolution of one second, so a token issued within it is
-        # refused (401). Wait it out.
-        time.sleep(1.1)
-
-        # -- propagation ----------------------------------------------
-        since = hs.get(f'{hub.url}/sync').json()['sync']['head_cursor']
-        spoke_since = {s.name: session(s).get(f'{s.url}/sync')
-                       .json()['sync']['head_cursor'] for s in spokes}
-        runner = subprocess.Popen(AGENT + ['--config-file', conf, 'run'],
-                                  env=env, stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL)
+        join(agent, hub, spokes, args.cache)
+        total, seed_s, rss_mb = seed(agent, hub, spokes, args.resources)
+        runner = agent.start('run')
         time.sleep(3)
-        made = []
-
-        def make():
-            s = hub.admin_session()
-            s.get_token()
-            t0 = time.monotonic()
-            for n in range(args.changes):
-                delay = t0 + n / args.rate - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                made.append(s.post(f'{hub.url}/roles', json={'role': {
-                    'name': f'lat-{uuid.uuid4().hex}'}}).json()['role']['id'])
-        writer = threading.Thread(target=make)
-        writer.start()
-        writer.join()
-        hub_at = {c['id']: _time(c['changed_at'])
-                  for c in feed(hub, since)[0] if c['op'] == 'create'}
-        latencies = {s.name: {} for s in spokes}
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            for s in spokes:
-                changes, spoke_since[s.name] = feed(s, spoke_since[s.name])
-                for c in changes:
-                    if c['id'] in hub_at and c['op'] == 'create':
-                        latencies[s.name][c['id']] = \
-                            _time(c['changed_at']) - hub_at[c['id']]
-            if all(len(v) == len(made) for v in latencies.values()):
-                break
-            time.sleep(1)
-        missing = {k: len(made) - len(v) for k, v in latencies.items()
-                   if len(v) != len(made)}
-        if missing:
-            raise SystemExit(f'changes never reached spokes: {missing}')
-
-        # -- fan-out --------------------------------------------------
-        fanout_s = None
-        if args.burst:
-            since = {s.name: session(s).get(f'{s.url}/sync')
-                     .json()['sync']['head_cursor'] for s in spokes}
-            burst = []
-            for _ in range(args.burst):
-                i = uuid.uuid4().hex
-                burst.append({'type': 'role', 'id': i, 'op': 'upsert',
-                              'resource': {'id': i, 'name': f'burst-{i}',
-                                           'domain_id': None,
-                                           'description': None,
-                                           'options': {}, 'extra': {}}})
-            want = {item['id'] for item in burst}
-            start = time.perf_counter()
-            for n in range(0, len(burst), 500):
-                results = hs.post(f'{hub.url}/sync/batch', json={
-                    'items': burst[n:n + 500]}).json()['results']
-                assert all(r['status'] == 201 for r in results), results[:3]
-            left = {s.name: set(want) for s in spokes}
-            deadline = time.monotonic() + 300
-            while any(left.values()) and time.monotonic() < deadline:
-                for s in spokes:
-                    if left[s.name]:
-                        changes, since[s.name] = feed(s, since[s.name])
-                        left[s.name].difference_update(
-                            c['id'] for c in changes)
-                if any(left.values()):
-                    time.sleep(0.5)
-            if any(left.values()):
-                raise SystemExit('burst never reached spokes: ' + str(
-                    {k: len(v) for k, v in left.items() if v}))
-            fanout_s = time.perf_counter() - start
-            print(f'fan-out: {args.burst} changes reached all '
-                  f'{len(spokes)} spokes in {fanout_s:.1f} s', flush=True)
+        every = propagation(hub, spokes, args.changes, args.rate)
+        fanout_s = fanout(hub, spokes, args.burst) if args.burst else None
     finally:
         if runner:
             runner.terminate()
             runner.wait(timeout=60)
-        for site in [hub] + spokes:
-            site.stop()
-        if args.keep:
-            print(f'sites and agent log left in {workdir}')
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    every = [v for per in latencies.values() for v in per.values()]
+        agent_bench.clean_up([hub] + spokes, workdir, args.keep)
+    rate = total / seed_s
     p50, p99 = percentile(every, 0.50), percentile(every, 0.99)
-    print(f'propagation: {len(made)} changes at {args.rate}/s to '
+    print(f'propagation: {args.changes} changes at {args.rate}/s to '
           f'{len(spokes)} spokes: p50 {p50:.3f} s, p99 {p99:.3f} s, max '
           f'{max(every):.3f} s (goal p99 <= {GOAL_P99} s: '
           f'{"met" if p99 <= GOAL_P99 else "MISSED"})')
@@ -328,7 +314,8 @@ def main(argv=None) -> int:
         'seed_resources': total,
         'seed_s': round(seed_s, 2),
         'seed_resources_per_s_per_spoke': round(rate, 1),
-        'propagation_changes': len(made), 'propagation_rate': args.rate,
+        'propagation_changes': args.changes,
+        'propagation_rate': args.rate,
         'propagation_p50_s': round(p50, 3),
         'propagation_p99_s': round(p99, 3),
         'propagation_max_s': round(max(every), 3),

@@ -150,6 +150,42 @@ def _summary(times: list[float], writes: int) -> dict:
             'rounds': rates}
 
 
+def _check_tables(pair: dict) -> None:
+    """The capture site has the sync tables, the plain one none."""
+    cap_tables = sync_tables(pair['capture'])
+    plain_tables = sync_tables(pair['plain'])
+    if 'sync_change' not in cap_tables:
+        raise RuntimeError(f'capture site has no sync_change table: '
+                           f'{cap_tables}')
+    if plain_tables:
+        raise RuntimeError(f'plain site has sync tables: {plain_tables}')
+
+
+def _timed_rounds(clients: dict, rounds: int, ops: int, log) -> dict:
+    """Seconds of each round at each site, the order alternating so that
+    neither site always goes first."""
+    times = {'capture': [], 'plain': []}
+    for r in range(rounds):
+        order = ('capture', 'plain') if r % 2 == 0 else ('plain', 'capture')
+        for label in order:
+            times[label].append(clients[label].round(ops))
+        log(f'round {r + 1}/{rounds}: '
+            f'capture {times["capture"][-1]:.2f}s, '
+            f'plain {times["plain"][-1]:.2f}s')
+    return times
+
+
+def _check_captured(by_op: dict, writes: int) -> None:
+    """Every write is captured at least once (a user create also records
+    its password and local_user rows as updates)."""
+    captured = sum(by_op.values())
+    expected = {'project/create', 'project/update', 'project/delete',
+                'user/create', 'user/delete'}
+    if captured < writes or not expected <= set(by_op):
+        raise RuntimeError(f'capture site recorded only {captured} '
+                           f'changes for {writes} writes: {by_op}')
+
+
 def measure(backend_name: str, workdir: str, rounds: int, ops: int,
             processes: int, log) -> dict:
     backend = backends.get(backend_name, workdir)
@@ -174,13 +210,7 @@ def measure(backend_name: str, workdir: str, rounds: int, ops: int,
         _in_parallel(*(s.start for s in pair.values()))
         log(f'[{backend_name}] sites up in {time.monotonic() - t0:.0f}s')
 
-        cap_tables = sync_tables(pair['capture'])
-        plain_tables = sync_tables(pair['plain'])
-        if 'sync_change' not in cap_tables:
-            raise RuntimeError(f'capture site has no sync_change table: '
-                               f'{cap_tables}')
-        if plain_tables:
-            raise RuntimeError(f'plain site has sync tables: {plain_tables}')
+        _check_tables(pair)
 
         clients = {label: Client(site) for label, site in pair.items()}
         # Warm-up: with --lazy-apps every uWSGI worker loads Keystone on its
@@ -189,26 +219,12 @@ def measure(backend_name: str, workdir: str, rounds: int, ops: int,
             client.round(max(2, ops // 4))
 
         before = last_change_id(pair['capture'])
-        times = {'capture': [], 'plain': []}
-        for r in range(rounds):
-            order = ('capture', 'plain') if r % 2 == 0 else ('plain',
-                                                             'capture')
-            for label in order:
-                times[label].append(clients[label].round(ops))
-            log(f'[{backend_name}] round {r + 1}/{rounds}: '
-                f'capture {times["capture"][-1]:.2f}s, '
-                f'plain {times["plain"][-1]:.2f}s')
+        times = _timed_rounds(clients, rounds, ops,
+                              lambda msg: log(f'[{backend_name}] {msg}'))
         by_op = changes_since(pair['capture'], before)
         captured = sum(by_op.values())
         writes = ops * WRITES_PER_OP
-        # every write is captured at least once (a user create also
-        # records its password and local_user rows as updates)
-        expected = {'project/create', 'project/update', 'project/delete',
-                    'user/create', 'user/delete'}
-        if captured < writes * rounds or not expected <= set(by_op):
-            raise RuntimeError(f'capture site recorded only {captured} '
-                               f'changes for {writes * rounds} writes: '
-                               f'{by_op}')
+        _check_captured(by_op, writes * rounds)
         if sync_tables(pair['plain']):
             raise RuntimeError('plain site grew sync tables')
 

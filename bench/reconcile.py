@@ -33,15 +33,12 @@ The last line of output is one JSON object with the figures.
 import argparse
 import concurrent.futures
 import json
-import os
 import re
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
 
-from batch_rate import CACHE_CONFIG
+import agent_bench
 from batch_rate import batch_items
 
 from keystone_syncext.agent import state as state_mod
@@ -50,21 +47,9 @@ from keystone_syncext.testing import sites
 
 GOAL_RATIO = 0.01
 GOAL_SECONDS = 10.0
-EXTRA_CONFIG = '[oslo_middleware]\nmax_request_body_size = 67108864\n'
-AGENT = [sys.executable, '-m', 'keystone_syncext.agent.cli']
 SUMMARY = re.compile(r'spoke spoke: (?:reconciled|would reconcile \(dry '
                      r'run\)) with hub hub: (\d+) upserts, (\d+) deletes, '
                      r'(\d+) site-local kept, (\d+) bytes')
-
-
-def fill(site, items, chunk=1000):
-    sess = site.admin_session()
-    for n in range(0, len(items), chunk):
-        resp = sess.post(f'{site.url}/sync/batch',
-                         json={'items': items[n:n + chunk]})
-        bad = [r for r in resp.json()['results'] if r['status'] != 201]
-        if bad:
-            raise SystemExit(f'{site.name}: batch items failed: {bad[:3]}')
 
 
 def full_listing_bytes(site) -> tuple[int, float]:
@@ -111,13 +96,7 @@ def differences(hub, spoke, items):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--resources', type=int, default=100000)
-    parser.add_argument('--cache', action='store_true',
-                        help='run Keystone with its cache on, as '
-                        'production does (see batch_rate.py)')
-    parser.add_argument('--keep', action='store_true',
-                        help='leave the sites and the agent log behind')
-    parser.add_argument('--debug', action='store_true',
-                        help='the agent logs every request and its time')
+    agent_bench.add_options(parser)
     args = parser.parse_args(argv)
 
     workdir = tempfile.mkdtemp(prefix='kssync-bench-reconcile-')
@@ -126,31 +105,10 @@ def main(argv=None) -> int:
                      app=sites.SYNC_APP)
     spoke = sites.Site('spoke', f'{workdir}/spoke', db.create('spoke'),
                        app=sites.SYNC_APP)
-    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
-    state_url = f'sqlite:///{workdir}/state.sqlite'
-    conf = f'{workdir}/keystone-sync.conf'
-    with open(conf, 'w') as f:
-        f.write(f'[DEFAULT]\nhub = hub\nspokes = spoke\nstate = {state_url}'
-                f'\nlog_file = {workdir}/agent.log\n'
-                + ('debug = true\n' if args.debug else ''))
-
-    def agent(*argv):
-        proc = subprocess.run(AGENT + ['--config-file', conf, *argv],
-                              env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f'keystone-sync {" ".join(argv)} failed:\n'
-                             f'{proc.stdout}\n{proc.stderr[-3000:]}')
-        return proc.stdout
-
+    agent = agent_bench.Agent(workdir, ['spoke'], args.debug)
     try:
-        extra = EXTRA_CONFIG + (CACHE_CONFIG if args.cache else '')
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(lambda s: s.setup(extra).start(), site)
-                         for site in (hub, spoke)]:
-                done.result()
-        sites.write_clouds_yaml(f'{workdir}/clouds.yaml', {
-            'hub': hub.admin_auth(), 'spoke': spoke.add_agent_account()})
+        agent_bench.start((hub, spoke), args.cache)
+        agent_bench.write_clouds(agent, hub, [spoke])
         agent('join', '--spoke', 'spoke')
         # Join re-keyed the spoke's admin user (among others) in one of the
         # spoke's two processes. With the in-memory cache backend each
@@ -163,13 +121,13 @@ def main(argv=None) -> int:
         items = batch_items(args.resources)
         start = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for done in [pool.submit(fill, site, items)
+            for done in [pool.submit(agent_bench.fill, site, items)
                          for site in (hub, spoke)]:
                 done.result()
         fill_s = time.perf_counter() - start
         print(f'filled hub and spoke with {len(items)} resources each in '
               f'{fill_s:.1f} s', flush=True)
-        st = state_mod.State(state_url)
+        st = state_mod.State(agent.state_url)
         st.migrate()
         with st.engine.begin() as conn:
             conn.execute(state_mod.placed.insert(), [
@@ -204,12 +162,7 @@ def main(argv=None) -> int:
             raise SystemExit(f'not converged after the reconcile: '
                              f'{after.group(0)}')
     finally:
-        for site in (hub, spoke):
-            site.stop()
-        if args.keep:
-            print(f'sites and agent log left in {workdir}')
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        agent_bench.clean_up((hub, spoke), workdir, args.keep)
     ratio = nbytes / listing
     print(f'reconcile: {upserts} upserts, {deletes} deletes in '
           f'{reconcile_s:.2f} s (goal <= {GOAL_SECONDS} s: '

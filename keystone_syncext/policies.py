@@ -19,64 +19,59 @@ SYNC = 'identity:sync:%s'
 RESOURCE = '/v3/sync/resources/{type}/{id}'
 
 
-def _rule(name, check_str, description, operations):
+def _rule(name, check_str, operations, description):
     return policy.DocumentedRuleDefault(
         name=SYNC % name, check_str=check_str, scope_types=['system'],
-        description=description,
+        # Written as a paragraph below; one line in the policy file.
+        description=' '.join(description.split()),
         operations=[{'path': p, 'method': m} for p, m in operations])
 
 
 sync_policies = [
-    _rule('get_capabilities', base.SYSTEM_READER,
-          'Show what this site offers to sync: protocol versions, site id, '
-          'Keystone version, resource types, retention and the range of '
-          'valid feed cursors.',
-          [('/v3/sync', 'GET')]),
-    _rule('get_status', base.SYSTEM_READER,
-          'Show whether change capture is complete at this site (triggers '
-          'and timestamp columns present) and where the change feed '
-          'stands.',
-          [('/v3/sync/status', 'GET')]),
-    _rule('list_changes', base.SYSTEM_ADMIN,
-          'Read the change feed, with the current representation of each '
-          'changed resource (including password and secret hashes).',
-          [('/v3/sync/changes', 'GET')]),
+    _rule('get_capabilities', base.SYSTEM_READER, [('/v3/sync', 'GET')],
+          """Show what this site offers to sync: protocol versions, site
+          id, Keystone version, resource types, retention and the range
+          of valid feed cursors."""),
+    _rule('get_status', base.SYSTEM_READER, [('/v3/sync/status', 'GET')],
+          """Show whether change capture is complete at this site
+          (triggers and timestamp columns present) and where the change
+          feed stands."""),
+    _rule('list_changes', base.SYSTEM_ADMIN, [('/v3/sync/changes', 'GET')],
+          """Read the change feed, with the current representation of
+          each changed resource (including password and secret
+          hashes)."""),
     _rule('list_resources', base.SYSTEM_ADMIN,
-          'List the resources of one type in canonical form (including '
-          'password and secret hashes), ordered by id.',
-          [('/v3/sync/resources/{type}', 'GET')]),
+          [('/v3/sync/resources/{type}', 'GET')],
+          """List the resources of one type in canonical form (including
+          password and secret hashes), ordered by id."""),
     _rule('get_resource', base.SYSTEM_ADMIN,
-          'Show one resource in canonical form (including password and '
-          'secret hashes).',
-          [(RESOURCE, 'GET'), (RESOURCE, 'HEAD')]),
-    _rule('update_resource', base.SYSTEM_ADMIN,
-          'Create a resource with the id given in the URL, or update it. '
-          'This is the only way to choose an id, so keep it to the sync '
-          'agent.',
-          [(RESOURCE, 'PUT')]),
-    _rule('delete_resource', base.SYSTEM_ADMIN,
-          'Delete a resource, recording the origin site in its tombstone.',
-          [(RESOURCE, 'DELETE')]),
-    _rule('create_batch', base.SYSTEM_ADMIN,
-          'Apply many creates, updates and deletes with explicit ids, in '
-          'dependency order.',
-          [('/v3/sync/batch', 'POST')]),
-    _rule('create_rekey', base.SYSTEM_ADMIN,
-          'Change the id of a role, user, group or project, and every '
-          'reference to it, in one transaction.',
-          [('/v3/sync/rekey', 'POST')]),
+          [(RESOURCE, 'GET'), (RESOURCE, 'HEAD')],
+          """Show one resource in canonical form (including password and
+          secret hashes)."""),
+    _rule('update_resource', base.SYSTEM_ADMIN, [(RESOURCE, 'PUT')],
+          """Create a resource with the id given in the URL, or update
+          it. This is the only way to choose an id, so keep it to the
+          sync agent."""),
+    _rule('delete_resource', base.SYSTEM_ADMIN, [(RESOURCE, 'DELETE')],
+          """Delete a resource, recording the origin site in its
+          tombstone."""),
+    _rule('create_batch', base.SYSTEM_ADMIN, [('/v3/sync/batch', 'POST')],
+          """Apply many creates, updates and deletes with explicit ids, in
+          dependency order."""),
+    _rule('create_rekey', base.SYSTEM_ADMIN, [('/v3/sync/rekey', 'POST')],
+          """Change the id of a role, user, group or project, and every
+          reference to it, in one transaction."""),
     _rule('get_digest', base.SYSTEM_ADMIN,
-          'Show hash buckets of a resource type by id prefix, to find '
-          'differences between sites without listing everything: one '
-          'type and prefix (GET), or many in one request (POST, a read '
-          'like the GET).',
-          [('/v3/sync/digest/{type}', 'GET'),
-           ('/v3/sync/digests', 'POST')]),
+          [('/v3/sync/digest/{type}', 'GET'), ('/v3/sync/digests', 'POST')],
+          """Show hash buckets of a resource type by id prefix, to find
+          differences between sites without listing everything: one
+          type and prefix (GET), or many in one request (POST, a read
+          like the GET)."""),
     _rule('list_tombstones', base.SYSTEM_ADMIN,
-          'Say which of the given ids this site deleted (its tombstones), '
-          'so a reconcile removes what a restored site brought back; a '
-          'read, whatever its method.',
-          [('/v3/sync/tombstones', 'POST')]),
+          [('/v3/sync/tombstones', 'POST')],
+          """Say which of the given ids this site deleted (its
+          tombstones), so a reconcile removes what a restored site
+          brought back; a read, whatever its method."""),
 ]
 
 

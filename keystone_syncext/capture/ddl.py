@@ -187,6 +187,20 @@ class _Dialect:
     def upsert_tombstone(self, insert):
         raise NotImplementedError
 
+    def child_triggers(self, child):
+        """The triggers of a child table (MySQL and PostgreSQL; SQLite,
+        which has no IF in a trigger, guards the update in its WHEN)."""
+        changed = self.changed(child.link + child.synced)
+        upd = f'IF {changed} THEN {_body(self.child_body(child, "upd"))}' \
+              'END IF'
+        return [
+            self._trigger(child.table, 'ins', 'AFTER INSERT',
+                          self.child_body(child, 'ins')),
+            self._trigger(child.table, 'upd', 'AFTER UPDATE', [upd]),
+            self._trigger(child.table, 'del', 'AFTER DELETE',
+                          self.child_body(child, 'del')),
+        ]
+
     def triggers(self):
         """Every trigger of the current spec, in install order."""
         out = [self.tombstone_trigger()]
@@ -307,18 +321,6 @@ class MySQL(_Dialect):
             self._trigger(res.table, 'del', 'BEFORE DELETE', dele),
         ]
 
-    def child_triggers(self, child):
-        changed = self.changed(child.link + child.synced)
-        upd = f'IF {changed} THEN {_body(self.child_body(child, "upd"))}' \
-              'END IF'
-        return [
-            self._trigger(child.table, 'ins', 'AFTER INSERT',
-                          self.child_body(child, 'ins')),
-            self._trigger(child.table, 'upd', 'AFTER UPDATE', [upd]),
-            self._trigger(child.table, 'del', 'AFTER DELETE',
-                          self.child_body(child, 'del')),
-        ]
-
     def existing_triggers_sql(self):
         return ('SELECT trigger_name FROM information_schema.triggers '
                 'WHERE trigger_schema = DATABASE()')
@@ -333,7 +335,10 @@ class PostgreSQL(_Dialect):
                 'SET deleted_at = EXCLUDED.deleted_at, origin = '
                 'EXCLUDED.origin, change_id = EXCLUDED.change_id')
 
-    def _trigger(self, table, event, timing, stmts, returns, when=None):
+    def _trigger(self, table, event, timing, stmts, returns='NULL',
+                 when=None):
+        # returns: NULL for an AFTER trigger (ignored), NEW for a BEFORE
+        # trigger that lets the row through.
         name = trigger_name(table, event)
         func = f'{name}_fn'
         qtable = self.quote(table)
@@ -369,18 +374,6 @@ class PostgreSQL(_Dialect):
             self._trigger(res.table, 'upd', 'BEFORE UPDATE', [upd], 'NEW'),
             self._trigger(res.table, 'del', 'AFTER DELETE',
                           [self.log_row(res, 'OLD', "'delete'")], 'NULL'),
-        ]
-
-    def child_triggers(self, child):
-        changed = self.changed(child.link + child.synced)
-        upd = f'IF {changed} THEN {_body(self.child_body(child, "upd"))}' \
-              'END IF'
-        return [
-            self._trigger(child.table, 'ins', 'AFTER INSERT',
-                          self.child_body(child, 'ins'), 'NULL'),
-            self._trigger(child.table, 'upd', 'AFTER UPDATE', [upd], 'NULL'),
-            self._trigger(child.table, 'del', 'AFTER DELETE',
-                          self.child_body(child, 'del'), 'NULL'),
         ]
 
     def existing_triggers_sql(self):

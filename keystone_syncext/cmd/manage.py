@@ -47,16 +47,15 @@ class Command:
     """A subcommand: its name, its help (the docstring), its arguments."""
 
     name = ''
+    # Its own arguments: each name with its keywords for add_argument.
+    arguments: dict[str, dict] = {}
 
     @classmethod
     def add_argument_parser(cls, subparsers):
         parser = subparsers.add_parser(cls.name, help=cls.__doc__)
-        cls.add_arguments(parser)
+        for argument, keywords in cls.arguments.items():
+            parser.add_argument(argument, **keywords)
         parser.set_defaults(cmd_class=cls)
-
-    @staticmethod
-    def add_arguments(parser):
-        """Add this command's own arguments (none by default)."""
 
     @staticmethod
     def main(engine) -> int:
@@ -67,11 +66,8 @@ class DbSync(Command):
     """Upgrade the extension's schema and put back any missing capture."""
 
     name = 'db_sync'
-
-    @staticmethod
-    def add_arguments(parser):
-        parser.add_argument('--revision', default='head',
-                            help='Revision to upgrade to (default: head).')
+    arguments = {'--revision': {
+        'default': 'head', 'help': 'Revision to upgrade to (default: head).'}}
 
     @staticmethod
     def main(engine) -> int:
@@ -96,10 +92,7 @@ class DbDowngrade(Command):
     """Downgrade the extension's schema ('base' removes all it added)."""
 
     name = 'db_downgrade'
-
-    @staticmethod
-    def add_arguments(parser):
-        parser.add_argument('revision', help="Target revision, or 'base'.")
+    arguments = {'revision': {'help': "Target revision, or 'base'."}}
 
     @staticmethod
     def main(engine) -> int:
@@ -217,11 +210,9 @@ class Purge(Command):
     """Remove changes and tombstones older than their retention."""
 
     name = 'purge'
-
-    @staticmethod
-    def add_arguments(parser):
-        parser.add_argument('--dry-run', action='store_true',
-                            help='Say what would be removed; remove nothing.')
+    arguments = {'--dry-run': {
+        'action': 'store_true',
+        'help': 'Say what would be removed; remove nothing.'}}
 
     @staticmethod
     def main(engine) -> int:

@@ -48,8 +48,14 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mysql',
                                        'mariadb')
 
-change = sa.Table(
-    'sync_change', metadata,
+def _table(name, *items, **kw) -> sa.Table:
+    """One of the extension's tables: InnoDB and utf8mb4 on MySQL."""
+    return sa.Table(name, metadata, *items, mysql_engine='InnoDB',
+                    mysql_charset='utf8mb4', **kw)
+
+
+change = _table(
+    'sync_change',
     # Capture order: assigned when the trigger runs, before commit.
     sa.Column('id', BigId, primary_key=True, autoincrement=True),
     # Feed order: assigned after commit by changes.stamp(), dense and
@@ -64,46 +70,36 @@ change = sa.Table(
     sa.Column('origin', sa.String(64), nullable=True),
     sa.Index('ix_sync_change_position', 'position', unique=True),
     sa.Index('ix_sync_change_resource', 'resource_type', 'resource_id'),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
     # Never reuse an id after a purge: tombstones point at change ids.
     sqlite_autoincrement=True,
 )
 
-tombstone = sa.Table(
-    'sync_tombstone', metadata,
+tombstone = _table(
+    'sync_tombstone',
     sa.Column('resource_type', sa.String(32), primary_key=True),
     sa.Column('resource_id', sa.String(255), primary_key=True),
     sa.Column('deleted_at', Timestamp, nullable=False),
     sa.Column('origin', sa.String(64), nullable=True),
     sa.Column('change_id', sa.BigInteger, nullable=True),
     sa.Index('ix_sync_tombstone_deleted_at', 'deleted_at'),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
-write_context = sa.Table(
-    'sync_write_context', metadata,
+write_context = _table(
+    'sync_write_context',
     sa.Column('id', sa.Integer, primary_key=True, autoincrement=False),
     sa.Column('origin', sa.String(64), nullable=False),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
-counter = sa.Table(
-    'sync_counter', metadata,
+counter = _table(
+    'sync_counter',
     sa.Column('name', sa.String(32), primary_key=True),
     sa.Column('value', sa.BigInteger, nullable=False),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
-added_column = sa.Table(
-    'sync_added_column', metadata,
+added_column = _table(
+    'sync_added_column',
     sa.Column('table_name', sa.String(64), primary_key=True),
     sa.Column('column_name', sa.String(64), primary_key=True),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
 # An id compared and ordered by its bytes (as the digest routes order ids),
@@ -118,27 +114,23 @@ BinaryId = (sa.String(255)
 # (id, hash) pairs instead of every representation. Brought up to date
 # from the change log before a digest is answered: see
 # keystone_syncext.digests.
-digest_hash = sa.Table(
-    'sync_digest_hash', metadata,
+digest_hash = _table(
+    'sync_digest_hash',
     sa.Column('resource_type', sa.String(32), primary_key=True),
     sa.Column('resource_id', BinaryId, primary_key=True),
     sa.Column('hash', sa.String(64), nullable=False),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
 # Per type: the feed position the stored hashes are current through, what
 # computed them (a new release may represent a type differently) and when
 # they were last rebuilt from Keystone's tables.
-digest_state = sa.Table(
-    'sync_digest_state', metadata,
+digest_state = _table(
+    'sync_digest_state',
     sa.Column('resource_type', sa.String(32), primary_key=True),
     sa.Column('position', sa.BigInteger, nullable=False),
     sa.Column('version', sa.String(64), nullable=False),
     sa.Column('built_at', Timestamp, nullable=False,
               server_default=UtcNow()),
-    mysql_engine='InnoDB',
-    mysql_charset='utf8mb4',
 )
 
 # Counter rows.

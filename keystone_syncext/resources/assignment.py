@@ -60,8 +60,7 @@ class RoleAssignment(base.ResourceType):
         'role_id': base.ID,
         'inherited': {'type': 'boolean'},
     }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
 
     def id_of(self, resource):
         return ':'.join([resource['type'], resource['actor_id'],
@@ -130,9 +129,6 @@ class RoleAssignment(base.ResourceType):
         return common.filter_ids(items, ids=ids, marker=marker, limit=limit,
                                  prefix=prefix)
 
-    def exists(self, conn, id_):
-        return self.get(conn, id_) is not None
-
     # -- writing
 
     def _check(self, conn, id_, resource):
@@ -151,16 +147,21 @@ class RoleAssignment(base.ResourceType):
                 f'{target}_id': resource['target_id'],
                 'inherited_to_projects': resource['inherited']}
 
-    def create(self, session, conn, id_, resource):
-        self._check(conn, id_, resource)
+    def _grant(self, verb, resource):
+        """Create or delete (``verb``) the grant ``resource`` describes,
+        through Keystone's assignment manager."""
         api = PROVIDERS.assignment_api
         actor, target = TYPES[resource['type']]
         if target == 'system':
-            grant = getattr(api, f'create_system_grant_for_{actor}')
+            grant = getattr(api, f'{verb}_system_grant_for_{actor}')
             grant(resource['actor_id'], resource['role_id'])
         else:
-            api.create_grant(resource['role_id'],
-                             **self.grant_args(resource))
+            grant = getattr(api, f'{verb}_grant')
+            grant(resource['role_id'], **self.grant_args(resource))
+
+    def create(self, session, conn, id_, resource):
+        self._check(conn, id_, resource)
+        self._grant('create', resource)
 
     def update(self, session, conn, id_, old, resource):
         """Nothing but the id: an existing one is already up to date."""
@@ -174,13 +175,7 @@ class RoleAssignment(base.ResourceType):
         return None
 
     def delete(self, session, conn, id_, old):
-        api = PROVIDERS.assignment_api
-        actor, target = TYPES[old['type']]
-        if target == 'system':
-            revoke = getattr(api, f'delete_system_grant_for_{actor}')
-            revoke(old['actor_id'], old['role_id'])
-        else:
-            api.delete_grant(old['role_id'], **self.grant_args(old))
+        self._grant('delete', old)
 
 
 def require_actor(conn, actor, actor_id, what):

@@ -313,6 +313,11 @@ class ResourceType:
         found = self.fetch(conn, ids=[id_])
         return found[0] if found else None
 
+    def exists(self, conn, id_: str) -> bool:
+        """Whether this site holds the resource (a type stored in a table
+        of its own asks it more cheaply)."""
+        return self.get(conn, id_) is not None
+
     # -- writing
     def id_of(self, resource: dict) -> str:
         """The id a representation names (its ``id``, or for synthetic
@@ -440,3 +445,10 @@ TIMESTAMP = {'type': 'string', 'format': 'date-time',
 DESCRIPTION = {'type': ['string', 'null']}
 EXTRA = {'type': 'object'}
 OPTIONS = {'type': 'object'}
+
+
+def closed_object(props: dict) -> dict:
+    """The schema of a representation: an object with exactly the
+    properties ``props``, every one required."""
+    return {'type': 'object', 'properties': props, 'required': list(props),
+            'additionalProperties': False}

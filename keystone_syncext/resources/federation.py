@@ -32,8 +32,7 @@ class Mapping(common.IdTable, base.ResourceType):
         'schema_version': {'type': 'string', 'minLength': 1,
                            'maxLength': 5},
     }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
 
     def id_rule(self):
         return ids.OPERATOR, ids.OPERATOR_FORM
@@ -99,8 +98,7 @@ class IdentityProvider(common.IdTable, base.ResourceType):
                        'items': {'type': 'string', 'minLength': 1,
                                  'maxLength': 255}},
     }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
 
     def id_rule(self):
         return ids.OPERATOR, ids.OPERATOR_FORM
@@ -172,8 +170,7 @@ class FederationProtocol(base.ResourceType):
         'remote_id_attribute': {'type': ['string', 'null'],
                                 'maxLength': 64},
     }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
 
     def id_of(self, resource):
         return f'{resource["idp_id"]}:{resource["protocol_id"]}'
@@ -201,9 +198,6 @@ class FederationProtocol(base.ResourceType):
                   '_meta': common.meta(r)} for r in conn.execute(query)]
         return common.filter_ids(items, marker=marker, limit=limit,
                                  prefix=prefix)
-
-    def exists(self, conn, id_):
-        return self.get(conn, id_) is not None
 
     def _check(self, conn, id_, resource):
         what = f'federation protocol {id_}'

@@ -85,12 +85,7 @@ class _ProjectTable(common.IdTable):
 class Domain(_ProjectTable, base.ResourceType):
     name = 'domain'
     is_domain = True
-    schema = {
-        'type': 'object',
-        'properties': _COMMON_PROPS,
-        'required': list(_COMMON_PROPS),
-        'additionalProperties': False,
-    }
+    schema = base.closed_object(_COMMON_PROPS)
     rekey_refs = ()  # 'default' is the same everywhere; see doc/api.md
 
     def id_rule(self):
@@ -128,12 +123,7 @@ class Project(_ProjectTable, base.ResourceType):
     name = 'project'
     is_domain = False
     _props = dict(_COMMON_PROPS, domain_id=base.ID, parent_id=base.ID)
-    schema = {
-        'type': 'object',
-        'properties': _props,
-        'required': list(_props),
-        'additionalProperties': False,
-    }
+    schema = base.closed_object(_props)
     rekey_unique = ('name',)
     rekey_refs = (
         ('project', 'parent_id'), ('project_tag', 'project_id'),

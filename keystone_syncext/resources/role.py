@@ -28,8 +28,7 @@ class Role(common.IdTable, base.ResourceType):
         'options': base.OPTIONS,
         'extra': base.EXTRA,
     }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
     rekey_unique = ('name',)
     rekey_refs = (
         ('implied_role', 'prior_role_id'), ('implied_role', 'implied_role_id'),
@@ -112,8 +111,7 @@ class ImpliedRole(base.ResourceType):
     synthetic = True
     _props = {'id': {'type': 'string'},
               'prior_role_id': base.ID, 'implied_role_id': base.ID}
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
+    schema = base.closed_object(_props)
 
     def id_of(self, resource):
         return f'{resource["prior_role_id"]}:{resource["implied_role_id"]}'
@@ -138,9 +136,6 @@ class ImpliedRole(base.ResourceType):
                   '_meta': common.meta(r)} for r in conn.execute(query)]
         return common.filter_ids(items, marker=marker, limit=limit,
                                  prefix=prefix)
-
-    def exists(self, conn, id_):
-        return self.get(conn, id_) is not None
 
     def create(self, session, conn, id_, resource):
         for field in ('prior_role_id', 'implied_role_id'):

@@ -73,6 +73,33 @@ def _session(token: str | None = None) -> requests.Session:
     return http
 
 
+def _create(call, tag: str, password: str) -> dict[str, str]:
+    """Create a project, a user and a group; the ids of those made."""
+    bodies = {'project': {}, 'user': {'password': password}, 'group': {}}
+    ids = {}
+    for key, body in bodies.items():
+        resp = call('POST', f'POST /{key}s', f'/{key}s', json={
+            key: {'name': f'lc-{tag}', 'domain_id': 'default', **body}})
+        if resp is not None and resp.status_code == 201:
+            ids[key] = resp.json()[key]['id']
+    return ids
+
+
+def _use_user(call, login, ids: dict[str, str], password: str) -> None:
+    """Log the new user in, add it to the group, change its password
+    (as itself)."""
+    login('POST /auth/tokens', '/auth/tokens', json={'auth': {
+        'identity': {'methods': ['password'], 'password': {
+            'user': {'id': ids['user'], 'password': password}}},
+    }})
+    if 'group' in ids:
+        call('PUT', 'PUT /groups/users',
+             f'/groups/{ids["group"]}/users/{ids["user"]}')
+    login('POST /users/password', f'/users/{ids["user"]}/password',
+          json={'user': {'password': uuid.uuid4().hex,
+                         'original_password': password}})
+
+
 def writer(site, token, tally, stop):
     """One thread of Keystone API writes until ``stop`` is set."""
     http = _session(token)
@@ -82,40 +109,19 @@ def writer(site, token, tally, stop):
     def call(method, route, path, **kw):
         return tally.send(http, method, route, url + path, **kw)
 
+    def login(route, path, **kw):
+        return tally.send(anonymous, 'POST', route, url + path, **kw)
+
     while not stop.is_set():
         tag = uuid.uuid4().hex[:10]
-        password, new_password = uuid.uuid4().hex, uuid.uuid4().hex
-        project = call('POST', 'POST /projects', '/projects', json={
-            'project': {'name': f'lc-{tag}', 'domain_id': 'default'}})
-        user = call('POST', 'POST /users', '/users', json={'user': {
-            'name': f'lc-{tag}', 'domain_id': 'default',
-            'password': password}})
-        group = call('POST', 'POST /groups', '/groups', json={
-            'group': {'name': f'lc-{tag}', 'domain_id': 'default'}})
-        ids = {}
-        for key, resp in (('project', project), ('user', user),
-                          ('group', group)):
-            if resp is not None and resp.status_code == 201:
-                ids[key] = resp.json()[key]['id']
-        if 'project' in ids:
-            call('PATCH', 'PATCH /projects', f'/projects/{ids["project"]}',
-                 json={'project': {'description': tag}})
-        if 'group' in ids:
-            call('PATCH', 'PATCH /groups', f'/groups/{ids["group"]}',
-                 json={'group': {'description': tag}})
+        password = uuid.uuid4().hex
+        ids = _create(call, tag, password)
+        for key in ('project', 'group'):
+            if key in ids:
+                call('PATCH', f'PATCH /{key}s', f'/{key}s/{ids[key]}',
+                     json={key: {'description': tag}})
         if 'user' in ids:
-            tally.send(anonymous, 'POST', 'POST /auth/tokens',
-                       url + '/auth/tokens', json={'auth': {
-                    'identity': {'methods': ['password'], 'password': {
-                        'user': {'id': ids['user'], 'password': password}}},
-                }})
-            if 'group' in ids:
-                call('PUT', 'PUT /groups/users',
-                     f'/groups/{ids["group"]}/users/{ids["user"]}')
-            tally.send(anonymous, 'POST', 'POST /users/password',
-                       f'{url}/users/{ids["user"]}/password',
-                       json={'user': {'password': new_password,
-                                      'original_password': password}})
+            _use_user(call, login, ids, password)
         for key in ('user', 'group', 'project'):
             if key in ids:
                 call('DELETE', f'DELETE /{key}s', f'/{key}s/{ids[key]}')
