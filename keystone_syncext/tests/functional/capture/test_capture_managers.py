@@ -17,7 +17,7 @@ def test_every_type_through_managers(site):
     with rec:
         proc = subprocess.run(
             [site.bin('python'), '-m',
-             'keystone_syncext.tests.functional.manager_ops',
+             'keystone_syncext.tests.functional.capture.manager_ops',
              '--config-file', site.conf],
             capture_output=True, text=True, timeout=300, check=True)
     made = json.loads(proc.stdout.strip().splitlines()[-1])

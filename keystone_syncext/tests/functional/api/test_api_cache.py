@@ -12,8 +12,8 @@ import uuid
 import pytest
 
 from keystone_syncext.testing import sites
-from keystone_syncext.tests.functional.test_api_resources import project
-from keystone_syncext.tests.functional.test_api_resources import role
+from keystone_syncext.tests.functional.api.test_api_resources import project
+from keystone_syncext.tests.functional.api.test_api_resources import role
 
 pytestmark = pytest.mark.backend_independent
 

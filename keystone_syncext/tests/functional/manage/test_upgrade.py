@@ -35,7 +35,7 @@ from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
 from keystone_syncext.tests import personas
-from keystone_syncext.tests.functional import test_agent
+from keystone_syncext.tests.functional.agent import harness as test_agent
 
 MANAGE = 'keystone-syncext-manage'
 # keystone_syncext.testing.other_protocols (not imported here: importing it

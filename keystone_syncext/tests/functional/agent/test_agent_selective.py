@@ -15,7 +15,7 @@ from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
 from keystone_syncext.tests import personas
-from keystone_syncext.tests.functional import test_agent as agent_tests
+from keystone_syncext.tests.functional.agent import harness as agent_tests
 
 TAG = uuid.uuid4().hex[:8]
 RULES = (f'domain:xd-{TAG}, project:xp-{TAG}, name:user:svc-*')

@@ -27,7 +27,10 @@ from keystone_syncext.testing import backends
 from keystone_syncext.testing import secrets as secret_scan
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
-from keystone_syncext.tests.functional import test_agent as base
+from keystone_syncext.tests.functional.agent import harness as base
+from keystone_syncext.tests.functional.agent.harness import issue_token
+from keystone_syncext.tests.functional.agent.harness import password_identity
+from keystone_syncext.tests.functional.agent.harness import remember_secret
 
 # The same fixture (its own instance for this module).
 world = base.world
@@ -46,7 +49,7 @@ class Mallory:
 
     def __init__(self, world, site):
         self.site = site
-        password = base._secret(f'mallory-{_tag()}', 'password of mallory')
+        password = remember_secret(f'mallory-{_tag()}', 'password of mallory')
         call = _caller(world, site)
         user = call('POST', '/users', json={'user': {
             'name': f'mallory-{_tag()}', 'domain_id': 'default',
@@ -54,7 +57,7 @@ class Mallory:
         admin = call('GET', '/roles?name=admin').json()['roles'][0]['id']
         call('PUT', f'/system/users/{user["id"]}/roles/{admin}')
         self.user_id = user['id']
-        resp = base._token(site, base._password(user['id'], password),
+        resp = issue_token(site, password_identity(user['id'], password),
                            {'system': {'all': True}})
         assert resp.status_code == 201, resp.text
         self.headers = {'X-Auth-Token': resp.headers['X-Subject-Token']}
@@ -116,7 +119,7 @@ def _plant(mallory, resource, expect=201, headers=None):
 
 
 def _authenticates(site, id_, secret):
-    resp = base._token(site, {'methods': ['application_credential'],
+    resp = issue_token(site, {'methods': ['application_credential'],
                               'application_credential': {
                                   'id': id_, 'secret': secret}})
     return resp.status_code == 201
@@ -178,7 +181,7 @@ def _member(world, system_role=None):
     ``system_role`` on the system), synced to the spokes: (user id,
     password, project id, member role id)."""
     call, tag = _caller(world, world.hub), _tag()
-    password = base._secret(f'pw-{tag}', 'password of a member')
+    password = remember_secret(f'pw-{tag}', 'password of a member')
     user = call('POST', '/users', json={'user': {
         'name': f'member-{tag}', 'domain_id': 'default',
         'password': password}}).json()['user']['id']
@@ -196,7 +199,7 @@ def _member(world, system_role=None):
 def test_credential_for_the_hub_admin_with_the_admin_role(world, mallory,
                                                           hub_ids):
     before = _hub_credentials(world)
-    id_, secret = uuid.uuid4().hex, base._secret(f's-{_tag()}', 'secret')
+    id_, secret = uuid.uuid4().hex, remember_secret(f's-{_tag()}', 'secret')
     secret_hash = _hash(secret)
     secret_scan.REGISTRY.secret(secret_hash, 'attacker secret hash')
     _plant(mallory, _credential(id_, hub_ids['admin'], hub_ids['project'],
@@ -212,7 +215,7 @@ def test_credential_for_the_hub_admin_with_the_admin_role(world, mallory,
 def test_credential_for_a_user_with_a_system_role(world, mallory):
     user, _, project, member = _member(world, system_role='reader')
     before = _hub_credentials(world)
-    id_, secret = uuid.uuid4().hex, base._secret(f's-{_tag()}', 'secret')
+    id_, secret = uuid.uuid4().hex, remember_secret(f's-{_tag()}', 'secret')
     secret_hash = _hash(secret)
     _plant(mallory, _credential(id_, user, project, [member], secret_hash))
     _sync(world)
@@ -229,7 +232,7 @@ def test_credential_with_roles_the_user_lacks_at_the_hub(world, mallory):
     grant = mallory('PUT', f'/projects/{project}/users/{user}/roles/{extra}')
     assert grant.status_code == 204, grant.text
     before = _hub_credentials(world)
-    id_, secret = uuid.uuid4().hex, base._secret(f's-{_tag()}', 'secret')
+    id_, secret = uuid.uuid4().hex, remember_secret(f's-{_tag()}', 'secret')
     secret_hash = _hash(secret)
     _plant(mallory, _credential(id_, user, project, [member, extra],
                                 secret_hash))
@@ -243,10 +246,10 @@ def test_credential_with_roles_the_user_lacks_at_the_hub(world, mallory):
 def test_overwriting_the_secret_of_a_credential_the_hub_made(world,
                                                              mallory):
     user, password, project, _ = _member(world)
-    tok = base._token(world.hub, base._password(user, password),
+    tok = issue_token(world.hub, password_identity(user, password),
                       {'project': {'id': project}})
     assert tok.status_code == 201, tok.text
-    good = base._secret(f'good-{_tag()}', 'the owner\'s secret')
+    good = remember_secret(f'good-{_tag()}', 'the owner\'s secret')
     resp = requests.post(
         f'{world.hub.url}/users/{user}/application_credentials',
         headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
@@ -260,7 +263,7 @@ def test_overwriting_the_secret_of_a_credential_the_hub_made(world,
     before = _hub_credentials(world)
     theirs = mallory('GET', f'/sync/resources/application_credential/{id_}'
                      ).json()['resource']
-    evil = base._secret(f'evil-{_tag()}', 'attacker secret')
+    evil = remember_secret(f'evil-{_tag()}', 'attacker secret')
     evil_hash = _hash(evil)
     # In place (the spoke refuses now: a secret never changes), then by
     # deleting it at the spoke and making it again under the same id.
@@ -287,7 +290,7 @@ def test_password_reset_then_a_credential_through_the_ordinary_api(
     spoke = mallory.site
     admin = hub_ids['admin']
     before = _hub_credentials(world)
-    password = base._secret(f'reset-{_tag()}', 'reset admin password')
+    password = remember_secret(f'reset-{_tag()}', 'reset admin password')
     resp = mallory('PATCH', f'/users/{admin}',
                    json={'user': {'password': password}})
     assert resp.status_code == 200, resp.text
@@ -295,7 +298,7 @@ def test_password_reset_then_a_credential_through_the_ordinary_api(
     # second: a token of the same second would be refused.
     time.sleep(1.1)
     try:
-        tok = base._token(spoke, base._password(admin, password),
+        tok = issue_token(spoke, password_identity(admin, password),
                           {'project': {'id': hub_ids['project']}})
         assert tok.status_code == 201, tok.text
         resp = requests.post(
@@ -305,7 +308,7 @@ def test_password_reset_then_a_credential_through_the_ordinary_api(
             timeout=60)
         assert resp.status_code == 201, resp.text
         cred = resp.json()['application_credential']
-        secret = base._secret(cred['secret'], 'attacker secret')
+        secret = remember_secret(cred['secret'], 'attacker secret')
         secret_hash = mallory(
             'GET', f'/sync/resources/application_credential/{cred["id"]}'
         ).json()['resource']['secret_hash']
@@ -325,7 +328,7 @@ def test_a_crafted_origin_header(world, mallory, hub_ids):
     reaching the hub that claims to come from the hub itself (a spoke
     that took the hub's site id) is judged like any other site's."""
     before = _hub_credentials(world)
-    id_, secret = uuid.uuid4().hex, base._secret(f's-{_tag()}', 'secret')
+    id_, secret = uuid.uuid4().hex, remember_secret(f's-{_tag()}', 'secret')
     secret_hash = _hash(secret)
     resource = _credential(id_, hub_ids['admin'], hub_ids['project'],
                            [hub_ids['admin_role']], secret_hash)
@@ -376,14 +379,14 @@ def test_join_leaves_a_privileged_spoke_account_alone(world, new_spoke):
     hub's password would then open spoke3's system admin. The plan says
     so, and spoke3's operator still logs in as before."""
     spoke, hub = new_spoke, world.hub
-    ops_password = base._secret(f'ops-{_tag()}', 'spoke3 ops password')
+    ops_password = remember_secret(f'ops-{_tag()}', 'spoke3 ops password')
     call = _caller(world, spoke)
     ops = call('POST', '/users', json={'user': {
         'name': 'ops', 'domain_id': 'default',
         'password': ops_password}}).json()['user']['id']
     admin = call('GET', '/roles?name=admin').json()['roles'][0]['id']
     call('PUT', f'/system/users/{ops}/roles/{admin}')
-    hub_password = base._secret(f'hubops-{_tag()}', 'hub ops password')
+    hub_password = remember_secret(f'hubops-{_tag()}', 'hub ops password')
     hub_ops = _caller(world, hub)('POST', '/users', json={'user': {
         'name': 'ops', 'domain_id': 'default',
         'password': hub_password}}).json()['user']['id']
@@ -414,9 +417,9 @@ def test_join_leaves_a_privileged_spoke_account_alone(world, new_spoke):
         f.write('[spoke:spoke3]\nexclude = name:user:ops\n')
     world.agent('run', '--once', conf=conf)
     sysscope = {'system': {'all': True}}
-    assert base._token(spoke, base._password(ops, ops_password),
+    assert issue_token(spoke, password_identity(ops, ops_password),
                        sysscope).status_code == 201
     # The hub's ops never gets spoke3's system admin role.
-    resp = base._token(spoke, base._password(hub_ops, hub_password),
+    resp = issue_token(spoke, password_identity(hub_ops, hub_password),
                        sysscope)
     assert resp.status_code != 201, resp.text

@@ -49,7 +49,7 @@ from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
 from keystone_syncext.tests import personas
 
-DOC = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'doc',
+DOC = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'doc',
                    'openapi.json')
 
 # Generated requests per operation: the system admin's pass through the

@@ -1,21 +1,25 @@
-"""keystone-sync end to end: a hub on Keystone 30.0, spoke1 on 30.0 and
-spoke2 on 29.1, each a real Keystone process on its own SQLite database,
-synced by the real command line (a subprocess), judged through Keystone's
-ordinary v3 API (and the sync API's content hashes, which are the same
-bytes on both releases when the fields are the same).
+"""The three-site world of the agent suites: a hub on Keystone 30.0,
+spoke1 on 30.0 and spoke2 on 29.1, each a real Keystone process on its own
+SQLite database, synced by the real command line (a subprocess), judged
+through Keystone's ordinary v3 API (and the sync API's content hashes,
+which are the same bytes on both releases when the fields are the same).
 
 Every spoke was bootstrapped on its own and joined first, as an operator
-would; the agent uses a spoke-local account at each spoke.
+would; the agent uses a spoke-local account at each spoke. ``world`` is a
+module-scoped fixture: a module that uses it does ``world =
+harness.world`` and gets its own instance (test_agent.py,
+test_agent_conflicts.py, test_agent_reconcile.py, security/test_attacks.py);
+the fault suite builds a ``World`` of its own on top. The helpers make
+resources at the hub (``make_everything``, ``make_some``, ``bulk``) and
+judge them everywhere (``assert_same_everywhere``,
+``assert_gone_everywhere``).
 """
 
 import concurrent.futures
 import json
 import os
-import random
-import signal
 import subprocess
 import sys
-import time
 import uuid
 
 import pytest
@@ -212,11 +216,11 @@ def _scan_conflict_records(secret_scan, workdir):
     secret_scan.output('state database: agent_conflict', text)
 
 
-def _hex():
+def hex_id():
     return uuid.uuid4().hex
 
 
-def _token(site, identity, scope=None):
+def issue_token(site, identity, scope=None):
     body = {'auth': {'identity': identity}}
     if scope:
         body['auth']['scope'] = scope
@@ -226,13 +230,13 @@ def _token(site, identity, scope=None):
     return resp
 
 
-def _secret(value: str, what: str) -> str:
+def remember_secret(value: str, what: str) -> str:
     """``value``, remembered as a secret the logs must not hold."""
     secret_scan.REGISTRY.secret(value, what)
     return value
 
 
-def _password(user_id, password):
+def password_identity(user_id, password):
     return {'methods': ['password'],
             'password': {'user': {'id': user_id, 'password': password}}}
 
@@ -245,7 +249,7 @@ def make_everything(hub):
     def post(path, key, body):
         return call('POST', path, json={key: body}).json()[key]
 
-    tag = _hex()[:8]
+    tag = hex_id()[:8]
     dom = post('/domains', 'domain', {'name': f'd-{tag}'})
     parent = post('/projects', 'project', {'name': f'p-{tag}',
                                            'domain_id': dom['id'],
@@ -258,7 +262,7 @@ def make_everything(hub):
     dom_role = post('/roles', 'role', {'name': f'dr-{tag}',
                                        'domain_id': dom['id']})
     call('PUT', f'/roles/{role["id"]}/implies/{implied["id"]}')
-    password = _secret(f'pw-{tag}', 'password of a user')
+    password = remember_secret(f'pw-{tag}', 'password of a user')
     user = post('/users', 'user', {'name': f'u-{tag}', 'domain_id': dom['id'],
                                    'password': password,
                                    'default_project_id': parent['id']})
@@ -283,10 +287,10 @@ def make_everything(hub):
     call('PUT', f'/OS-FEDERATION/identity_providers/{idp_id}/protocols/'
          'saml2', json={'protocol': {'mapping_id': mapping_id}})
     # An application credential, made by its user.
-    tok = _token(hub, _password(user['id'], password),
+    tok = issue_token(hub, password_identity(user['id'], password),
                  {'project': {'id': parent['id']}})
     assert tok.status_code == 201, tok.text
-    secret = _secret(f'secret-{tag}', 'application credential secret')
+    secret = remember_secret(f'secret-{tag}', 'application credential secret')
     ac = requests.post(
         f'{hub.url}/users/{user["id"]}/application_credentials',
         headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
@@ -340,12 +344,12 @@ def make_some(hub):
     """A project, a role, a user and a grant at the hub, in the format of
     ``make_everything``: for tests about delivery, not about types."""
     call = personas.admin_caller(hub)
-    tag = _hex()[:8]
+    tag = hex_id()[:8]
     p = call('POST', '/projects', json={'project': {
         'name': f'sp-{tag}', 'domain_id': 'default'}}).json()['project']['id']
     r = call('POST', '/roles', json={'role': {
         'name': f'sr-{tag}'}}).json()['role']['id']
-    password = _secret(f'pw-{tag}', 'password of a user')
+    password = remember_secret(f'pw-{tag}', 'password of a user')
     u = call('POST', '/users', json={'user': {
         'name': f'su-{tag}', 'domain_id': 'default',
         'password': password}}).json()['user']['id']
@@ -357,7 +361,7 @@ def make_some(hub):
                       'role_assignment', f'UserProject:{u}:{p}:{r}:0')}
 
 
-def _ordinary(world, site, path):
+def ordinary(world, site, path):
     resp = world.session(site).get(site.url + path, raise_exc=False)
     body = resp.json() if resp.content else None
     return resp.status_code, body
@@ -379,12 +383,12 @@ def assert_same_everywhere(world, made):
         return hashes[site.name, type_].get(id_)
 
     for label, (path, type_, id_) in made.items():
-        status, body = _ordinary(world, world.hub, path)
+        status, body = ordinary(world, world.hub, path)
         assert status in (200, 204), (label, status)
         hub_hash = hash_of(world.hub, type_, id_)
         assert hub_hash, label
         for spoke in world.spokes:
-            s_status, s_body = _ordinary(world, spoke, path)
+            s_status, s_body = ordinary(world, spoke, path)
             assert s_status == status, (spoke.name, label, s_status)
             if body and s_body:
                 a, b = _comparable(body), _comparable(s_body)
@@ -404,171 +408,17 @@ def assert_gone_everywhere(world, made):
         held = {t: world.sync_items(site, t)
                 for t in {t for _, t, _ in made.values()}}
         for label, (path, type_, id_) in made.items():
-            status, _ = _ordinary(world, site, path)
+            status, _ = ordinary(world, site, path)
             assert status == 404, (site.name, label, status)
             assert id_ not in held[type_], (site.name, label)
 
 
-def test_create_update_delete_of_every_type_reach_both_spokes(world):
-    made, ctx = make_everything(world.hub)
-    world.sync()
-    assert_same_everywhere(world, made)
-
-    call = personas.admin_caller(world.hub)
-    u, p = ctx['user']['id'], ctx['project']['id']
-    call('PATCH', f'/projects/{p}', json={'project': {
-        'description': 'changed', 'tags': ['c']}})
-    call('PATCH', f'/users/{u}', json={'user': {'email': 'u@example.com'}})
-    call('PATCH', f'/roles/{ctx["role"]["id"]}',
-         json={'role': {'description': 'changed'}})
-    call('PATCH', f'/groups/{ctx["group"]["id"]}',
-         json={'group': {'description': 'changed'}})
-    idp = made['identity provider'][2]
-    call('PATCH', f'/OS-FEDERATION/identity_providers/{idp}',
-         json={'identity_provider': {'description': 'changed'}})
-    call('PATCH', f'/OS-FEDERATION/mappings/{made["mapping"][2]}',
-         json={'mapping': {'rules': [{
-             'local': [{'user': {'name': 'x{0}'}}],
-             'remote': [{'type': 'REMOTE_USER'}]}]}})
-    world.sync()
-    # Every update, by content hash; and through the ordinary API below.
-    changed = {k: made[k] for k in ('project', 'user', 'role', 'group',
-                                    'identity provider', 'mapping')}
-    assert_same_everywhere(world, changed)
-    for spoke in world.spokes:
-        _, body = _ordinary(world, spoke, f'/projects/{p}')
-        assert (body['project']['description'], body['project']['tags']) \
-            == ('changed', ['c'])
-
-    # Deletes, dependents first as a user of the API would.
-    for label in ('protocol', 'identity provider', 'mapping',
-                  'application credential', 'system grant',
-                  'inherited grant', 'domain group grant', 'project grant',
-                  'membership', 'implied role'):
-        call('DELETE', made[label][0])
-    for label in ('group', 'user', 'domain role', 'role', 'child project',
-                  'project'):
-        call('DELETE', made[label][0])
-    call('DELETE', f'/roles/{ctx["implied"]["id"]}')
-    call('PATCH', f'/domains/{ctx["domain"]["id"]}',
-         json={'domain': {'enabled': False}})
-    call('DELETE', made['domain'][0])
-    world.sync()
-    assert_gone_everywhere(world, made)
-
-
-def test_hub_user_logs_in_at_spokes_and_password_change_follows(world):
-    made, ctx = make_everything(world.hub)
-    world.sync()
-    u, p = ctx['user']['id'], ctx['project']['id']
-    want = {ctx['role']['id'], ctx['implied']['id']}
-    for spoke in world.spokes:
-        resp = _token(spoke, _password(u, ctx['password']),
-                      {'project': {'id': p}})
-        assert resp.status_code == 201, (spoke.name, resp.text)
-        token = resp.json()['token']
-        assert token['project']['id'] == p
-        assert {r['id'] for r in token['roles']} == want
-        # And the application credential, with its secret.
-        resp = _token(spoke, {'methods': ['application_credential'],
-                              'application_credential': {
-                                  'id': ctx['app_cred']['id'],
-                                  'secret': ctx['secret']}})
-        assert resp.status_code == 201, (spoke.name, resp.text)
-
-    personas.admin_caller(world.hub)('PATCH', f'/users/{u}', json={
-        'user': {'password': _secret('the-new-Passw0rd', 'new password')}})
-    world.sync()
-    for spoke in world.spokes:
-        assert _token(spoke, _password(u, ctx['password'])) \
-            .status_code == 401, spoke.name
-        assert _token(spoke, _password(u, 'the-new-Passw0rd')) \
-            .status_code == 201, spoke.name
-
-
-def _feed_of(world, site, id_):
-    """(op, origin) of each change of application credential ``id_`` in
-    ``site``'s feed."""
-    sess, since, out = world.session(site), None, []
-    while True:
-        page = sess.get(f'{site.url}/sync/changes', params={
-            'limit': 1000, 'types': 'application_credential',
-            **({'since': since} if since else {})}).json()
-        out += [(c['op'], c['origin']) for c in page['changes']
-                if c['id'] == id_]
-        since = page['next']
-        if not page['more']:
-            return out
-
-
-def test_application_credential_made_at_a_spoke_reaches_everywhere(world):
-    """Two-way: a user's application credential made at spoke1 (30.0)
-    authenticates at the hub and at spoke2 (29.1) with the same id and
-    secret, and its delete at spoke1 removes it everywhere; nothing is
-    echoed back to spoke1."""
-    _made, ctx = make_everything(world.hub)
-    spoke1, spoke2 = world.spokes
-    u, p = ctx['user']['id'], ctx['project']['id']
-    # A user with a system role may not have credentials written at the
-    # hub on a spoke's behalf (test_attacks.py): this one is a member.
-    personas.admin_caller(world.hub)(
-        'DELETE', f'/system/users/{u}/roles/{ctx["implied"]["id"]}')
-    world.sync()
-    resp = _token(spoke1, _password(u, ctx['password']),
-                  {'project': {'id': p}})
-    assert resp.status_code == 201, resp.text
-    user_token = {'X-Auth-Token': resp.headers['X-Subject-Token']}
-    resp = requests.post(
-        f'{spoke1.url}/users/{u}/application_credentials',
-        headers=user_token, timeout=60, json={'application_credential': {
-            'name': f'made-at-spoke1-{_hex()[:6]}'}})
-    assert resp.status_code == 201, resp.text
-    ac = resp.json()['application_credential']
-    login = {'methods': ['application_credential'],
-             'application_credential': {'id': ac['id'],
-                                        'secret': ac['secret']}}
-
-    world.sync()
-    for site in (world.hub, spoke2):
-        resp = _token(site, login)
-        assert resp.status_code == 201, (site.name, resp.text)
-        assert resp.json()['token']['application_credential']['id'] == \
-            ac['id']
-        assert resp.json()['token']['project']['id'] == p
-    # The hub holds it as spoke1's (its role rows are captured as updates
-    # of it); spoke1 never got it back: every change there is its own.
-    spoke1_id = world.session(spoke1).get(
-        f'{spoke1.url}/sync').json()['sync']['site_id']
-    at_hub = _feed_of(world, world.hub, ac['id'])
-    assert at_hub[0] == ('create', spoke1_id), at_hub
-    assert {origin for _, origin in at_hub} == {spoke1_id}, at_hub
-    at_spoke1 = _feed_of(world, spoke1, ac['id'])
-    assert at_spoke1[0] == ('create', None), at_spoke1
-    assert {origin for _, origin in at_spoke1} == {None}, at_spoke1
-
-    resp = requests.delete(
-        f'{spoke1.url}/users/{u}/application_credentials/{ac["id"]}',
-        headers=user_token, timeout=60)
-    assert resp.status_code == 204, resp.text
-    world.sync()
-    for site in world.every():
-        # Keystone answers 404 for a credential it does not know.
-        assert _token(site, login).status_code in (401, 404), site.name
-        assert world.session(site).get(
-            f'{site.url}/sync/resources/application_credential/{ac["id"]}',
-            raise_exc=False).status_code == 404, site.name
-    assert _feed_of(world, world.hub, ac['id'])[-1] == ('delete', spoke1_id)
-    at_spoke1 = _feed_of(world, spoke1, ac['id'])
-    assert at_spoke1[-1] == ('delete', None), at_spoke1
-    assert {origin for _, origin in at_spoke1} == {None}, at_spoke1
-
-
-def _bulk(world, count):
+def bulk(world, count):
     """``count`` projects and roles at the hub, fast: through the hub's
     own batch route (hub changes like any other)."""
     items = []
     for _ in range(count // 2):
-        p, r = _hex(), _hex()
+        p, r = hex_id(), hex_id()
         items.append({'op': 'upsert', 'type': 'project', 'id': p,
                       'resource': {'id': p, 'name': f'bulk-{p}',
                                    'description': '', 'enabled': True,
@@ -584,92 +434,3 @@ def _bulk(world, count):
         results = sess.post(world.hub.url + '/sync/batch', json={
             'items': items[n:n + 200]}).json()['results']
         assert all(r['status'] == 201 for r in results), results
-
-
-def test_a_spoke_down_catches_up_and_never_delays_the_other(world):
-    spoke1, spoke2 = world.spokes
-    spoke1.stop()
-    try:
-        made = make_some(world.hub)
-        started = time.monotonic()
-        # spoke1 is retried for about 10 s before it is given up.
-        slow = os.path.join(world.dir, 'slow-retries.conf')
-        world.write_conf(path=slow, once_attempts=6, retry_initial=1)
-        proc = world.agent('run', '--once', check=False, conf=slow)
-        assert proc.returncode == 1
-        assert 'spoke spoke1: not converged' in proc.stderr
-        assert 'unreachable' in proc.stderr
-        assert 'spoke spoke2: converged' in proc.stdout
-        status = world.status()
-        # spoke2 was done before the agent gave spoke1 up.
-        assert status['spoke2']['last_success_at'] < \
-            status['spoke1']['last_error_at']
-        assert status['spoke1']['lag_changes'] > 0
-        assert time.monotonic() - started < RUN_TIMEOUT
-        for label, (path, _, _) in made.items():
-            assert _ordinary(world, spoke2, path)[0] in (200, 204), label
-    finally:
-        spoke1.start()
-    world.sync()
-    assert world.status()['spoke1']['lag_changes'] == 0
-    assert_same_everywhere(world, made)
-
-
-def test_agent_killed_at_random_points_loses_nothing(world):
-    """SIGKILL during a seed (a fresh state database) and during feed
-    application; each next run converges with nothing missing."""
-    rng = random.Random(4242)
-    state = f'sqlite:///{world.dir}/killed-state.sqlite'
-    kills = 0
-    for _phase in ('seed', 'feed'):  # a fresh state seeds; then the feed
-        _bulk(world, 120)
-        for _ in range(2):
-            proc = world.start_agent('--state', state)
-            time.sleep(rng.uniform(1.0, 3.0))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.wait(timeout=30)
-        world.sync('--state', state)
-        world.assert_converged(('project', 'role'))
-    assert kills >= 3
-
-
-def test_hub_restarted_during_a_sync_and_clean_shutdown(world):
-    proc = world.start_agent()
-    try:
-        _bulk(world, 60)
-        time.sleep(1)
-        world.hub.restart()
-        made = make_some(world.hub)
-        last = made['grant'][0]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not all(
-                _ordinary(world, s, last)[0] == 204 for s in world.spokes):
-            time.sleep(0.5)
-        world.assert_converged(('project', 'role', 'user',
-                                'role_assignment'))
-        assert_same_everywhere(world, made)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    with open(proc.stderr_path) as f:
-        assert rc == 0, f.read()[-3000:]
-
-
-def test_status_and_logs_hold_no_secret(world):
-    """The agent's log file, after every test above, holds no password,
-    password hash or token."""
-    with open(world.log) as f:
-        log = f.read()
-    assert 'following hub hub' in log
-    secrets = [world.hub.admin_password, 'the-new-Passw0rd', '$2b$']
-    with open(os.path.join(world.dir, 'clouds.yaml')) as f:
-        secrets += [line.split(':', 1)[1].strip() for line in f
-                    if line.strip().startswith('password:')]
-    for secret in secrets:
-        assert secret not in log

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from keystone_syncext.db import tables
 from keystone_syncext.tests import personas
-from keystone_syncext.tests.functional import test_agent as base
+from keystone_syncext.tests.functional.agent import harness as base
+from keystone_syncext.tests.functional.agent.harness import hex_id
 
 # The same fixture (its own instance for this module): three sites,
 # joined, synced once.
@@ -56,13 +57,13 @@ def _expire_the_agents_cursor(hub):
 
 def test_expired_cursor_is_reconciled_by_digest(world):
     w = world
-    base._bulk(w, 600)         # enough that a full listing weighs something
+    base.bulk(w, 600)         # enough that a full listing weighs something
     doomed = base.make_some(w.hub)
     changed = base.make_some(w.hub)
     w.sync()                   # delivery by the feed: test_agent.py
     spoke1 = w.spokes[0]
     local = personas.admin_caller(spoke1)('POST', '/roles', json={
-        'role': {'name': f'spoke-local-{base._hex()[:8]}'}}).json()['role']
+        'role': {'name': f'spoke-local-{hex_id()[:8]}'}}).json()['role']
 
     call = personas.admin_caller(w.hub)
     call('PATCH', changed['role'][0], json={'role': {
@@ -98,7 +99,7 @@ def test_expired_cursor_is_reconciled_by_digest(world):
     base.assert_same_everywhere(w, {**changed, **created})
     base.assert_gone_everywhere(w, doomed)
     # The spoke's own role is still there, as it was.
-    status, body = base._ordinary(w, spoke1, f'/roles/{local["id"]}')
+    status, body = base.ordinary(w, spoke1, f'/roles/{local["id"]}')
     assert status == 200 and body['role']['name'] == local['name']
     for name, row in w.status().items():
         assert row['state'] == 'live' and row['last_reconcile_at'], name
@@ -107,7 +108,7 @@ def test_expired_cursor_is_reconciled_by_digest(world):
 def test_reconcile_command_dry_run_changes_nothing(world):
     w = world
     role = personas.admin_caller(w.hub)('POST', '/roles', json={
-        'role': {'name': f'dry-{base._hex()[:8]}'}}).json()['role']
+        'role': {'name': f'dry-{hex_id()[:8]}'}}).json()['role']
     path = f'/roles/{role["id"]}'
     before = {s.name: w.sync_items(s, 'role') for s in w.spokes}
 
@@ -115,7 +116,7 @@ def test_reconcile_command_dry_run_changes_nothing(world):
     for spoke in w.spokes:
         assert f'spoke {spoke.name}: would reconcile (dry run) with hub ' \
             'hub: 1 upserts, 0 deletes' in proc.stdout, proc.stdout
-        assert base._ordinary(w, spoke, path)[0] == 404
+        assert base.ordinary(w, spoke, path)[0] == 404
         assert w.sync_items(spoke, 'role') == before[spoke.name]
     row = re.search(r'^\| role +\| +(\d+) \| +(\d+) \| +(\d+) \| +(\d+) \|',
                     proc.stdout, re.M)
@@ -125,7 +126,7 @@ def test_reconcile_command_dry_run_changes_nothing(world):
     for spoke in w.spokes:
         assert f'spoke {spoke.name}: reconciled with hub hub: 1 upserts, ' \
             '0 deletes' in proc.stdout, proc.stdout
-        assert base._ordinary(w, spoke, path)[0] == 200
+        assert base.ordinary(w, spoke, path)[0] == 200
     w.assert_converged(('role',))
     # What the command wrote is placed: a later delete at the hub found
     # by a reconcile removes it again.
@@ -156,7 +157,7 @@ def test_spoke_restored_from_backup_resurrects_nothing(world, tmp_path):
     kept = base.make_some(w.hub)
     w.sync()
     local = personas.admin_caller(spoke1)('POST', '/roles', json={
-        'role': {'name': f'restored-local-{base._hex()[:8]}'}}).json()['role']
+        'role': {'name': f'restored-local-{hex_id()[:8]}'}}).json()['role']
     backup = str(tmp_path / 'spoke1-backup.db')
     with sqlite3.connect(_sqlite_path(spoke1)) as live, \
             sqlite3.connect(backup) as copy:
@@ -179,7 +180,7 @@ def test_spoke_restored_from_backup_resurrects_nothing(world, tmp_path):
     finally:
         spoke1.start()
     for label, (path, _, _) in doomed.items():
-        assert base._ordinary(w, spoke1, path)[0] in (200, 204), label
+        assert base.ordinary(w, spoke1, path)[0] in (200, 204), label
 
     # The next run notices the restore by itself (the spoke refuses the
     # marker the agent took after its writes) and reconciles the spoke.
@@ -194,7 +195,7 @@ def test_spoke_restored_from_backup_resurrects_nothing(world, tmp_path):
     assert reconciled == [('0', '4')], reconciled
     base.assert_gone_everywhere(w, doomed)
     base.assert_same_everywhere(w, kept)
-    status, body = base._ordinary(w, spoke1, f'/roles/{local["id"]}')
+    status, body = base.ordinary(w, spoke1, f'/roles/{local["id"]}')
     assert status == 200 and body['role']['name'] == local['name']
     # The restored user cannot log in at the spoke again.
     user_id = doomed['user'][2]

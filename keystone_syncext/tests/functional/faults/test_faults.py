@@ -53,7 +53,7 @@ from keystone_syncext.testing import mariadb
 from keystone_syncext.testing import secrets as scanning
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
-from keystone_syncext.tests.functional import test_agent as agent_tests
+from keystone_syncext.tests.functional.agent import harness as agent_tests
 
 TYPES = agent_tests.TYPES
 KILLS = int(os.environ.get('KSSYNC_FAULT_KILLS', '20'))
@@ -190,7 +190,7 @@ class FaultWorld(agent_tests.World):
     def has(self, site, path: str) -> bool:
         """Whether the ordinary API at ``site`` shows ``path``."""
         try:
-            return agent_tests._ordinary(self, site, path)[0] in (200, 204)
+            return agent_tests.ordinary(self, site, path)[0] in (200, 204)
         except UNANSWERED:
             return False
 
@@ -419,7 +419,7 @@ class Changes:
         rng = self.rng
         project, role = self.base()
         tag = _hex()[:8]
-        password = agent_tests._secret(f'pw-{tag}-{_hex()[:8]}',
+        password = agent_tests.remember_secret(f'pw-{tag}-{_hex()[:8]}',
                                        'password of a user')
         user = self.call('POST', '/users', json={'user': {
             'name': f'fu-{tag}', 'domain_id': 'default',
@@ -560,7 +560,7 @@ class Judge:
                               min(SPOT * 2, len(changes.deleted)))
             for site in w.every():
                 for type_, id_ in gone:
-                    status, _ = agent_tests._ordinary(
+                    status, _ = agent_tests.ordinary(
                         w, site, _PATHS[type_].format(id_))
                     assert status == 404, (site.name, type_, id_, status)
 

@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from keystone_syncext.tests import personas
-from keystone_syncext.tests.functional import test_agent as base
+from keystone_syncext.tests.functional.agent import harness as base
 
 # The same fixture (its own instance for this module).
 world = base.world
