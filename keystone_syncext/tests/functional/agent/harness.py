@@ -101,6 +101,24 @@ class World:
         proc.stderr_path = path
         return proc
 
+    def join(self, clouds, secret_scan):
+        """Give each spoke an agent account (added to ``clouds``, which
+        holds the hub's), write clouds.yaml and the agent's config, and
+        join every spoke (``keystone-sync join``); every password goes to
+        the secret scan."""
+        for spoke in self.spokes:
+            clouds[spoke.name] = spoke.add_agent_account()
+        for name, auth in clouds.items():
+            secret_scan.secret(auth['password'], f'password of {name}')
+        for site in self.every():
+            secret_scan.secret(site.admin_password,
+                               f'bootstrap password of {site.name}')
+        sites.write_clouds_yaml(os.path.join(self.dir, 'clouds.yaml'),
+                                clouds)
+        self.write_conf()
+        for spoke in self.spokes:
+            self.agent('join', '--spoke', spoke.name)
+
     def status(self):
         out = self.agent('status', '--json').stdout
         return {s['spoke']: s for s in json.loads(out)['spokes']}
@@ -167,19 +185,7 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
             hub, *spokes = [f.result() for f in [
                 pool.submit(new_site, name, venv) for name, venv in specs]]
         w = World(workdir, hub, spokes)
-        clouds = {'hub': hub.admin_auth()}
-        for spoke in spokes:
-            clouds[spoke.name] = spoke.add_agent_account()
-        for name, auth in clouds.items():
-            secret_scan.secret(auth['password'], f'password of {name}')
-        for site in w.every():
-            secret_scan.secret(site.admin_password,
-                               f'bootstrap password of {site.name}')
-        sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'),
-                                clouds)
-        w.write_conf()
-        for spoke in spokes:
-            w.agent('join', '--spoke', spoke.name)
+        w.join({'hub': hub.admin_auth()}, secret_scan)
         w.sync()
         for spoke in spokes:
             # Joined and synced: the spoke's admin is the hub's admin.
