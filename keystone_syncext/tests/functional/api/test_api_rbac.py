@@ -98,23 +98,13 @@ def test_matrix_follows_the_policy_defaults():
 # --- one site, one token per persona ----------------------------------------
 
 @pytest.fixture(scope='module')
-def rbac_site(shared_site):
-    return shared_site()
+def admin(current_site):
+    return personas.admin_caller(current_site)
 
 
 @pytest.fixture(scope='module')
-def admin(rbac_site):
-    return personas.admin_caller(rbac_site)
-
-
-@pytest.fixture(scope='module')
-def admin_session(rbac_site):
-    return rbac_site.admin_session()
-
-
-@pytest.fixture(scope='module')
-def tokens(rbac_site, admin):
-    return personas.make_tokens(rbac_site, admin)
+def admin_session(current_site):
+    return current_site.admin_session()
 
 
 @pytest.fixture(scope='module')
@@ -157,48 +147,73 @@ def _made_role(admin) -> str:
     return id_
 
 
+def _reads(reader_role_id: str) -> dict[str, Call]:
+    """The requests of the routes that write nothing, by route."""
+    return {
+        'GET /v3/sync': Call('/sync'),
+        'GET /v3/sync/status': Call('/sync/status'),
+        'GET /v3/sync/changes': Call('/sync/changes',
+                                     {'params': {'limit': 5}}),
+        'GET /v3/sync/resources/{type}': Call('/sync/resources/role',
+                                              {'params': {'limit': 5}}),
+        f'GET /v3/sync/{RESOURCE}': Call(
+            f'/sync/resources/role/{reader_role_id}'),
+        'GET /v3/sync/digest/{type}': Call('/sync/digest/role'),
+        'POST /v3/sync/digests': Call('/sync/digests', {'json': {
+            'digests': [{'type': 'role'},
+                        {'type': 'project', 'prefix': 'a'}]}}),
+        'POST /v3/sync/tombstones': Call('/sync/tombstones', {'json': {
+            'type': 'role', 'ids': [_fresh()]}}),
+    }
+
+
+def _put(_target) -> Call:
+    id_ = _fresh()
+    return Call(f'/sync/resources/role/{id_}',
+                {'json': {'resource': _role(id_)}}, present=(id_,))
+
+
+def _delete(target: str) -> Call:
+    return Call(f'/sync/resources/role/{target}', absent=(target,))
+
+
+def _batch(_target) -> Call:
+    id_ = _fresh()
+    return Call('/sync/batch', {'json': {'items': [
+        {'op': 'upsert', 'type': 'role', 'id': id_,
+         'resource': _role(id_)}]}}, present=(id_,))
+
+
+def _rekey(target: str) -> Call:
+    new = _fresh()
+    return Call('/sync/rekey', {'json': {'type': 'role', 'from': target,
+                                         'to': new}},
+                present=(new,), absent=(target,))
+
+
+# The routes that write, and whether their request removes a role that
+# exists (``target``): the others make a role of their own.
+WRITES = {f'PUT /v3/sync/{RESOURCE}': (_put, False),
+          f'DELETE /v3/sync/{RESOURCE}': (_delete, True),
+          'POST /v3/sync/batch': (_batch, False),
+          'POST /v3/sync/rekey': (_rekey, True)}
+
+
 def _call_for(route: str, admin, reader_role_id, standing_role,
               allowed: bool) -> Call:
     """The request; a refused call is judged by the database alone, so it
     deletes or re-keys a role that stands for the whole module (no write
     is made for it) and an allowed one a role of its own."""
-    if route == 'GET /v3/sync':
-        return Call('/sync')
-    if route == 'GET /v3/sync/status':
-        return Call('/sync/status')
-    if route == 'GET /v3/sync/changes':
-        return Call('/sync/changes', {'params': {'limit': 5}})
-    if route == 'GET /v3/sync/resources/{type}':
-        return Call('/sync/resources/role', {'params': {'limit': 5}})
-    if route == f'GET /v3/sync/{RESOURCE}':
-        return Call(f'/sync/resources/role/{reader_role_id}')
-    if route == f'PUT /v3/sync/{RESOURCE}':
-        id_ = _fresh()
-        return Call(f'/sync/resources/role/{id_}',
-                    {'json': {'resource': _role(id_)}}, present=(id_,))
-    if route == f'DELETE /v3/sync/{RESOURCE}':
-        id_ = _made_role(admin) if allowed else standing_role
-        return Call(f'/sync/resources/role/{id_}', absent=(id_,))
-    if route == 'POST /v3/sync/batch':
-        id_ = _fresh()
-        return Call('/sync/batch', {'json': {'items': [
-            {'op': 'upsert', 'type': 'role', 'id': id_,
-             'resource': _role(id_)}]}}, present=(id_,))
-    if route == 'POST /v3/sync/rekey':
-        old = _made_role(admin) if allowed else standing_role
-        new = _fresh()
-        return Call('/sync/rekey', {'json': {'type': 'role', 'from': old,
-                                             'to': new}},
-                    present=(new,), absent=(old,))
-    if route == 'GET /v3/sync/digest/{type}':
-        return Call('/sync/digest/role')
-    if route == 'POST /v3/sync/digests':
-        return Call('/sync/digests', {'json': {'digests': [
-            {'type': 'role'}, {'type': 'project', 'prefix': 'a'}]}})
-    if route == 'POST /v3/sync/tombstones':
-        return Call('/sync/tombstones', {'json': {'type': 'role',
-                                                  'ids': [_fresh()]}})
-    raise AssertionError(f'no request for {route}')
+    if route in WRITES:
+        make, removes = WRITES[route]
+        target = None
+        if removes:
+            target = _made_role(admin) if allowed else standing_role
+        return make(target)
+    reads = _reads(reader_role_id)
+    if route not in reads:
+        raise AssertionError(f'no request for {route}')
+    return reads[route]
 
 
 def _last_change_id(site) -> int:
@@ -209,19 +224,19 @@ def _last_change_id(site) -> int:
 
 @pytest.mark.parametrize('who', WHO)
 @pytest.mark.parametrize('route', list(MATRIX))
-def test_who_may_call(rbac_site, admin_session, admin, tokens,
+def test_who_may_call(current_site, admin_session, admin, tokens,
                       reader_role_id, standing_role, route, who):
     expected = MATRIX[route][WHO.index(who)]
     allowed = expected < 400
     method = route.split(' ', 1)[0]
     call = _call_for(route, admin, reader_role_id, standing_role, allowed)
-    before = _last_change_id(rbac_site)
+    before = _last_change_id(current_site)
 
-    resp = requests.request(method, rbac_site.url + call.path, timeout=30,
+    resp = requests.request(method, current_site.url + call.path, timeout=30,
                             headers=personas.headers(tokens[who]), **call.kw)
 
     assert resp.status_code == expected, (route, who, resp.text)
-    after = _last_change_id(rbac_site)
+    after = _last_change_id(current_site)
     if not allowed:
         # Keystone's error document, and nothing written.
         assert resp.json()['error']['code'] == expected
@@ -231,16 +246,16 @@ def test_who_may_call(rbac_site, admin_session, admin, tokens,
     # What the write did, through Keystone's ordinary API.
     for id_, status in [(i, 200) for i in call.present] + \
             [(i, 404) for i in call.absent]:
-        got = admin_session.get(rbac_site.url + f'/roles/{id_}',
+        got = admin_session.get(current_site.url + f'/roles/{id_}',
                                 raise_exc=False).status_code
         assert got == status, (route, who, id_)
     if route == 'POST /v3/sync/batch':
         assert [r['status'] for r in resp.json()['results']] == [201]
 
 
-def test_refused_calls_left_the_standing_role(rbac_site, admin_session,
+def test_refused_calls_left_the_standing_role(current_site, admin_session,
                                               standing_role):
-    assert admin_session.get(rbac_site.url + f'/roles/{standing_role}',
+    assert admin_session.get(current_site.url + f'/roles/{standing_role}',
                              raise_exc=False).status_code == 200
 
 
@@ -266,19 +281,19 @@ def _ordinary_body(collection: str, given: str) -> dict:
 
 @pytest.mark.parametrize('collection', sorted(ORDINARY_CREATE))
 def test_keystone_create_routes_never_honour_a_given_id(
-        rbac_site, admin_session, collection):
+        current_site, admin_session, collection):
     given = _fresh()
     sess = admin_session
-    resp = sess.post(rbac_site.url + f'/{collection}', raise_exc=False,
+    resp = sess.post(current_site.url + f'/{collection}', raise_exc=False,
                      json=_ordinary_body(collection, given))
-    found = sess.get(rbac_site.url + f'/{collection}/{given}',
+    found = sess.get(current_site.url + f'/{collection}/{given}',
                      raise_exc=False)
     assert found.status_code == 404, f'{collection} honoured a given id'
     if ORDINARY_CREATE[collection] == 'ignored':
         assert resp.status_code == 201, resp.text
         made = resp.json()[collection[:-1]]['id']
         assert made != given
-        assert sess.get(rbac_site.url + f'/{collection}/{made}',
+        assert sess.get(current_site.url + f'/{collection}/{made}',
                         raise_exc=False).status_code == 200
     else:
         assert resp.status_code == ORDINARY_CREATE[collection], resp.text

@@ -12,19 +12,8 @@ import sqlalchemy as sa
 
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
-from keystone_syncext.tests import personas
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
-
-
-@pytest.fixture(scope='module')
-def api_site(shared_site, keystone_release):
-    return shared_site(keystone_release)
-
-
-@pytest.fixture(scope='module')
-def call(api_site):
-    return personas.checked_caller(api_site)
 
 
 def _id():

@@ -13,7 +13,6 @@ import uuid
 import pytest
 
 from keystone_syncext.testing import secrets
-from keystone_syncext.tests import personas
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 # Long enough to be over every column, shaped like a bcrypt hash.
@@ -21,18 +20,12 @@ LONG_HASH = '$2b$12$' + 'S' * 293
 BAD_DATE = '2026-13-45T99:61:61.000000Z'
 
 
-@pytest.fixture(scope='module')
-def api_site(shared_site, keystone_release):
-    return shared_site(keystone_release)
-
-
-@pytest.fixture(scope='module')
-def call(api_site, secret_scan):
+@pytest.fixture(scope='module', autouse=True)
+def _scan_for_the_long_hash(api_site, secret_scan):
     # Keystone's and uWSGI's logs of the site are scanned for the hash at
     # the end of the module.
     secret_scan.log_dir(api_site.dir)
     secret_scan.secret(LONG_HASH, 'over-long password hash')
-    return personas.checked_caller(api_site)
 
 
 def _id():

@@ -18,7 +18,6 @@ import sqlalchemy as sa
 
 from keystone_syncext import resources
 from keystone_syncext.resources import references
-from keystone_syncext.tests import personas
 
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
 
@@ -29,16 +28,6 @@ LOOKS_LIKE = {
     'group': re.compile(r'(group_id|^actor_id$|^public_id$)'),
     'role': re.compile(r'role_ids?$'),
 }
-
-
-@pytest.fixture(scope='module')
-def api_site(shared_site, keystone_release):
-    return shared_site(keystone_release)
-
-
-@pytest.fixture(scope='module')
-def call(api_site):
-    return personas.checked_caller(api_site)
 
 
 def _id():

@@ -6,19 +6,7 @@ import uuid
 
 import pytest
 
-from keystone_syncext.tests import personas
-
 ORIGIN = {'OpenStack-Sync-Origin': 'hub-1'}
-
-
-@pytest.fixture(scope='module')
-def api_site(shared_site, keystone_release):
-    return shared_site(keystone_release)
-
-
-@pytest.fixture(scope='module')
-def call(api_site):
-    return personas.checked_caller(api_site)
 
 
 def _role(id_):
