@@ -15,22 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from keystone_syncext.db import tables
-from keystone_syncext.testing import sites
-from keystone_syncext.tests import conftest
 from keystone_syncext.tests import personas
 
 TYPES = ('role', 'project', 'user', 'group_membership', 'role_assignment')
-
-
-@pytest.fixture(scope='module')
-def dsite(make_site, keystone_release):
-    return make_site('digest', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(keystone_release))
-
-
-@pytest.fixture(scope='module')
-def call(dsite):
-    return personas.json_caller(dsite)
 
 
 def listed(call, type_name) -> dict:
@@ -67,25 +54,25 @@ def assert_digests_agree(call, types=TYPES):
         assert digest(call, t) == expected(listed(call, t)), t
 
 
-def state(dsite, type_name):
+def state(feed_site, type_name):
     c = tables.digest_state.c
-    with dsite.engine().connect() as conn:
+    with feed_site.engine().connect() as conn:
         return conn.execute(sa.select(c.position, c.version, c.built_at)
                             .where(c.resource_type == type_name)).one()
 
 
-def tamper(dsite, type_name, id_):
+def tamper(feed_site, type_name, id_):
     """Change one stored hash behind the extension's back."""
     c = tables.digest_hash.c
-    with dsite.engine().begin() as conn:
+    with feed_site.engine().begin() as conn:
         assert conn.execute(tables.digest_hash.update().where(
             c.resource_type == type_name, c.resource_id == id_)
             .values(hash='0' * 64)).rowcount == 1
 
 
-def test_digests_follow_writes_through_keystone_and_raw_sql(call, dsite):
+def test_digests_follow_writes_through_keystone_and_raw_sql(call, feed_site):
     assert_digests_agree(call)  # the first digests build the hashes
-    built = {t: state(dsite, t) for t in TYPES}
+    built = {t: state(feed_site, t) for t in TYPES}
 
     role = call('POST', '/roles', 201, json={'role': {
         'name': f'dg-{uuid.uuid4().hex[:8]}'}})['role']
@@ -108,7 +95,7 @@ def test_digests_follow_writes_through_keystone_and_raw_sql(call, dsite):
     call('PUT', f'/projects/{project["id"]}/users/{user["id"]}/roles/'
          f'{role["id"]}', 204)
     raw = uuid.uuid4().hex
-    with dsite.engine().begin() as conn:
+    with feed_site.engine().begin() as conn:
         conn.execute(sa.text(
             "INSERT INTO role (id, name, domain_id, extra) "
             "VALUES (:id, :id, '<<null>>', '{}')"), {'id': raw})
@@ -118,7 +105,7 @@ def test_digests_follow_writes_through_keystone_and_raw_sql(call, dsite):
     assert raw in roles and role['id'] in roles and gone['id'] not in roles
     # Caught up from the log, not rebuilt: the build time stays.
     for t in TYPES:
-        now = state(dsite, t)
+        now = state(feed_site, t)
         assert now.built_at == built[t].built_at
         assert now.position > built[t].position, t
         assert now.version == built[t].version
@@ -130,36 +117,36 @@ def test_digests_follow_writes_through_keystone_and_raw_sql(call, dsite):
     assert_digests_agree(call)
 
 
-def test_stored_hashes_are_what_is_answered_until_a_change(call, dsite):
+def test_stored_hashes_are_what_is_answered_until_a_change(call, feed_site):
     """Proof that digests come from the stored hashes, and that a change
     of the resource replaces its stored hash."""
     rid = call('POST', '/roles', 201, json={'role': {
         'name': f'dg-{uuid.uuid4().hex[:8]}'}})['role']['id']
     assert_digests_agree(call, ['role'])
-    tamper(dsite, 'role', rid)
+    tamper(feed_site, 'role', rid)
     honest = listed(call, 'role')
     assert digest(call, 'role') == expected(dict(honest, **{rid: '0' * 64}))
     call('PATCH', f'/roles/{rid}', json={'role': {'description': 'x'}})
     assert_digests_agree(call, ['role'])
 
 
-def test_rebuilt_for_another_release(call, dsite):
+def test_rebuilt_for_another_release(call, feed_site):
     rid = next(iter(listed(call, 'role')))
     assert_digests_agree(call, ['role'])
-    tamper(dsite, 'role', rid)
-    with dsite.engine().begin() as conn:
+    tamper(feed_site, 'role', rid)
+    with feed_site.engine().begin() as conn:
         conn.execute(tables.digest_state.update().where(
             tables.digest_state.c.resource_type == 'role')
             .values(version='computed by another release'))
     assert_digests_agree(call, ['role'])
-    assert state(dsite, 'role').version != 'computed by another release'
+    assert state(feed_site, 'role').version != 'computed by another release'
 
 
-def test_rebuilt_when_the_log_was_purged_past_them(call, dsite):
+def test_rebuilt_when_the_log_was_purged_past_them(call, feed_site):
     rid = next(iter(listed(call, 'role')))
     assert_digests_agree(call, ['role'])
-    tamper(dsite, 'role', rid)
-    before = state(dsite, 'role')
+    tamper(feed_site, 'role', rid)
+    before = state(feed_site, 'role')
     # A change the stored hashes have not seen, then purged away: it can
     # no longer be caught up from the log.
     other = call('POST', '/roles', 201, json={'role': {
@@ -167,18 +154,18 @@ def test_rebuilt_when_the_log_was_purged_past_them(call, dsite):
     call('GET', '/sync/changes?limit=1')  # stamps it
     long_ago = datetime.datetime.now(datetime.UTC).replace(
         tzinfo=None) - datetime.timedelta(days=60)
-    with dsite.engine().begin() as conn:
+    with feed_site.engine().begin() as conn:
         conn.execute(tables.change.update().values(changed_at=long_ago))
-    dsite.run('keystone-syncext-manage', 'purge')
+    feed_site.run('keystone-syncext-manage', 'purge')
     assert_digests_agree(call, ['role'])
     assert other in listed(call, 'role')
-    after = state(dsite, 'role')
+    after = state(feed_site, 'role')
     assert after.position > before.position
     assert after.built_at > before.built_at
 
 
-def test_concurrent_first_digests_build_once_and_agree(call, dsite):
-    with dsite.engine().begin() as conn:
+def test_concurrent_first_digests_build_once_and_agree(call, feed_site):
+    with feed_site.engine().begin() as conn:
         conn.execute(tables.digest_state.delete().where(
             tables.digest_state.c.resource_type == 'project'))
         conn.execute(tables.digest_hash.delete().where(
@@ -188,7 +175,7 @@ def test_concurrent_first_digests_build_once_and_agree(call, dsite):
     assert got == [expected(listed(call, 'project'))] * 4
 
 
-def test_prefixes_are_exact_ranges(call, dsite):
+def test_prefixes_are_exact_ranges(call, feed_site):
     """Deeper nodes read a range of the stored ids: every prefix of a few
     ids agrees with the listing, including ids with ':' and the last
     character of a prefix at the top of its range."""
@@ -247,8 +234,8 @@ def test_many_digests_in_one_request_are_the_single_ones(call):
     ({'digests': [{'type': 'role'}, {'type': 'credential'}]}, 404,
      "unknown resource type 'credential'"),
 ])
-def test_many_digests_refuse_a_bad_request(dsite, body, status, says):
-    checked = personas.checked_caller(dsite)
+def test_many_digests_refuse_a_bad_request(feed_site, body, status, says):
+    checked = personas.checked_caller(feed_site)
     kw = ({'data': body, 'headers': {'Content-Type': 'application/json'}}
           if isinstance(body, str) else {'json': body})
     resp = checked('POST', '/sync/digests', status, **kw)

@@ -14,20 +14,6 @@ import sqlalchemy as sa
 
 from keystone_syncext import cursors
 from keystone_syncext.db import tables
-from keystone_syncext.testing import sites
-from keystone_syncext.tests import conftest
-from keystone_syncext.tests import personas
-
-
-@pytest.fixture(scope='module')
-def feed_site(make_site, keystone_release):
-    return make_site('feed', app=sites.SYNC_APP,
-                     venv=conftest.release_venv(keystone_release))
-
-
-@pytest.fixture(scope='module')
-def call(feed_site):
-    return personas.json_caller(feed_site)
 
 
 def head(call):

@@ -19,17 +19,13 @@ import pytest
 from keystone_syncext import cursors
 from keystone_syncext.capture import install
 from keystone_syncext.testing import sites
-from keystone_syncext.tests import personas
 
 
 @pytest.fixture(scope='module')
-def hist_site(make_site):
+def feed_site(make_site):
+    """The current release only (the conftest's, for ``call``, is of
+    ``keystone_release``)."""
     return make_site('history', app=sites.SYNC_APP)
-
-
-@pytest.fixture(scope='module')
-def call(hist_site):
-    return personas.json_caller(hist_site)
 
 
 def caps(call):
@@ -91,7 +87,7 @@ def test_old_v1_cursor_is_gone(call):
     call('GET', f'/sync/changes?since={err["head_cursor"]}')
 
 
-def test_restore_drill(backend_name, call, hist_site, tmp_path):
+def test_restore_drill(backend_name, call, feed_site, tmp_path):
     """Backup at P, a reader reads to Q > P, restore, new writes bring
     the head to R > Q: the reader's cursor Q is refused, not answered
     with only the changes after Q."""
@@ -99,7 +95,7 @@ def test_restore_drill(backend_name, call, hist_site, tmp_path):
         pytest.skip('the drill copies the SQLite database file')
     new_roles(call, 1)
     backup = str(tmp_path / 'backup.db')
-    copy_database(sqlite_path(hist_site), backup)         # at P
+    copy_database(sqlite_path(feed_site), backup)         # at P
     history = caps(call)['history_id']
     start = caps(call)['head_cursor']
     new_roles(call, 1)
@@ -107,9 +103,9 @@ def test_restore_drill(backend_name, call, hist_site, tmp_path):
     new_roles(call, 2)
     reader = read_to_head(call, mid)                      # at Q > P
 
-    hist_site.stop()
-    copy_database(backup, sqlite_path(hist_site))         # back to P
-    hist_site.start()
+    feed_site.stop()
+    copy_database(backup, sqlite_path(feed_site))         # back to P
+    feed_site.start()
     # Same database, same history id: only the cursor can tell.
     assert caps(call)['history_id'] == history
     new_roles(call, 5)                                    # head R > Q
@@ -148,9 +144,9 @@ def _trigger_on(dialect, table, event):
                 if t.table == table and f'_{event}_' in t.name)
 
 
-def _status_of(hist_site, method, path, **kw):
-    session = hist_site.admin_session()
-    resp = session.request(hist_site.url + path, method, raise_exc=False,
+def _status_of(feed_site, method, path, **kw):
+    session = feed_site.admin_session()
+    resp = session.request(feed_site.url + path, method, raise_exc=False,
                            **kw)
     return resp.status_code, resp.json()
 
@@ -165,10 +161,10 @@ def _until(predicate, timeout=20):
 
 
 def test_lost_capture_stops_the_feed_and_db_sync_renews_the_history(
-        call, hist_site):
+        call, feed_site):
     before = caps(call)
     cursor = before['head_cursor']
-    engine = hist_site.engine()
+    engine = feed_site.engine()
     trig = _trigger_on(engine.dialect.name, 'role', 'ins')
     with engine.begin() as conn:
         for stmt in trig.drop:
@@ -185,7 +181,7 @@ def test_lost_capture_stops_the_feed_and_db_sync_renews_the_history(
             got = {}
 
             def refused(method=method, path=path, kw=kw, got=got):
-                got['code'], got['body'] = _status_of(hist_site, method,
+                got['code'], got['body'] = _status_of(feed_site, method,
                                                       path, **kw)
                 return got['code'] == 503
 
@@ -204,11 +200,11 @@ def test_lost_capture_stops_the_feed_and_db_sync_renews_the_history(
         # A role made now goes unrecorded: the gap a reconcile must fill.
         new_roles(call, 1)
     finally:
-        out = hist_site.run('keystone-syncext-manage', 'db_sync').stdout
+        out = feed_site.run('keystone-syncext-manage', 'db_sync').stdout
     assert trig.name in out and 'new feed history' in out
 
     assert _until(lambda: _status_of(
-        hist_site, 'GET', '/sync/digest/role')[0] == 200)
+        feed_site, 'GET', '/sync/digest/role')[0] == 200)
     after = caps(call)
     assert after['history_id'] != before['history_id']
     err = assert_gone(call, cursor)
