@@ -18,6 +18,7 @@ judge them everywhere (``assert_same_everywhere``,
 import concurrent.futures
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -247,6 +248,36 @@ def password_identity(user_id, password):
             'password': {'user': {'id': user_id, 'password': password}}}
 
 
+def make_app_cred(site, user_id, password, project_id, name, secret):
+    """An application credential made at ``site`` by its user (with a
+    token of theirs scoped to ``project_id``); its body."""
+    tok = issue_token(site, password_identity(user_id, password),
+                      {'project': {'id': project_id}})
+    assert tok.status_code == 201, tok.text
+    resp = requests.post(
+        f'{site.url}/users/{user_id}/application_credentials',
+        headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
+        json={'application_credential': {'name': name, 'secret': secret}},
+        timeout=60)
+    assert resp.status_code == 201, resp.text
+    return resp.json()['application_credential']
+
+
+def terminate(proc, timeout: float = 30) -> None:
+    """SIGTERM to an agent run in the background, as an operator stops
+    it: it must exit 0 within ``timeout`` seconds, or it is killed and the
+    test fails with the end of its stderr (``proc.stderr_path``)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    with open(proc.stderr_path) as f:
+        assert rc == 0, f.read()[-3000:]
+
+
 def make_everything(hub):
     """One of every v1 type at the hub, through the ordinary API; returns
     {label: (ordinary GET path, sync type, sync id)}."""
@@ -292,19 +323,9 @@ def make_everything(hub):
                                      'domain_id': dom['id']}})
     call('PUT', f'/OS-FEDERATION/identity_providers/{idp_id}/protocols/'
          'saml2', json={'protocol': {'mapping_id': mapping_id}})
-    # An application credential, made by its user.
-    tok = issue_token(hub, password_identity(user['id'], password),
-                 {'project': {'id': parent['id']}})
-    assert tok.status_code == 201, tok.text
     secret = remember_secret(f'secret-{tag}', 'application credential secret')
-    ac = requests.post(
-        f'{hub.url}/users/{user["id"]}/application_credentials',
-        headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
-        json={'application_credential': {'name': f'ac-{tag}',
-                                         'secret': secret}},
-        timeout=60)
-    assert ac.status_code == 201, ac.text
-    ac = ac.json()['application_credential']
+    ac = make_app_cred(hub, user['id'], password, parent['id'], f'ac-{tag}',
+                       secret)
     u, g, p, r, i = (user['id'], group['id'], parent['id'], role['id'],
                      implied['id'])
     made = {

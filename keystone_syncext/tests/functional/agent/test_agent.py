@@ -247,14 +247,7 @@ def test_hub_restarted_during_a_sync_and_clean_shutdown(world):
                                 'role_assignment'))
         base.assert_same_everywhere(world, made)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-    with open(proc.stderr_path) as f:
-        assert rc == 0, f.read()[-3000:]
+        base.terminate(proc)
 
 
 def test_status_and_logs_hold_no_secret(world):

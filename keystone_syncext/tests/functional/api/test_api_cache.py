@@ -33,13 +33,20 @@ def cached_site(make_site):
                      '[role]\ncaching = true\n')
 
 
-def test_writes_invalidate_keystone_caches(cached_site):
-    sess = cached_site.admin_session()
+def _caller(site, sess=None):
+    """``call(method, path, **kw)`` as the site's admin (through ``sess``
+    when given): the JSON body, None if empty."""
+    sess = sess or site.admin_session()
 
     def call(method, path, **kw):
-        resp = sess.request(cached_site.url + path, method, **kw)
+        resp = sess.request(site.url + path, method, **kw)
         return resp.json() if resp.content else None
+    return call
 
+
+def test_writes_invalidate_keystone_caches(cached_site):
+    sess = cached_site.admin_session()
+    call = _caller(cached_site, sess)
     p = _id()
     call('PUT', f'/sync/resources/project/{p}',
          json={'resource': project(p, extra={'owner': 'a'})})
@@ -56,15 +63,6 @@ def test_writes_invalidate_keystone_caches(cached_site):
     call('POST', '/sync/rekey', json={'type': 'role', 'from': r, 'to': new})
     assert sess.get(f'{cached_site.url}/roles/{r}',
                     raise_exc=False).status_code == 404
-
-
-def _caller(site):
-    sess = site.admin_session()
-
-    def call(method, path, **kw):
-        resp = sess.request(site.url + path, method, **kw)
-        return resp.json() if resp.content else None
-    return call
 
 
 def test_role_writes_invalidate_the_role(cached_site):

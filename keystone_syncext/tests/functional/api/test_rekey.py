@@ -77,18 +77,17 @@ def _oauth1_rows(api_site, project_id, role_ids):
         conn.execute(sa.text(
             'INSERT INTO consumer (id, description, secret, extra) '
             "VALUES (:id, 'rekey test', 'x', '{}')"), {'id': consumer})
-        conn.execute(sa.text(
-            'INSERT INTO request_token (id, request_secret, '
-            'requested_project_id, role_ids, consumer_id) '
-            "VALUES (:id, 'x', :p, :r, :c)"),
-            {'id': request, 'p': project_id, 'r': json.dumps(role_ids),
-             'c': consumer})
-        conn.execute(sa.text(
-            'INSERT INTO access_token (id, access_secret, '
-            'authorizing_user_id, project_id, role_ids, consumer_id) '
-            "VALUES (:id, 'x', 'u', :p, :r, :c)"),
-            {'id': access, 'p': project_id, 'r': json.dumps(role_ids),
-             'c': consumer})
+        for table, id_, columns, values in (
+                ('request_token', request,
+                 'request_secret, requested_project_id', "'x', :p"),
+                ('access_token', access,
+                 'access_secret, authorizing_user_id, project_id',
+                 "'x', 'u', :p")):
+            conn.execute(sa.text(
+                f'INSERT INTO {table} (id, {columns}, role_ids, '
+                f'consumer_id) VALUES (:id, {values}, :r, :c)'),
+                {'id': id_, 'p': project_id, 'r': json.dumps(role_ids),
+                 'c': consumer})
     return request, access
 
 

@@ -146,15 +146,7 @@ class FaultWorld(harness.World):
             wait_for('the agent to follow the hub', lambda: log_has(
                 proc.log, FOLLOWING) or proc.poll() is not None)
         finally:
-            proc.send_signal(signal.SIGTERM)
-        try:
-            rc = proc.wait(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=30)
-        with open(proc.stderr_path) as f:
-            assert rc == 0, f.read()[-3000:]
+            harness.terminate(proc, timeout=60)
 
     def count(self, site, type_: str) -> int | None:
         """Resources of ``type_`` at ``site`` (its digest's count); None

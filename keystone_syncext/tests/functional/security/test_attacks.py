@@ -27,6 +27,7 @@ from keystone_syncext.testing import backends
 from keystone_syncext.testing import secrets as secret_scan
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest
+from keystone_syncext.tests import personas
 from keystone_syncext.tests.functional.agent import harness as base
 from keystone_syncext.tests.functional.agent.harness import issue_token
 from keystone_syncext.tests.functional.agent.harness import password_identity
@@ -69,14 +70,9 @@ class Mallory:
 
 
 def _caller(world, site):
-    """The ordinary API as ``site``'s admin; fails on an error status."""
-    sess = world.session(site)
-
-    def call(method, path, **kw):
-        resp = sess.request(site.url + path, method, raise_exc=False, **kw)
-        assert resp.status_code < 300, (method, path, resp.text)
-        return resp
-    return call
+    """The ordinary API as ``site``'s admin (the world's session there);
+    fails on an error status."""
+    return personas.admin_caller(site, world.session(site))
 
 
 def _hub_credentials(world):
@@ -246,17 +242,9 @@ def test_credential_with_roles_the_user_lacks_at_the_hub(world, mallory):
 def test_overwriting_the_secret_of_a_credential_the_hub_made(world,
                                                              mallory):
     user, password, project, _ = _member(world)
-    tok = issue_token(world.hub, password_identity(user, password),
-                      {'project': {'id': project}})
-    assert tok.status_code == 201, tok.text
     good = remember_secret(f'good-{_tag()}', 'the owner\'s secret')
-    resp = requests.post(
-        f'{world.hub.url}/users/{user}/application_credentials',
-        headers={'X-Auth-Token': tok.headers['X-Subject-Token']},
-        json={'application_credential': {'name': f'own-{_tag()}',
-                                         'secret': good}}, timeout=60)
-    assert resp.status_code == 201, resp.text
-    id_ = resp.json()['application_credential']['id']
+    id_ = base.make_app_cred(world.hub, user, password, project,
+                             f'own-{_tag()}', good)['id']
     _sync(world)
     spoke = mallory.site
     assert _authenticates(spoke, id_, good)
