@@ -2,7 +2,7 @@
 its v3 API, and what a sync agent reads from ``/v3/sync`` beside them.
 
 Used by ``bench/lock_contention.py`` and the lock-contention test
-(``tests/functional/test_api_busy.py``): both count the answers, and a
+(``tests/functional/api/test_api_busy.py``): both count the answers, and a
 5xx of Keystone's own routes is what the extension must not cause.
 """
 

@@ -75,6 +75,8 @@ SLOWEST_FIRST = (
     'test_agent_selective.py',
     'test_agent_join.py',
     'test_resources_identity.py',
+    'test_resources_app_creds.py',
+    'test_resources_assignments.py',
     'test_resources_federation.py',
     'test_api_resources.py',
     'test_feed.py',

@@ -26,10 +26,11 @@ PERSONAS = {
 }
 
 
-def admin_caller(site):
-    """``call(method, path, **kw)`` as the site's system admin, relative to
-    ``site.url``; fails the test on any error status."""
-    sess = site.admin_session()
+def admin_caller(site, sess=None):
+    """``call(method, path, **kw)`` as the site's system admin (through
+    ``sess`` when given), relative to ``site.url``; fails the test on any
+    error status."""
+    sess = sess or site.admin_session()
 
     def call(method, path, **kw):
         resp = sess.request(site.url + path, method, raise_exc=False, **kw)
