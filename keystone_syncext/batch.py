@@ -14,11 +14,12 @@ path cannot judge exactly, goes item by item.
 """
 
 
-from keystone import exception
+from keystone import exception as ks_exception
 import keystone.conf
 
 from keystone_syncext import caching
 from keystone_syncext import dberrors
+from keystone_syncext import exception
 from keystone_syncext import notify
 from keystone_syncext import resources
 from keystone_syncext import service
@@ -68,14 +69,14 @@ def apply(body, origin=None) -> list[dict]:
     base.check_body(BATCH_SCHEMA, body, 'batch')
     items = body['items']
     if len(items) > CONF.sync.max_page_size:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'a batch may carry at most {CONF.sync.max_page_size} items '
             f'([sync] max_page_size), not {len(items)}')
     refused = {}
     for n, item in enumerate(items):
         try:
             check_item(item)
-        except base.SyncError as e:
+        except exception.SyncError as e:
             refused[n] = e
     with service.writing(origin) as (session, conn), \
             notify.catalog_read_once():
@@ -90,8 +91,8 @@ def check_item(item) -> None:
         rtype.check_id(item['id'])
     elif 'resource' not in item:
         rtype.check_id(item['id'])
-        raise base.BadRequest(f'{rtype.name} {item["id"]}: an upsert needs '
-                              'resource')
+        raise exception.BadRequest(
+            f'{rtype.name} {item["id"]}: an upsert needs resource')
     else:
         rtype.validate(item['id'], item['resource'])
 
@@ -194,7 +195,7 @@ class _Applier:
                         self.session, self.conn, rtype, item['id'],
                         item['resource'], item.get('if_match'))
                     self._result(n, status=status, hash=env['hash'])
-        except exception.Error as e:
+        except ks_exception.Error as e:
             err = _error_result(e)
             self._result(n, status=err['code'], error=err)
 
@@ -220,7 +221,7 @@ class _Applier:
                 creator.write(accepted)
                 written = {i['id']: i for i in rtype.fetch(
                     self.conn, ids=[id_ for id_, _ in accepted])}
-        except bulk.Fallback:
+        except exception.BulkFallback:
             for n in run:
                 self._one(n)
             return
@@ -247,7 +248,7 @@ class _Applier:
                 self._result(n, status=body['code'], error=body)
 
 
-def _error_result(exc: exception.Error) -> dict:
+def _error_result(exc: ks_exception.Error) -> dict:
     return base.error_body(exc)['error']
 
 

@@ -25,9 +25,9 @@ import sqlalchemy as sa
 
 from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
+from keystone_syncext import exception
 from keystone_syncext.capture import install
 from keystone_syncext.db import tables
-from keystone_syncext.resources import base
 
 _counter = tables.counter
 _change = tables.change
@@ -42,9 +42,9 @@ def current(conn) -> int:
     """This log's history id; 503 if the schema predates history ids."""
     value = change_log.history(conn)
     if value is None:
-        raise base.Unavailable('the sync schema is older than this code: run '
-                               '"keystone-syncext-manage db_sync"',
-                               retry_after=60)
+        raise exception.Unavailable(
+            'the sync schema is older than this code: run '
+            '"keystone-syncext-manage db_sync"', retry_after=60)
     return value
 
 
@@ -112,22 +112,6 @@ def refusal(conn, cursor: cursors.Cursor, history: int, oldest: int,
     return None
 
 
-class CaptureIncomplete(base.Unavailable):
-    """Capture is missing pieces: changes are going unlogged, so the feed
-    and the digests would mislead a reader."""
-
-    def __init__(self, triggers: list[str], columns: list[str]):
-        super().__init__(
-            'change capture at this site is incomplete, so changes are '
-            'going unrecorded; missing: %s. An operator must run '
-            '"keystone-syncext-manage db_sync" here, after which every '
-            'reader reconciles' % ', '.join(triggers + columns),
-            retry_after=60)
-        self.extra = {'capture_complete': False,
-                      'missing_triggers': triggers,
-                      'missing_columns': columns}
-
-
 _checked: dict[str, tuple[float, list, list]] = {}
 _checked_lock = threading.Lock()
 
@@ -148,7 +132,7 @@ def capture_gaps(conn, fresh: bool = False) -> tuple[list[str], list[str]]:
 
 
 def require_capture(conn) -> None:
-    """Raise :class:`CaptureIncomplete` (503) unless capture is whole."""
+    """Raise ``CaptureIncomplete`` (503) unless capture is whole."""
     triggers, columns = capture_gaps(conn)
     if triggers or columns:
-        raise CaptureIncomplete(triggers, columns)
+        raise exception.CaptureIncomplete(triggers, columns)

@@ -24,6 +24,7 @@ from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
 from keystone_syncext import dberrors
 from keystone_syncext import digests
+from keystone_syncext import exception
 from keystone_syncext import history
 from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
@@ -72,10 +73,10 @@ def check_limit(limit, default: int) -> int:
     try:
         value = int(limit)
     except (TypeError, ValueError):
-        raise base.BadRequest(f'limit must be an integer, not {limit!r}') \
-            from None
+        raise exception.BadRequest(
+            f'limit must be an integer, not {limit!r}') from None
     if value < 1 or value > CONF.sync.max_page_size:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'limit must be between 1 and {CONF.sync.max_page_size} '
             f'([sync] max_page_size), not {value}')
     return value
@@ -88,7 +89,8 @@ def read(type_name: str, id_: str) -> dict:
     with sql.session_for_read() as session:
         item = rtype.get(session.connection(), id_)
     if item is None:
-        raise base.NotFound(f'{type_name} {id_} does not exist at this site')
+        raise exception.NotFound(
+            f'{type_name} {id_} does not exist at this site')
     return base.envelope(type_name, item)
 
 
@@ -110,14 +112,14 @@ def _check_preconditions(type_name, id_, old, if_match, if_none_match):
     if if_match is not None:
         wanted = {t.strip().strip('"') for t in if_match.split(',')}
         if current is None or ('*' not in wanted and current not in wanted):
-            raise base.PreconditionFailed(
+            raise exception.PreconditionFailed(
                 f'{type_name} {id_} is '
                 + (f'at hash {current}' if current else 'absent')
                 + f', not {if_match}', current_hash=current)
     if if_none_match is not None and current is not None:
         wanted = {t.strip().strip('"') for t in if_none_match.split(',')}
         if '*' in wanted or current in wanted:
-            raise base.PreconditionFailed(
+            raise exception.PreconditionFailed(
                 f'{type_name} {id_} exists (hash {current})',
                 current_hash=current)
 
@@ -149,8 +151,8 @@ def apply_delete(session, conn, rtype, id_, if_match=None) -> None:
     old = rtype.get(conn, id_)
     _check_preconditions(rtype.name, id_, old, if_match, None)
     if old is None:
-        raise base.NotFound(f'{rtype.name} {id_} does not exist at this '
-                            'site')
+        raise exception.NotFound(f'{rtype.name} {id_} does not exist at this '
+                                 'site')
     caching.touched(session, rtype, id_, old, None)
     rtype.delete(session, conn, id_, old)
     session.flush()
@@ -203,21 +205,21 @@ def rekey(body, origin=None) -> dict:
     rtype = resources.get(body['type'])
     old_id, new_id = body['from'], body['to']
     if not rtype.rekey_refs:
-        raise base.BadRequest(f'{rtype.name} cannot be re-keyed; re-key '
-                              f'supports: {", ".join(rekeyable())}')
+        raise exception.BadRequest(f'{rtype.name} cannot be re-keyed; re-key '
+                                   f'supports: {", ".join(rekeyable())}')
     for id_ in (old_id, new_id):
         rtype.check_id(id_)
     if old_id == new_id:
-        raise base.BadRequest('from and to are the same id')
+        raise exception.BadRequest('from and to are the same id')
     with dberrors.refused_as_4xx(
             f're-key of {rtype.name} {old_id} to {new_id}'), \
             writing(origin) as (session, conn):
         caching.everything(session)
         if rtype.get(conn, old_id) is None:
-            raise base.NotFound(
+            raise exception.NotFound(
                 f'{rtype.name} {old_id} does not exist at this site')
         if rtype.exists(conn, new_id):
-            raise base.NameConflict(
+            raise exception.NameConflict(
                 f'{rtype.name} {new_id} already exists at this site',
                 existing_id=new_id)
         holder = rtype.id_holder(conn, new_id)
@@ -297,7 +299,7 @@ def digest(type_name: str, prefix: str = '') -> dict:
     rtype = resources.get(type_name)
     prefix = prefix or ''
     if len(prefix) > 255:
-        raise base.BadRequest('prefix is longer than any id')
+        raise exception.BadRequest('prefix is longer than any id')
     _require_capture()
     return _digest_of(type_name, prefix, digests.pairs(rtype, [prefix])[0])
 
@@ -358,7 +360,7 @@ def digest_many(body) -> list[dict]:
     nodes = body['digests']
     most = CONF.sync.max_digests_per_request
     if len(nodes) > most:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'one request may ask for at most {most} digests ([sync] '
             f'max_digests_per_request), not {len(nodes)}')
     at: dict[str, list[int]] = {}   # type -> where its nodes are
@@ -404,7 +406,7 @@ def tombstones(body) -> list[dict]:
     ids = sorted(set(body['ids']))
     most = CONF.sync.max_page_size
     if len(ids) > most:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'one request may ask for at most {most} ids ([sync] '
             f'max_page_size), not {len(ids)}')
     t = tables.tombstone.c
@@ -439,16 +441,16 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
     try:
         cursor = cursors.decode(since) if since else None
     except ValueError as e:
-        raise base.BadRequest(f'since: {e}') from None
+        raise exception.BadRequest(f'since: {e}') from None
     limit = check_limit(limit, min(500, CONF.sync.max_page_size))
     names = _parse_types(types)
     try:
         wait_s = float(wait) if wait not in (None, '') else 0.0
     except ValueError:
-        raise base.BadRequest(f'wait must be a number of seconds, not '
-                              f'{wait!r}') from None
+        raise exception.BadRequest(f'wait must be a number of seconds, not '
+                                   f'{wait!r}') from None
     if wait_s < 0:
-        raise base.BadRequest('wait must not be negative')
+        raise exception.BadRequest('wait must not be negative')
     deadline = time.monotonic() + min(wait_s, CONF.sync.max_wait_seconds)
     _require_capture()
     page = _read_feed(cursor, limit, names)
@@ -570,7 +572,7 @@ def _read_feed(cursor, limit, names) -> _Page:
             change_log.renew_history(session.connection())
     with sql.session_for_read() as session:
         bounds = _bounds(session.connection())
-    raise base.Gone(
+    raise exception.Gone(
         f'{refused.message}: reconcile (compare digests), then follow '
         'the feed from the head cursor', reconcile=True,
         rewound=refused.rewound,

@@ -15,6 +15,7 @@ from oslo_log import log
 from keystone_syncext import batch
 from keystone_syncext import dberrors
 from keystone_syncext import enforcement
+from keystone_syncext import exception
 from keystone_syncext import history
 from keystone_syncext import service
 from keystone_syncext.capture import spec
@@ -44,16 +45,16 @@ def _guarded(handler):
     ``reconcile``...) as Keystone renders its own, and a busy or
     unreachable database as 503 with ``Retry-After``. Keystone's
     exceptions raised by its managers go to Keystone's own handler."""
-    def render(e: base.SyncError):
+    def render(e: exception.SyncError):
         headers = ({'Retry-After': str(e.retry_after)}
-                   if isinstance(e, base.Unavailable) else {})
+                   if isinstance(e, exception.Unavailable) else {})
         return base.error_body(e), e.code, headers
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except base.SyncError as e:
+        except exception.SyncError as e:
             return render(e)
         except dberrors.BUSY_ERRORS as e:
             busy = dberrors.database_busy(e)
@@ -70,7 +71,7 @@ def _origin() -> str | None:
     if value is None:
         return None
     if not _SITE_ID.match(value):
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'{ORIGIN_HEADER} must be a site id (letters, digits, "_", '
             '"." and "-", at most 64 characters)')
     return value
@@ -79,7 +80,7 @@ def _origin() -> str | None:
 def _json_body():
     body = flask.request.get_json(silent=True, force=True)
     if body is None:
-        raise base.BadRequest('the request body must be a JSON document')
+        raise exception.BadRequest('the request body must be a JSON document')
     return body
 
 
@@ -167,7 +168,7 @@ class ResourceItemResource(flask_restful.Resource):
         enforcement.enforce_call(action='identity:sync:update_resource')
         body = _json_body()
         if not isinstance(body, dict) or set(body) != {'resource'}:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 'the body must be {"resource": {...}} and nothing else')
         status, env = service.put(
             type_name, resource_id, body['resource'],

@@ -1,5 +1,6 @@
 """The synced resource types of protocol v1, in dependency order."""
 
+from keystone_syncext import exception
 from keystone_syncext.capture import spec
 from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import assignment
@@ -27,7 +28,7 @@ def get(name: str) -> base.ResourceType:
     try:
         return TYPES[name]
     except (KeyError, TypeError):
-        raise base.NotFound(
+        raise exception.NotFound(
             f'unknown resource type {name!r}; this site syncs: '
             f'{", ".join(TYPES)}') from None
 

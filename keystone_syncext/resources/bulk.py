@@ -18,7 +18,7 @@ which
 
 Every item gets the result the per-item path would give it, with the same
 error class and message. Where the set-wise read cannot be sure, a creator
-raises :class:`Fallback` and the batch applies the whole run item by item:
+raises ``BulkFallback`` and the batch applies the whole run item by item:
 a reference it did not find is looked up again with the per-item path's
 own query before it is refused (an id differing only in letter case
 matches on MySQL), and a name it thought free but the database's unique
@@ -100,7 +100,7 @@ with the batch's origin, as for any other write.
 
 import json
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone import i18n
 from keystone import notifications
 from keystone.common import provider_api
@@ -109,6 +109,7 @@ import keystone.conf
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.capture import spec
 from keystone_syncext.resources import assignment
 from keystone_syncext.resources import base
@@ -122,11 +123,6 @@ PROVIDERS = provider_api.ProviderAPIs
 
 # Keeps every IN list well below each database's limit on bound values.
 _IN_CHUNK = 500
-
-
-class Fallback(Exception):
-    """The set-wise path cannot judge this run exactly; apply it item by
-    item."""
 
 
 def _select_in(conn, column, values, *columns, where=None):
@@ -155,7 +151,8 @@ def _confirm_missing(conn, type_name, id_, what, field=None):
     """Refuse with the per-item path's own check (and message), or fall
     back when that check finds what the set-wise read did not."""
     common.require(conn, type_name, id_, what, field)
-    raise Fallback(f'{type_name} {id_} found by the per-item check only')
+    raise exception.BulkFallback(
+        f'{type_name} {id_} found by the per-item check only')
 
 
 class _Names:
@@ -220,9 +217,9 @@ class Creates:
         path would."""
         return True
 
-    def check(self, entries) -> list[exception.Error | None]:
+    def check(self, entries) -> list[ks_exception.Error | None]:
         """Keystone's rules for each entry in order; None for accepted.
-        Raises Fallback when it cannot judge exactly."""
+        Raises exception.BulkFallback when it cannot judge exactly."""
         held = self._held(entries)
         self.prepare(entries)
         out = []
@@ -233,7 +230,7 @@ class Creates:
                 continue
             try:
                 self.accept(id_, r)
-            except exception.Error as e:
+            except ks_exception.Error as e:
                 out.append(e)
             else:
                 out.append(None)
@@ -318,7 +315,8 @@ class ProjectCreates(Creates):
         while node.parent_id is not None:
             node = self.nodes.get(node.parent_id)
             if node is None or node.id in seen:
-                raise Fallback('project hierarchy not read whole')
+                raise exception.BulkFallback(
+                    'project hierarchy not read whole')
             seen.add(node.id)
             chain.append(node)
         return chain + [parent]
@@ -338,13 +336,13 @@ class ProjectCreates(Creates):
                              'parent_id')
         if CONF.resource.project_name_url_safe != 'off' and \
                 ks_utils.is_not_url_safe(r['name']):
-            raise exception.ValidationError(message=i18n._(
+            raise ks_exception.ValidationError(message=i18n._(
                 '%(entity)s name cannot contain the following reserved '
                 'characters: %(chars)s') % {
                     'entity': 'Project',
                     'chars': ks_utils.list_url_unsafe_chars(r['name'])})
         if not parent.is_domain and parent.domain_id != domain_id:
-            raise exception.ValidationError(message=i18n._(
+            raise ks_exception.ValidationError(message=i18n._(
                 'Cannot create project, since it specifies its domain_id '
                 '%(domain_id)s, but specifies a parent in a different '
                 'domain (%(parent_domain_id)s).') % {
@@ -353,11 +351,11 @@ class ProjectCreates(Creates):
         above = self._above(parent)
         for ref in above:
             if not ref.enabled:
-                raise exception.ValidationError(message=i18n._(
+                raise ks_exception.ValidationError(message=i18n._(
                     'cannot create a project in a branch containing a '
                     'disabled project: %s') % ref.id)
         if len(above) + 1 > self.max_depth:
-            raise exception.ForbiddenNotSecurity(
+            raise ks_exception.ForbiddenNotSecurity(
                 i18n._('Max hierarchy depth reached for %s branch.')
                 % parent_id)
         self.names.claim(domain_id, name, id_)
@@ -538,7 +536,7 @@ class GroupMembershipCreates(Creates):
     def prepare(self, entries):
         if CONF.identity.domain_specific_drivers_enabled or \
                 not PROVIDERS.identity_api.driver.is_sql:
-            raise Fallback('the identity manager maps ids here')
+            raise exception.BulkFallback('the identity manager maps ids here')
         self.users = _existing(self.conn, 'user',
                                {r['user_id'] for _, r in entries})
         self.groups = _existing(self.conn, 'group',
@@ -567,7 +565,7 @@ class RoleAssignmentCreates(Creates):
 
     def prepare(self, entries):
         conn = self.conn
-        self.failed: list[tuple[dict, exception.Error]] = []
+        self.failed: list[tuple[dict, ks_exception.Error]] = []
         wanted: dict[str, set] = {'user': set(), 'group': set(),
                                   'project': set(), 'domain': set(),
                                   'system': set()}
@@ -606,14 +604,14 @@ class RoleAssignmentCreates(Creates):
             _confirm_missing(self.conn, 'role', r['role_id'], what)
         role_domain = self.roles[r['role_id']]
         if target == 'system' and role_domain:
-            raise exception.ValidationError(
+            raise ks_exception.ValidationError(
                 f'Role {r["role_id"]} is a domain-specific role. Unable to '
                 'use a domain-specific role in a system assignment.')
         if target == 'project' and role_domain and \
                 self.projects[r['target_id']] != role_domain:
             # Raised inside Keystone's create_grant, whose decorator
             # reports the failure: so does notify.
-            error = exception.DomainSpecificRoleMismatch(
+            error = ks_exception.DomainSpecificRoleMismatch(
                 role_id=r['role_id'], project_id=r['target_id'])
             self.failed.append((r, error))
             raise error
@@ -642,7 +640,7 @@ class RoleAssignmentCreates(Creates):
             try:
                 _grant_notified(None, r['role_id'], error=error,
                                 **assignment.RoleAssignment.grant_args(r))
-            except exception.DomainSpecificRoleMismatch:
+            except ks_exception.DomainSpecificRoleMismatch:
                 pass
 
 

@@ -5,6 +5,7 @@ import json
 
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 
 
@@ -147,21 +148,22 @@ def check_name_free(rtype, conn, id_, resource):
         raise name_conflict(rtype.name, resource['name'], taken[0])
 
 
-def name_conflict(type_name, name, existing_id) -> base.NameConflict:
-    return base.NameConflict(
+def name_conflict(type_name, name, existing_id) -> exception.NameConflict:
+    return exception.NameConflict(
         f'{type_name} name {name!r} is already used by {type_name} '
         f'{existing_id} at this site', existing_id=existing_id)
 
 
-def id_taken(type_name, id_, holder) -> base.IdTaken:
-    return base.IdTaken(
+def id_taken(type_name, id_, holder) -> exception.IdTaken:
+    return exception.IdTaken(
         f'{type_name} {id_}: the id is already used by {holder} at this '
         'site (Keystone keeps both in one table)', held_by=holder)
 
 
-def missing_reference(what, type_name, id_, field=None) -> base.BadRequest:
+def missing_reference(what, type_name, id_,
+                      field=None) -> exception.BadRequest:
     field = field or f'{type_name}_id'
-    return base.BadRequest(
+    return exception.BadRequest(
         f'{what} refers to {type_name} {id_!r} ({field}), which does not '
         'exist at this site; sync it first')
 

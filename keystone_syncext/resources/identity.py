@@ -48,7 +48,7 @@ import datetime
 import json
 import re
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone import notifications
 from keystone.common import password_hashers
 from keystone.common import password_hashing
@@ -59,6 +59,7 @@ from oslo_utils import timeutils
 import sqlalchemy as sa
 
 from keystone_syncext import caching
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
@@ -157,7 +158,7 @@ def check_hash(user_id: str, hashed: str | None) -> None:
     shape = _HASH_SHAPES.get(getattr(hasher, 'name', None))
     if hasher is None or (shape is not None and not shape.match(hashed)) \
             or not _base64_parts_decode(hasher, hashed):
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'user {user_id}: unsupported password hash format (this '
             'Keystone cannot verify it)')
 
@@ -185,8 +186,8 @@ def has_sql_backend(domain_id) -> bool:
     return driver is None or getattr(driver, 'is_sql', True)
 
 
-def non_sql_backend(domain_id, what) -> base.BadRequest:
-    return base.BadRequest(
+def non_sql_backend(domain_id, what) -> exception.BadRequest:
+    return exception.BadRequest(
         f'{what}: domain {domain_id} uses a non-SQL identity backend '
         'here; its users and groups come from that backend and are '
         'not synced')
@@ -197,15 +198,15 @@ def _require_sql_backend(domain_id, what):
         raise non_sql_backend(domain_id, what)
 
 
-def default_project_is_domain(user_id, project_id) -> base.BadRequest:
-    return base.BadRequest(
+def default_project_is_domain(user_id, project_id) -> exception.BadRequest:
+    return exception.BadRequest(
         f"user {user_id}: the default project {project_id} is a "
         'domain; a user\'s default project cannot be a domain')
 
 
 def _check_domain_unchanged(type_name, id_, old, resource):
     if resource['domain_id'] != old['domain_id']:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'{type_name} {id_} belongs to domain {old["domain_id"]!r} '
             'here; Keystone cannot move it to another domain')
 
@@ -340,12 +341,12 @@ class User(common.IdTable, base.ResourceType):
         if local is not None:
             stamps = [p['created_at'] for p in local['passwords']]
             if stamps != sorted(stamps):
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'user {id_}: local.passwords must be ordered oldest '
                     'first (by created_at)')
         keys = [_federated_key(f) for f in resource['federated']]
         if keys != sorted(keys) or len(set(keys)) != len(keys):
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'user {id_}: federated must be sorted by (idp_id, '
                 'protocol_id, unique_id), without duplicates')
         _check_options(self.registry, f'user {id_}', resource['options'])
@@ -387,7 +388,7 @@ class User(common.IdTable, base.ResourceType):
             if conn.execute(sa.select(sa.literal(1)).where(
                     fp.c.idp_id == f['idp_id'],
                     fp.c.id == f['protocol_id'])).first() is None:
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'user {id_} refers to federation protocol '
                     f'{f["idp_id"]}:{f["protocol_id"]} (federated '
                     'idp_id/protocol_id), which does not exist at this '
@@ -398,7 +399,7 @@ class User(common.IdTable, base.ResourceType):
                 fu.c.unique_id == f['unique_id'],
                 fu.c.user_id != id_)).scalar()
             if other is not None:
-                raise base.NameConflict(
+                raise exception.NameConflict(
                     f'federated identity {f["unique_id"]!r} of '
                     f'{f["idp_id"]}:{f["protocol_id"]} already belongs to '
                     f'user {other} at this site', existing_id=other)
@@ -560,16 +561,16 @@ def _check_options(registry, what, options):
     for name, value in options.items():
         opt = by_name.get(name)
         if opt is None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'{what}: unknown option {name!r}; this Keystone knows: '
                 f'{", ".join(sorted(by_name))}')
         if value is None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'{what}: option {name!r} is null; leave it out instead')
         try:
             opt.validator(value)
-        except (TypeError, ValueError, exception.ValidationError):
-            raise base.BadRequest(
+        except (TypeError, ValueError, ks_exception.ValidationError):
+            raise exception.BadRequest(
                 f'{what}: invalid value for option {name!r}') from None
 
 

@@ -6,6 +6,7 @@ from keystone.common import provider_api
 import sqlalchemy as sa
 
 from keystone_syncext import caching
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
@@ -79,7 +80,7 @@ class Role(common.IdTable, base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         if resource['domain_id'] != old['domain_id']:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'role {id_} belongs to domain {old["domain_id"]!r} here; '
                 'Keystone cannot move a role to another domain')
         if resource['name'] != old['name']:
