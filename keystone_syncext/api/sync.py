@@ -12,14 +12,18 @@ import keystone.conf
 from keystone.server import flask as ks_flask
 from oslo_log import log
 
-from keystone_syncext import batch
 from keystone_syncext import dberrors
 from keystone_syncext import enforcement
 from keystone_syncext import exception
-from keystone_syncext import history
-from keystone_syncext import service
+from keystone_syncext import reads
 from keystone_syncext.capture import spec
+from keystone_syncext.digests import tree as digest_tree
+from keystone_syncext.feed import history
+from keystone_syncext.feed import reading as feed
 from keystone_syncext.resources import base
+from keystone_syncext.writes import batch
+from keystone_syncext.writes import items as item_writes
+from keystone_syncext.writes import rekey
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)
@@ -93,7 +97,7 @@ class SyncResource(flask_restful.Resource):
     def get(self):
         """Capabilities: GET /v3/sync."""
         enforcement.enforce_call(action='identity:sync:get_capabilities')
-        bounds = service.feed_bounds()
+        bounds = feed.feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
             'protocol_version': PROTOCOL_VERSION,
@@ -105,7 +109,7 @@ class SyncResource(flask_restful.Resource):
             **bounds,
             'max_page_size': CONF.sync.max_page_size,
             'max_wait_seconds': CONF.sync.max_wait_seconds,
-            'rekey_types': service.rekeyable(),
+            'rekey_types': rekey.rekeyable(),
             'max_digests_per_request': CONF.sync.max_digests_per_request,
             'tombstone_lookup': True,
         }}
@@ -116,7 +120,7 @@ class StatusResource(flask_restful.Resource):
     def get(self):
         """Capture health: GET /v3/sync/status."""
         enforcement.enforce_call(action='identity:sync:get_status')
-        bounds = service.feed_bounds()
+        bounds = feed.feed_bounds()
         with sql.session_for_read() as session:
             triggers, columns = history.capture_gaps(session.connection(),
                                                      fresh=True)
@@ -137,7 +141,7 @@ class ChangesResource(flask_restful.Resource):
         """The change feed: GET /v3/sync/changes."""
         enforcement.enforce_call(action='identity:sync:list_changes')
         args = flask.request.args
-        return service.changes(since=args.get('since'),
+        return feed.changes(since=args.get('since'),
                                limit=args.get('limit'),
                                types=args.get('types'),
                                wait=args.get('wait'))
@@ -149,7 +153,7 @@ class ResourceListResource(flask_restful.Resource):
         """GET /v3/sync/resources/{type}."""
         enforcement.enforce_call(action='identity:sync:list_resources')
         args = flask.request.args
-        return service.listing(type_name, marker=args.get('marker'),
+        return reads.listing(type_name, marker=args.get('marker'),
                                limit=args.get('limit'),
                                prefix=args.get('prefix'))
 
@@ -159,7 +163,7 @@ class ResourceItemResource(flask_restful.Resource):
     def get(self, type_name, resource_id):
         """GET /v3/sync/resources/{type}/{id}."""
         enforcement.enforce_call(action='identity:sync:get_resource')
-        env = service.read(type_name, resource_id)
+        env = reads.read(type_name, resource_id)
         return env, 200, _etag(env['hash'])
 
     @_guarded
@@ -170,7 +174,7 @@ class ResourceItemResource(flask_restful.Resource):
         if not isinstance(body, dict) or set(body) != {'resource'}:
             raise exception.BadRequest(
                 'the body must be {"resource": {...}} and nothing else')
-        status, env = service.put(
+        status, env = item_writes.put(
             type_name, resource_id, body['resource'],
             if_match=flask.request.headers.get('If-Match'),
             if_none_match=flask.request.headers.get('If-None-Match'),
@@ -181,7 +185,7 @@ class ResourceItemResource(flask_restful.Resource):
     def delete(self, type_name, resource_id):
         """DELETE /v3/sync/resources/{type}/{id}."""
         enforcement.enforce_call(action='identity:sync:delete_resource')
-        service.delete(type_name, resource_id,
+        item_writes.delete(type_name, resource_id,
                        if_match=flask.request.headers.get('If-Match'),
                        origin=_origin())
         return None, 204
@@ -200,7 +204,7 @@ class RekeyResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/rekey."""
         enforcement.enforce_call(action='identity:sync:create_rekey')
-        return {'rekey': service.rekey(_json_body(), origin=_origin())}
+        return {'rekey': rekey.rekey(_json_body(), origin=_origin())}
 
 
 class DigestResource(flask_restful.Resource):
@@ -208,7 +212,7 @@ class DigestResource(flask_restful.Resource):
     def get(self, type_name):
         """GET /v3/sync/digest/{type}."""
         enforcement.enforce_call(action='identity:sync:get_digest')
-        return {'digest': service.digest(
+        return {'digest': digest_tree.digest(
             type_name, prefix=flask.request.args.get('prefix', ''))}
 
 
@@ -217,7 +221,7 @@ class DigestsResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/digests: many digests in one request."""
         enforcement.enforce_call(action='identity:sync:get_digest')
-        return {'digests': service.digest_many(_json_body())}
+        return {'digests': digest_tree.digest_many(_json_body())}
 
 
 class TombstonesResource(flask_restful.Resource):
@@ -225,7 +229,7 @@ class TombstonesResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/tombstones: which of these ids were deleted."""
         enforcement.enforce_call(action='identity:sync:list_tombstones')
-        return {'tombstones': service.tombstones(_json_body())}
+        return {'tombstones': reads.tombstones(_json_body())}
 
 
 def _route(resource, url, rel, path_vars=None):

@@ -19,12 +19,12 @@ from oslo_upgradecheck import upgradecheck
 import pbr.version
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext import conf as sync_conf
 from keystone_syncext import exception
 from keystone_syncext.capture import install
 from keystone_syncext.db import migration
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)

@@ -38,9 +38,9 @@ import keystone.conf
 import sqlalchemy as sa
 
 from keystone_syncext import exception
-from keystone_syncext import origin as origin_mod
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
+from keystone_syncext.writes import origin as origin_mod
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs

@@ -19,11 +19,11 @@ from keystone import exception as ks_exception
 from keystone.common import provider_api
 import sqlalchemy as sa
 
-from keystone_syncext import caching
 from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
+from keystone_syncext.writes import caching
 
 PROVIDERS = provider_api.ProviderAPIs
 

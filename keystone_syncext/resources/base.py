@@ -291,7 +291,7 @@ class ResourceType:
                     new: dict | None) -> list[tuple] | None:
         """The entries of Keystone's caches that writing ``id_`` from
         ``old`` to ``new`` (None: absent) makes stale, as
-        ``keystone_syncext.caching`` names them: those Keystone's own
+        ``keystone_syncext.writes.caching`` names them: those Keystone's own
         managers invalidate for the same change, plus any entry of this
         resource (a manager called inside the write may have cached it
         before we wrote the rest). None, the default: this type cannot

@@ -1,7 +1,7 @@
 """Set-wise creates: how ``POST /v3/sync/batch`` writes many new resources
 of one type at once.
 
-The per-item path (``service.apply_upsert`` in a savepoint, through
+The per-item path (``writes.items.apply_upsert`` in a savepoint, through
 Keystone's managers) costs tens of milliseconds a resource: a project
 create alone loads its parent five times through the ORM. Seeding a site
 is thousands of creates, so for the common types the batch hands a *run*
@@ -31,7 +31,7 @@ Before any of it, the batch has checked every item with the type's
 ``validate``, as ``PUT`` does (id form, schema with Keystone's column
 limits, the type's own rules): this path never sees a representation the
 per-item path would refuse on its form. First of the rules below, as in
-``service.apply_upsert``: an id held by a row of another type in the
+``writes.items.apply_upsert``: an id held by a row of another type in the
 same table (a domain's for a project) is a 409 naming it.
 
 Keystone's rules written out here (the same in Keystone 29.1 and 30.0):
@@ -93,7 +93,7 @@ the notification of ``create_grant``'s decorator
 sent through that same decorator; system grants send none.
 
 What the creates make stale in Keystone's caches is invalidated after
-the batch's transaction (``service.writing``, ``keystone_syncext.caching``),
+the batch's transaction (``writes.transaction.writing``, ``writes.caching``),
 and capture triggers record every inserted row
 with the batch's origin, as for any other write.
 """
@@ -225,7 +225,7 @@ class Creates:
         out = []
         for id_, r in entries:
             if id_ in held:
-                # As service.apply_upsert, before any other rule.
+                # As writes.items.apply_upsert, before any other rule.
                 out.append(common.id_taken(self.type_name, id_, held[id_]))
                 continue
             try:

@@ -20,7 +20,7 @@ written out here:
   ``keystone.identity.core.Manager.update_user`` does; re-enabling a user
   clears its lockout and restarts its inactivity clock, as Keystone's
   ``User.enabled`` setter does. Caches are invalidated by
-  ``service.writing`` after commit.
+  ``writes.transaction.writing`` after commit.
 
 Group updates and deletes, user deletes and memberships go through the
 identity manager (which cleans up assignments, credentials, memberships
@@ -58,11 +58,11 @@ from keystone.identity.backends import resource_options as user_ro
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
-from keystone_syncext import caching
 from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
+from keystone_syncext.writes import caching
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs

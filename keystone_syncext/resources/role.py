@@ -5,11 +5,11 @@ from keystone.assignment.role_backends import resource_options as role_ro
 from keystone.common import provider_api
 import sqlalchemy as sa
 
-from keystone_syncext import caching
 from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
+from keystone_syncext.writes import caching
 
 PROVIDERS = provider_api.ProviderAPIs
 

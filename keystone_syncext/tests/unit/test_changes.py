@@ -12,9 +12,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext import exception
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 NOW = datetime.datetime(2030, 1, 31, 12, 0, 0)
 DAY = datetime.timedelta(days=1)

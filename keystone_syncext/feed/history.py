@@ -8,7 +8,7 @@ reader's cursor. Two things break that without the log knowing:
 - **lost capture**: a capture trigger is missing (a Keystone upgrade
   rebuilt its table), so changes are made and never logged.
 
-The first is caught per cursor (see ``keystone_syncext.cursors`` for the
+The first is caught per cursor (see ``keystone_syncext.feed.cursors`` for the
 history id, the mark and why they catch a restore) by :func:`refusal`; the
 second by :func:`require_capture`, which makes the feed and the digests
 answer 503 naming what is missing until ``db_sync`` puts it back, which
@@ -21,13 +21,14 @@ import threading
 import time
 import typing
 
+from keystone.common import sql
 import sqlalchemy as sa
 
-from keystone_syncext import changes as change_log
-from keystone_syncext import cursors
 from keystone_syncext import exception
 from keystone_syncext.capture import install
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes as change_log
+from keystone_syncext.feed import cursors
 
 _counter = tables.counter
 _change = tables.change
@@ -136,3 +137,12 @@ def require_capture(conn) -> None:
     triggers, columns = capture_gaps(conn)
     if triggers or columns:
         raise exception.CaptureIncomplete(triggers, columns)
+
+
+def check_capture() -> None:
+    """:func:`require_capture` in a read transaction of its own: 503
+    while capture is incomplete, as the feed and the digests answer (the
+    feed would miss the changes going unlogged, and digests compared
+    against hashes the log keeps current could be stale)."""
+    with sql.session_for_read() as session:
+        require_capture(session.connection())

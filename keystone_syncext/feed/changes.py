@@ -79,7 +79,7 @@ def purged_through(conn) -> int:
 
 
 def history(conn) -> int | None:
-    """This log's history id (see ``keystone_syncext.cursors``), or None
+    """This log's history id (see ``keystone_syncext.feed.cursors``), or None
     before the migration that makes one."""
     return conn.execute(sa.select(_counter.c.value).where(
         _counter.c.name == tables.HISTORY)).scalar()

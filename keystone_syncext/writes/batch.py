@@ -3,7 +3,7 @@ in dependency order, with a result per item.
 
 Each item is checked (``ResourceType.validate`` / ``check_id``), judged and
 applied as a ``PUT`` or ``DELETE`` of it alone would be
-(``service.apply_upsert`` / ``apply_delete``, in a savepoint of its own):
+(``items.apply_upsert`` / ``apply_delete``, in a savepoint of its own):
 it applies whole or not at all, and one item refused (malformed, refused
 by Keystone's rules or by the database) does not stop the others; its
 result carries the 4xx a ``PUT`` or ``DELETE`` of it would answer.
@@ -17,14 +17,15 @@ path cannot judge exactly, goes item by item.
 from keystone import exception as ks_exception
 import keystone.conf
 
-from keystone_syncext import caching
 from keystone_syncext import dberrors
 from keystone_syncext import exception
-from keystone_syncext import notify
 from keystone_syncext import resources
-from keystone_syncext import service
 from keystone_syncext.resources import base
 from keystone_syncext.resources import bulk
+from keystone_syncext.writes import caching
+from keystone_syncext.writes import items as item_writes
+from keystone_syncext.writes import notify
+from keystone_syncext.writes import transaction
 
 CONF = keystone.conf.CONF
 
@@ -78,7 +79,7 @@ def apply(body, origin=None) -> list[dict]:
             check_item(item)
         except exception.SyncError as e:
             refused[n] = e
-    with service.writing(origin) as (session, conn), \
+    with transaction.writing(origin) as (session, conn), \
             notify.catalog_read_once():
         return _Applier(session, conn, items, refused).run()
 
@@ -187,11 +188,11 @@ class _Applier:
             with dberrors.refused_as_4xx(f'{item["type"]} {item["id"]}'), \
                     self.session.begin_nested():
                 if item['op'] == 'delete':
-                    service.apply_delete(self.session, self.conn, rtype,
+                    item_writes.apply_delete(self.session, self.conn, rtype,
                                          item['id'], item.get('if_match'))
                     self._result(n, status=204)
                 else:
-                    status, env = service.apply_upsert(
+                    status, env = item_writes.apply_upsert(
                         self.session, self.conn, rtype, item['id'],
                         item['resource'], item.get('if_match'))
                     self._result(n, status=status, hash=env['hash'])
