@@ -6,13 +6,14 @@ from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import assignment
 from keystone_syncext.resources import base
 from keystone_syncext.resources import federation
+from keystone_syncext.resources import group
 from keystone_syncext.resources import identity
 from keystone_syncext.resources import resource
 from keystone_syncext.resources import role
 
 _IMPLEMENTED = [
     resource.Domain(), resource.Project(), role.Role(), role.ImpliedRole(),
-    identity.User(), identity.Group(), identity.GroupMembership(),
+    identity.User(), group.Group(), group.GroupMembership(),
     assignment.RoleAssignment(),
     app_cred.ApplicationCredential(), federation.Mapping(),
     federation.IdentityProvider(), federation.FederationProtocol(),

@@ -21,7 +21,7 @@ from keystone_syncext import dberrors
 from keystone_syncext import exception
 from keystone_syncext import resources
 from keystone_syncext.resources import base
-from keystone_syncext.resources import bulk
+from keystone_syncext.resources.bulk import creators
 from keystone_syncext.writes import caching
 from keystone_syncext.writes import items as item_writes
 from keystone_syncext.writes import notify
@@ -147,7 +147,7 @@ class _Applier:
         if old is not None:
             return ('unchanged' if base.strip_meta(old) == item['resource']
                     else None)
-        creator = bulk.CREATORS.get(item['type'])
+        creator = creators.CREATORS.get(item['type'])
         if creator is not None and creator.eligible(item['resource']):
             return 'create'
         return None
@@ -215,7 +215,7 @@ class _Applier:
         self.session.flush()
         try:
             with self.session.begin_nested():
-                creator = bulk.CREATORS[type_name](self.conn)
+                creator = creators.CREATORS[type_name](self.conn)
                 errors = creator.check(entries)
                 accepted = [e for e, err in zip(entries, errors, strict=True)
                             if err is None]
