@@ -142,9 +142,9 @@ class ChangesResource(flask_restful.Resource):
         enforcement.enforce_call(action='identity:sync:list_changes')
         args = flask.request.args
         return feed.changes(since=args.get('since'),
-                               limit=args.get('limit'),
-                               types=args.get('types'),
-                               wait=args.get('wait'))
+                            limit=args.get('limit'),
+                            types=args.get('types'),
+                            wait=args.get('wait'))
 
 
 class ResourceListResource(flask_restful.Resource):
@@ -154,8 +154,8 @@ class ResourceListResource(flask_restful.Resource):
         enforcement.enforce_call(action='identity:sync:list_resources')
         args = flask.request.args
         return reads.listing(type_name, marker=args.get('marker'),
-                               limit=args.get('limit'),
-                               prefix=args.get('prefix'))
+                             limit=args.get('limit'),
+                             prefix=args.get('prefix'))
 
 
 class ResourceItemResource(flask_restful.Resource):
@@ -186,8 +186,8 @@ class ResourceItemResource(flask_restful.Resource):
         """DELETE /v3/sync/resources/{type}/{id}."""
         enforcement.enforce_call(action='identity:sync:delete_resource')
         item_writes.delete(type_name, resource_id,
-                       if_match=flask.request.headers.get('If-Match'),
-                       origin=_origin())
+                           if_match=flask.request.headers.get('If-Match'),
+                           origin=_origin())
         return None, 204
 
 
