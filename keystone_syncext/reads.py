@@ -17,6 +17,9 @@ CONF = keystone.conf.CONF
 
 
 def check_limit(limit, default: int) -> int:
+    """The page size asked for (``limit``, a query parameter), or
+    ``default`` when none is; 400 unless it is 1 to ``[sync]
+    max_page_size``. A listing's pages and the feed's use it."""
     if limit is None or limit == '':
         return default
     try:
