@@ -154,7 +154,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
                  'method': method})
         return out
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, self.table_name)
         return conn.execute(sa.select(t.c.id).where(
             t.c.user_id == resource['user_id'],

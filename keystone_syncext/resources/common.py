@@ -143,7 +143,7 @@ def require(conn, type_name, id_, what, field=None):
 def check_name_free(rtype, conn, id_, resource):
     """409 with the existing id when another resource has this name in
     the same scope (Keystone would refuse it, without saying which)."""
-    taken = [i for i in rtype._existing_named(conn, resource) if i != id_]
+    taken = [i for i in rtype.existing_named(conn, resource) if i != id_]
     if taken:
         raise name_conflict(rtype.name, resource['name'], taken[0])
 

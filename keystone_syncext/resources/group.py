@@ -49,7 +49,7 @@ class Group(common.IdTable, base.ResourceType):
                  'extra': base.json_load(r.extra, {}),
                  '_meta': common.meta(r)} for r in rows]
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, 'group')
         return conn.execute(sa.select(t.c.id).where(
             t.c.domain_id == resource['domain_id'],

@@ -242,7 +242,7 @@ class User(common.IdTable, base.ResourceType):
             items.sort(key=_federated_key)
         return out
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         lu = base.table(conn, 'local_user')
         return conn.execute(sa.select(lu.c.user_id).where(
             lu.c.domain_id == resource['domain_id'],

@@ -54,7 +54,7 @@ class Role(common.IdTable, base.ResourceType):
             '_meta': common.meta(r),
         } for r in rows]
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, 'role')
         return conn.execute(sa.select(t.c.id).where(
             t.c.name == resource['name'],
