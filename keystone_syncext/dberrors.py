@@ -21,7 +21,7 @@ import logging
 from oslo_db import exception as db_exc
 import sqlalchemy as sa
 
-from keystone_syncext.resources import base
+from keystone_syncext import exception
 
 LOG = logging.getLogger(__name__)
 
@@ -32,26 +32,23 @@ DB_ERRORS = (db_exc.DBError, db_exc.DBInvalidUnicodeParameter,
 BUSY_ERRORS = (db_exc.DBError, sa.exc.OperationalError)
 
 
-class Conflict(base.SyncError):
-    code = 409
-    title = 'Conflict'
-
-
-def database_busy(exc) -> base.Unavailable | None:
+def database_busy(exc) -> exception.Unavailable | None:
     """The 503 for a database that cannot take the request now, or None
     for any other error. The transaction was rolled back, so the same
     request may simply be sent again."""
     if isinstance(exc, db_exc.DBConnectionError):
-        return base.Unavailable('the database is unreachable; nothing was '
-                                'applied, retry later', retry_after=5)
+        return exception.Unavailable(
+            'the database is unreachable; nothing was applied, retry later',
+            retry_after=5)
     if isinstance(exc, db_exc.DBDeadlock):
-        return base.Unavailable('the database reported a deadlock; '
-                                'nothing was applied, retry')
+        return exception.Unavailable('the database reported a deadlock; '
+                                     'nothing was applied, retry')
     inner = getattr(exc, 'inner_exception', exc)
     if isinstance(exc, BUSY_ERRORS) and \
             'database is locked' in str(getattr(inner, 'orig', inner)):
-        return base.Unavailable('the database is locked by another writer; '
-                                'nothing was applied, retry')
+        return exception.Unavailable(
+            'the database is locked by another writer; nothing was applied, '
+            'retry')
     return None
 
 
@@ -59,7 +56,7 @@ def _inner(exc):
     return getattr(exc, 'inner_exception', None) or exc
 
 
-def refusal(exc, what: str) -> base.SyncError | None:
+def refusal(exc, what: str) -> exception.SyncError | None:
     """The 409 or 400 for a database error a write of ``what`` (``type
     id``) ran into, or None when it is not the input's fault (a busy
     database, anything else): then the error stands."""
@@ -67,11 +64,11 @@ def refusal(exc, what: str) -> base.SyncError | None:
         return None
     if isinstance(exc, db_exc.DBDuplicateEntry):
         columns = ', '.join(exc.columns or ())
-        return Conflict(
+        return exception.DatabaseConflict(
             f'{what}: this site already holds a row with the same '
             + (columns or 'key') + ' (nothing of this item was applied)')
     if isinstance(exc, db_exc.DBReferenceError):
-        return Conflict(
+        return exception.DatabaseConflict(
             f'{what}: refers to a row of {exc.key_table or "another table"}'
             f' ({exc.key or "a reference"}) that does not exist at this '
             'site (nothing of this item was applied)')
@@ -79,12 +76,12 @@ def refusal(exc, what: str) -> base.SyncError | None:
     if isinstance(exc, (db_exc.DBDataError, db_exc.DBInvalidUnicodeParameter,
                         sa.exc.DataError)) or \
             isinstance(inner, sa.exc.DataError):
-        return base.BadRequest(
+        return exception.BadRequest(
             f'{what}: a value does not fit this site\'s database '
             f'({type(exc).__name__}; nothing of this item was applied)')
     if isinstance(exc, (db_exc.DBConstraintError, sa.exc.IntegrityError)) \
             or isinstance(inner, sa.exc.IntegrityError):
-        return Conflict(
+        return exception.DatabaseConflict(
             f'{what}: the write conflicts with data at this site '
             f'({type(exc).__name__}; nothing of this item was applied)')
     return None

@@ -4,7 +4,7 @@ The paths and methods come from ``keystone_syncext.api.sync.SyncAPI`` (a
 route without a description here fails the build), the policy rule of each
 operation from ``keystone_syncext.policies``, the resource schemas from
 ``keystone_syncext.resources.TYPES`` and the batch and re-key bodies from
-``keystone_syncext.service``; only the prose and the response shapes are
+``keystone_syncext.writes``; only the prose and the response shapes are
 written here. ``doc/openapi.json`` is its output, and a unit test (and
 ``tools/run-tests``) fails when that file is stale::
 
@@ -23,12 +23,15 @@ import sys
 
 from oslo_policy import policy
 
-from keystone_syncext import batch
 from keystone_syncext import policies
+from keystone_syncext import reads
 from keystone_syncext import resources
-from keystone_syncext import service
 from keystone_syncext.api import sync
+from keystone_syncext.digests import hashing as digest_hashing
+from keystone_syncext.digests import tree as digest_tree
 from keystone_syncext.resources import base
+from keystone_syncext.writes import batch
+from keystone_syncext.writes import rekey
 
 OPENAPI_VERSION = '3.1.0'
 URL_PREFIX = '/v3'
@@ -325,7 +328,7 @@ def _schemas() -> dict:
                 'items': {
                     'type': 'array',
                     'description': 'Present when at most '
-                    f'{service.DIGEST_LEAF_SIZE} ids start with '
+                    f'{digest_hashing.LEAF_SIZE} ids start with '
                     'prefix.',
                     'items': {'type': 'object',
                               'properties': {'id': {'type': 'string'},
@@ -337,7 +340,7 @@ def _schemas() -> dict:
             'required': ['digest'],
             'properties': {'digest': _ref('DigestNode')},
         },
-        'DigestsRequest': copy.deepcopy(service.DIGESTS_SCHEMA),
+        'DigestsRequest': copy.deepcopy(digest_tree.DIGESTS_SCHEMA),
         'Digests': {
             'type': 'object',
             'required': ['digests'],
@@ -346,7 +349,7 @@ def _schemas() -> dict:
                 'description': 'One digest per node asked for, in the '
                 'order asked.'}},
         },
-        'TombstonesRequest': copy.deepcopy(service.TOMBSTONES_SCHEMA),
+        'TombstonesRequest': copy.deepcopy(reads.TOMBSTONES_SCHEMA),
         'Tombstones': {
             'type': 'object',
             'required': ['tombstones'],
@@ -384,7 +387,7 @@ def _schemas() -> dict:
                     'error': _ref('ErrorDetail'),
                 }}}},
         },
-        'Rekey': copy.deepcopy(service.REKEY_SCHEMA),
+        'Rekey': copy.deepcopy(rekey.REKEY_SCHEMA),
         'RekeyResult': {
             'type': 'object',
             'required': ['rekey'],

@@ -5,7 +5,7 @@ Revises: 0002_capture_v1
 Create Date: 2026-12-06
 
 The tables start empty: the first digest of each type fills them from
-Keystone's tables (keystone_syncext.digests), so the upgrade itself is
+Keystone's tables (keystone_syncext.digests.store), so the upgrade itself is
 instant however many resources the site has.
 """
 

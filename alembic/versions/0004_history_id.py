@@ -5,7 +5,7 @@ Revises: 0003_digest_hashes
 Create Date: 2026-12-06
 
 A new ``sync_counter`` row holding a random id (see
-keystone_syncext.cursors): cursors made before it carry none and are
+keystone_syncext.feed.cursors): cursors made before it carry none and are
 answered 410 once, so readers reconcile. A downgrade removes the row, so
 the next upgrade starts a new history: capture may have been removed
 in between, and what was written meanwhile is not in the log.
@@ -13,8 +13,8 @@ in between, and what was written meanwhile is not in the log.
 
 from alembic import op
 
-from keystone_syncext import changes
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 revision = '0004_history_id'
 down_revision = '0003_digest_hashes'

@@ -12,14 +12,19 @@ import keystone.conf
 from keystone.server import flask as ks_flask
 from oslo_log import log
 
-from keystone_syncext import batch
 from keystone_syncext import dberrors
 from keystone_syncext import enforcement
-from keystone_syncext import history
-from keystone_syncext import service
+from keystone_syncext import exception
+from keystone_syncext import reads
 from keystone_syncext.capture import spec
 from keystone_syncext.common import protocol
+from keystone_syncext.digests import tree as digest_tree
+from keystone_syncext.feed import history
+from keystone_syncext.feed import reading as feed
 from keystone_syncext.resources import base
+from keystone_syncext.writes import batch
+from keystone_syncext.writes import items as item_writes
+from keystone_syncext.writes import rekey
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)
@@ -46,16 +51,16 @@ def _guarded(handler):
     ``reconcile``...) as Keystone renders its own, and a busy or
     unreachable database as 503 with ``Retry-After``. Keystone's
     exceptions raised by its managers go to Keystone's own handler."""
-    def render(e: base.SyncError):
+    def render(e: exception.SyncError):
         headers = ({'Retry-After': str(e.retry_after)}
-                   if isinstance(e, base.Unavailable) else {})
+                   if isinstance(e, exception.Unavailable) else {})
         return base.error_body(e), e.code, headers
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
         try:
             return handler(*args, **kwargs)
-        except base.SyncError as e:
+        except exception.SyncError as e:
             return render(e)
         except dberrors.BUSY_ERRORS as e:
             busy = dberrors.database_busy(e)
@@ -72,7 +77,7 @@ def _origin() -> str | None:
     if value is None:
         return None
     if not _SITE_ID.match(value):
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'{ORIGIN_HEADER} must be a site id ({protocol.SITE_ID_FORM})')
     return value
 
@@ -80,7 +85,7 @@ def _origin() -> str | None:
 def _json_body():
     body = flask.request.get_json(silent=True, force=True)
     if body is None:
-        raise base.BadRequest('the request body must be a JSON document')
+        raise exception.BadRequest('the request body must be a JSON document')
     return body
 
 
@@ -93,7 +98,7 @@ class SyncResource(flask_restful.Resource):
     def get(self):
         """Capabilities: GET /v3/sync."""
         enforcement.enforce_call(action='identity:sync:get_capabilities')
-        bounds = service.feed_bounds()
+        bounds = feed.feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
             'protocol_version': PROTOCOL_VERSION,
@@ -105,7 +110,7 @@ class SyncResource(flask_restful.Resource):
             **bounds,
             'max_page_size': CONF.sync.max_page_size,
             'max_wait_seconds': CONF.sync.max_wait_seconds,
-            'rekey_types': service.rekeyable(),
+            'rekey_types': rekey.rekeyable(),
             'max_digests_per_request': CONF.sync.max_digests_per_request,
             'tombstone_lookup': True,
         }}
@@ -116,7 +121,7 @@ class StatusResource(flask_restful.Resource):
     def get(self):
         """Capture health: GET /v3/sync/status."""
         enforcement.enforce_call(action='identity:sync:get_status')
-        bounds = service.feed_bounds()
+        bounds = feed.feed_bounds()
         with sql.session_for_read() as session:
             triggers, columns = history.capture_gaps(session.connection(),
                                                      fresh=True)
@@ -137,10 +142,10 @@ class ChangesResource(flask_restful.Resource):
         """The change feed: GET /v3/sync/changes."""
         enforcement.enforce_call(action='identity:sync:list_changes')
         args = flask.request.args
-        return service.changes(since=args.get('since'),
-                               limit=args.get('limit'),
-                               types=args.get('types'),
-                               wait=args.get('wait'))
+        return feed.changes(since=args.get('since'),
+                            limit=args.get('limit'),
+                            types=args.get('types'),
+                            wait=args.get('wait'))
 
 
 class ResourceListResource(flask_restful.Resource):
@@ -149,9 +154,9 @@ class ResourceListResource(flask_restful.Resource):
         """GET /v3/sync/resources/{type}."""
         enforcement.enforce_call(action='identity:sync:list_resources')
         args = flask.request.args
-        return service.listing(type_name, marker=args.get('marker'),
-                               limit=args.get('limit'),
-                               prefix=args.get('prefix'))
+        return reads.listing(type_name, marker=args.get('marker'),
+                             limit=args.get('limit'),
+                             prefix=args.get('prefix'))
 
 
 class ResourceItemResource(flask_restful.Resource):
@@ -159,7 +164,7 @@ class ResourceItemResource(flask_restful.Resource):
     def get(self, type_name, resource_id):
         """GET /v3/sync/resources/{type}/{id}."""
         enforcement.enforce_call(action='identity:sync:get_resource')
-        env = service.read(type_name, resource_id)
+        env = reads.read(type_name, resource_id)
         return env, 200, _etag(env['hash'])
 
     @_guarded
@@ -168,9 +173,9 @@ class ResourceItemResource(flask_restful.Resource):
         enforcement.enforce_call(action='identity:sync:update_resource')
         body = _json_body()
         if not isinstance(body, dict) or set(body) != {'resource'}:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 'the body must be {"resource": {...}} and nothing else')
-        status, env = service.put(
+        status, env = item_writes.put(
             type_name, resource_id, body['resource'],
             if_match=flask.request.headers.get('If-Match'),
             if_none_match=flask.request.headers.get('If-None-Match'),
@@ -181,9 +186,9 @@ class ResourceItemResource(flask_restful.Resource):
     def delete(self, type_name, resource_id):
         """DELETE /v3/sync/resources/{type}/{id}."""
         enforcement.enforce_call(action='identity:sync:delete_resource')
-        service.delete(type_name, resource_id,
-                       if_match=flask.request.headers.get('If-Match'),
-                       origin=_origin())
+        item_writes.delete(type_name, resource_id,
+                           if_match=flask.request.headers.get('If-Match'),
+                           origin=_origin())
         return None, 204
 
 
@@ -200,7 +205,7 @@ class RekeyResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/rekey."""
         enforcement.enforce_call(action='identity:sync:create_rekey')
-        return {'rekey': service.rekey(_json_body(), origin=_origin())}
+        return {'rekey': rekey.rekey(_json_body(), origin=_origin())}
 
 
 class DigestResource(flask_restful.Resource):
@@ -208,7 +213,7 @@ class DigestResource(flask_restful.Resource):
     def get(self, type_name):
         """GET /v3/sync/digest/{type}."""
         enforcement.enforce_call(action='identity:sync:get_digest')
-        return {'digest': service.digest(
+        return {'digest': digest_tree.digest(
             type_name, prefix=flask.request.args.get('prefix', ''))}
 
 
@@ -217,7 +222,7 @@ class DigestsResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/digests: many digests in one request."""
         enforcement.enforce_call(action='identity:sync:get_digest')
-        return {'digests': service.digest_many(_json_body())}
+        return {'digests': digest_tree.digest_many(_json_body())}
 
 
 class TombstonesResource(flask_restful.Resource):
@@ -225,7 +230,7 @@ class TombstonesResource(flask_restful.Resource):
     def post(self):
         """POST /v3/sync/tombstones: which of these ids were deleted."""
         enforcement.enforce_call(action='identity:sync:list_tombstones')
-        return {'tombstones': service.tombstones(_json_body())}
+        return {'tombstones': reads.tombstones(_json_body())}
 
 
 def _route(resource, url, rel, path_vars=None):

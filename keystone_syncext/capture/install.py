@@ -10,14 +10,10 @@ import datetime
 
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.capture import ddl
 from keystone_syncext.capture import spec
 from keystone_syncext.db import tables
-
-
-class CaptureError(Exception):
-    """Capture cannot be installed; the message says what to do."""
-
 
 # MySQL/MariaDB error 1419: triggers by a non-SUPER user with binary logging.
 _MYSQL_NEED_SUPER = 1419
@@ -47,11 +43,11 @@ def _columns(conn, table):
 
 
 def require_keystone_schema(conn) -> None:
-    """Raise CaptureError unless every table capture watches exists."""
+    """Raise ``CaptureError`` unless every table capture watches exists."""
     existing = set(sa.inspect(conn).get_table_names())
     missing = [t for t in captured_tables() if t not in existing]
     if missing:
-        raise CaptureError(
+        raise exception.CaptureError(
             'Keystone tables are missing (%s): run "keystone-manage db_sync" '
             'before "keystone-syncext-manage db_sync".' % ', '.join(missing))
 
@@ -167,7 +163,7 @@ def _execute_ddl(conn, stmt):
         conn.exec_driver_sql(stmt)
     except sa.exc.DBAPIError as exc:
         if _mysql_errno(exc) == _MYSQL_NEED_SUPER:
-            raise CaptureError(BINLOG_HELP) from None
+            raise exception.CaptureError(BINLOG_HELP) from None
         raise
 
 

@@ -19,21 +19,18 @@ from oslo_upgradecheck import upgradecheck
 import pbr.version
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext import conf as sync_conf
+from keystone_syncext import exception
 from keystone_syncext.capture import install
 from keystone_syncext.db import migration
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)
 
 Code = upgradecheck.Code
 Result = upgradecheck.Result
-
-
-class CommandError(Exception):
-    """A failure the operator can fix; printed as one line, no traceback."""
 
 
 def _engine() -> sa.engine.Engine:
@@ -153,7 +150,7 @@ class Checks(upgradecheck.UpgradeCommands):
         with self.engine.connect() as conn:
             try:
                 install.require_keystone_schema(conn)
-            except install.CaptureError as exc:
+            except exception.CaptureError as exc:
                 return Result(Code.FAILURE, str(exc))
             triggers, columns = install.missing(conn)
         if triggers or columns:
@@ -217,7 +214,7 @@ class Purge(Command):
     @staticmethod
     def main(engine) -> int:
         if migration.current(engine) is None:
-            raise CommandError('No sync tables here: run '
+            raise exception.CommandError('No sync tables here: run '
                                '"keystone-syncext-manage db_sync" first.')
         dry_run = CONF.command.dry_run
         change_days = CONF.sync.change_retention_days
@@ -270,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = _engine()
     try:
         return CONF.command.cmd_class.main(engine)
-    except (install.CaptureError, CommandError) as exc:
+    except (exception.CaptureError, exception.CommandError) as exc:
         print(f'ERROR: {exc}', file=sys.stderr)
         return 1
     finally:

@@ -13,9 +13,9 @@ from alembic import migration as alembic_migration
 from alembic import script as alembic_script
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext.capture import install
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 VERSION_TABLE = 'sync_alembic_version'
 
@@ -65,7 +65,7 @@ def upgrade(engine: sa.engine.Engine, revision: str = 'head') -> dict:
     that rebuilt a table, removed it. Then the log has a gap (what was
     written meanwhile went unrecorded), so the history id is renewed once
     capture is whole again: every reader's cursor is refused and readers
-    reconcile (see keystone_syncext.cursors).
+    reconcile (see keystone_syncext.feed.cursors).
     """
     with engine.begin() as conn:
         install.require_keystone_schema(conn)

@@ -113,7 +113,7 @@ BinaryId = (sa.String(255)
 # The content hash of every resource at this site, so a digest reads
 # (id, hash) pairs instead of every representation. Brought up to date
 # from the change log before a digest is answered: see
-# keystone_syncext.digests.
+# keystone_syncext.digests.store.
 digest_hash = _table(
     'sync_digest_hash',
     sa.Column('resource_type', sa.String(32), primary_key=True),
@@ -136,4 +136,4 @@ digest_state = _table(
 # Counter rows.
 HEAD = 'position'              # last position handed out by stamp()
 PURGED_THROUGH = 'purged_through'  # positions <= this are gone
-HISTORY = 'history'            # this log's history id (see history.py)
+HISTORY = 'history'            # this log's history id (see feed/history.py)

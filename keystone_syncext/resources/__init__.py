@@ -1,17 +1,20 @@
 """The synced resource types of protocol v1, in dependency order."""
 
+from keystone_syncext import exception
+from keystone_syncext.capture import spec
 from keystone_syncext.common import types
 from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import assignment
 from keystone_syncext.resources import base
 from keystone_syncext.resources import federation
+from keystone_syncext.resources import group
 from keystone_syncext.resources import identity
 from keystone_syncext.resources import resource
 from keystone_syncext.resources import role
 
 _IMPLEMENTED = [
     resource.Domain(), resource.Project(), role.Role(), role.ImpliedRole(),
-    identity.User(), identity.Group(), identity.GroupMembership(),
+    identity.User(), group.Group(), group.GroupMembership(),
     assignment.RoleAssignment(),
     app_cred.ApplicationCredential(), federation.Mapping(),
     federation.IdentityProvider(), federation.FederationProtocol(),
@@ -26,7 +29,7 @@ def get(name: str) -> base.ResourceType:
     try:
         return TYPES[name]
     except (KeyError, TypeError):
-        raise base.NotFound(
+        raise exception.NotFound(
             f'unknown resource type {name!r}; this site syncs: '
             f'{", ".join(TYPES)}') from None
 

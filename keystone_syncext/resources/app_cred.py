@@ -41,12 +41,13 @@ let its user make here: see
 
 import datetime
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone import notifications
 from keystone.common import provider_api
 import keystone.conf
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.resources import app_cred_origin
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
@@ -148,7 +149,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
                  'method': method})
         return out
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, self.table_name)
         return conn.execute(sa.select(t.c.id).where(
             t.c.user_id == resource['user_id'],
@@ -162,21 +163,21 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         if isinstance(resource, dict) and 'secret_hash' in resource:
             value = resource['secret_hash']
             if not isinstance(value, str) or not 1 <= len(value) <= 255:
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'invalid {self.name}: secret_hash must be a string of '
                     '1 to 255 characters')
         try:
             super().validate(id_, resource)
-        except base.BadRequest as e:
+        except exception.BadRequest as e:
             message = str(e)
             secret = resource.get('secret_hash') \
                 if isinstance(resource, dict) else None
             if isinstance(secret, str) and secret in message:
                 message = message.replace(secret, '<secret_hash>')
-            raise base.BadRequest(message) from None
+            raise exception.BadRequest(message) from None
         ids = [a['id'] for a in resource['access_rules']]
         if len(set(ids)) != len(ids):
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'invalid {self.name}: access rule ids repeat')
 
     def _check(self, conn, id_, resource, old=None):
@@ -187,7 +188,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         user = base.table(conn, 'user')
         if conn.execute(sa.select(sa.literal(1)).where(
                 user.c.id == resource['user_id'])).first() is None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'{what} refers to user {resource["user_id"]!r} (user_id), '
                 'which does not exist at this site; sync it first')
         if resource['project_id'] is not None:
@@ -206,7 +207,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         same (effective) assignments."""
         role_id = app_cred_origin.missing_role(resource)
         if role_id is not None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'application credential {id_}: user '
                 f'{resource["user_id"]} has no role {role_id} on '
                 f'project {resource["project_id"]} at this site, which '
@@ -220,7 +221,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         count = conn.execute(sa.select(sa.func.count()).select_from(t)
                              .where(t.c.user_id == user_id)).scalar()
         if count >= limit:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'user {user_id} already has {count} application '
                 f'credentials, the limit at this site '
                 '([application_credential] user_limit)')
@@ -292,12 +293,12 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             t.c.external_id == rule['id'])).first()
         if found is not None:
             if found.user_id != user_id:
-                raise base.Conflict(
+                raise exception.Conflict(
                     f'access rule {rule["id"]} belongs to another user at '
                     'this site')
             if (found.service, found.path, found.method) != \
                     (rule['service'], rule['path'], rule['method']):
-                raise base.Conflict(
+                raise exception.Conflict(
                     f'access rule {rule["id"]} is {found.method} '
                     f'{found.service} {found.path} at this site, not '
                     f'{rule["method"]} {rule["service"]} {rule["path"]}; '
@@ -307,7 +308,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
             t.c.user_id == user_id, t.c.service == rule['service'],
             t.c.path == rule['path'], t.c.method == rule['method'])).first()
         if same is not None:
-            raise base.Conflict(
+            raise exception.Conflict(
                 f'user {user_id} already has this access rule at this site '
                 f'under id {same.external_id}, not {rule["id"]} (Keystone '
                 'would re-use it, and the copy would differ)',
@@ -326,7 +327,7 @@ class ApplicationCredential(common.IdTable, base.ResourceType):
         try:
             PROVIDERS.application_credential_api \
                 .delete_application_credential(id_)
-        except exception.ApplicationCredentialNotFound:
-            raise base.NotFound(f'{self.name} {id_} does not exist at '
-                                'this site') from None
+        except ks_exception.ApplicationCredentialNotFound:
+            raise exception.NotFound(f'{self.name} {id_} does not exist at '
+                                     'this site') from None
         session.flush()

@@ -37,9 +37,10 @@ from keystone.common import provider_api
 import keystone.conf
 import sqlalchemy as sa
 
-from keystone_syncext import origin as origin_mod
+from keystone_syncext import exception
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
+from keystone_syncext.writes import origin as origin_mod
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs
@@ -68,29 +69,29 @@ def check_new(conn, id_: str, resource: dict, origin: str) -> None:
     found = conn.execute(sa.select(user.c.enabled).where(
         user.c.id == user_id)).first()
     if found is None:
-        raise base.Forbidden(
+        raise exception.Forbidden(
             f'{what}: user {user_id} does not exist at this site')
     if not found.enabled:
-        raise base.Forbidden(
+        raise exception.Forbidden(
             f'{what}: user {user_id} is disabled at this site, so could '
             'not make an application credential here')
     if resource['project_id'] is not None:
         role_id = missing_role(resource)
         if role_id is not None:
-            raise base.Forbidden(
+            raise exception.Forbidden(
                 f'{what}: user {user_id} has no role {role_id} on project '
                 f'{resource["project_id"]} at this site, which Keystone '
                 'requires of a credential with that role')
     if CONF.sync.upward_privileged_application_credentials:
         return
     if resource['system'] is not None:
-        raise base.Forbidden(
+        raise exception.Forbidden(
             f'{what}: a system-scoped application credential may not be '
             'written here on behalf of another site '
             '([sync] upward_privileged_application_credentials)')
     why = privileged(conn, user_id)
     if why:
-        raise base.Forbidden(
+        raise exception.Forbidden(
             f'{what}: user {user_id} {why} at this site; another site may '
             'not write credentials of privileged users here '
             '([sync] upward_privileged_application_credentials)')
@@ -102,12 +103,12 @@ def check_change(id_: str, old: dict, resource: dict,
     ``resource``: its secret never changes, and another site's write
     never changes it at all."""
     if old['secret_hash'] != resource['secret_hash']:
-        raise base.Conflict(
+        raise exception.Conflict(
             f'application credential {id_} exists at this site with '
             'another secret; a secret never changes (Keystone has no way '
             'to change it): delete the credential first')
     if origin is not None:
-        raise base.Conflict(
+        raise exception.Conflict(
             f'application credential {id_} exists at this site with other '
             f'content; a write from site {origin} may not change it '
             '(Keystone never updates an application credential)')
@@ -123,7 +124,7 @@ def check_delete(conn, id_: str, origin: str) -> None:
                change.c.resource_id == id_, change.c.op == 'create')
         .order_by(change.c.id.desc()).limit(1)).first()
     if made_by is None or made_by.origin != origin:
-        raise base.Forbidden(
+        raise exception.Forbidden(
             f'application credential {id_}: site {origin} may delete only '
             'the credentials it made, and this site\'s change log does '
             'not say it made this one')

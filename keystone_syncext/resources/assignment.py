@@ -15,15 +15,16 @@ before calling it), so that check is made here: a missing actor, target
 or role is a 400 naming which.
 """
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone.common import provider_api
 import sqlalchemy as sa
 
-from keystone_syncext import caching
+from keystone_syncext import exception
 from keystone_syncext.common import types
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
+from keystone_syncext.writes import caching
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -85,11 +86,11 @@ class RoleAssignment(base.ResourceType):
         super().validate(id_, resource)
         if TYPES[resource['type']][1] == 'system':
             if resource['target_id'] != SYSTEM_TARGET:
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'role assignment {id_}: a system assignment has '
                     f'target_id {SYSTEM_TARGET!r}')
             if resource['inherited']:
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'role assignment {id_}: Keystone has no inherited '
                     'system assignments')
 
@@ -189,8 +190,8 @@ def require_actor(conn, actor, actor_id, what):
     try:
         (api.get_user if actor == 'user' else api.get_group)(actor_id)
         return
-    except exception.NotFound:
+    except ks_exception.NotFound:
         pass
-    raise base.BadRequest(
+    raise exception.BadRequest(
         f'{what} refers to {actor} {actor_id!r} (actor_id), which does not '
         'exist at this site; sync it first')

@@ -1,5 +1,5 @@
 """What every synced resource type shares: canonical JSON, content hashes,
-errors, ordering by id, and the reader/writer interface.
+ordering by id, and the reader/writer interface.
 
 A representation is *canonical*: a JSON object defined by protocol v1, not
 by any Keystone release's tables, so a site on Keystone N and one on N+1
@@ -20,10 +20,11 @@ import functools
 import json
 import threading
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone.common.validation import validators
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.common import protocol
 from keystone_syncext.common import types
 from keystone_syncext.resources import ids
@@ -37,81 +38,6 @@ ID_PATTERN = r'^[^/\s]{1,255}$'
 # The canonical bytes and content hash of a representation (protocol v1).
 canonical_json = protocol.canonical_json
 content_hash = protocol.content_hash
-
-
-# --- errors -----------------------------------------------------------------
-
-class SyncError(exception.Error):
-    """A sync API error with a clear message and optional extra fields in
-    the error body (``existing_id``, ``reconcile``...)."""
-
-    code = 400
-    title = 'Bad Request'
-
-    def __init__(self, message: str, **extra):
-        super().__init__(message=message)
-        self.extra = extra
-
-
-class BadRequest(SyncError):
-    pass
-
-
-class NotFound(SyncError):
-    code = 404
-    title = 'Not Found'
-
-
-class Forbidden(SyncError):
-    """This site's rules do not let the write's origin make it."""
-
-    code = 403
-    title = 'Forbidden'
-
-
-class Conflict(SyncError):
-    """409 about site data the write may not change."""
-
-    code = 409
-    title = 'Conflict'
-
-
-class NameConflict(SyncError):
-    """The name is taken by another resource; ``existing_id`` names it."""
-
-    code = 409
-    title = 'Conflict'
-
-
-class IdTaken(SyncError):
-    """The id is already held here by a resource of another type (or one
-    that is not synced); ``held_by`` says what holds it."""
-
-    code = 409
-    title = 'Conflict'
-
-
-class PreconditionFailed(SyncError):
-    code = 412
-    title = 'Precondition Failed'
-
-
-class Gone(SyncError):
-    code = 410
-    title = 'Gone'
-
-
-class Unavailable(SyncError):
-    """The database cannot take the request now (locked, deadlocked, or
-    unreachable); nothing was applied and the same request may be sent
-    again after ``retry_after`` seconds."""
-
-    code = 503
-    title = 'Service Unavailable'
-
-    def __init__(self, message: str, retry_after: int = 1):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def first_line(exc) -> str:
@@ -135,8 +61,9 @@ def check_body(schema: dict, body, what: str) -> None:
             id(schema), validators.SchemaValidator(schema))
     try:
         validator.validate(body)
-    except exception.ValidationError as e:
-        raise BadRequest(f'invalid {what}: {first_line(e)}') from None
+    except ks_exception.ValidationError as e:
+        raise exception.BadRequest(
+            f'invalid {what}: {first_line(e)}') from None
 
 
 # How a schema keyword refuses a value, said without the value (secrets).
@@ -199,7 +126,7 @@ def nul_problem(value, path=()) -> str | None:
     return None
 
 
-def error_body(exc: exception.Error) -> dict:
+def error_body(exc: ks_exception.Error) -> dict:
     body = {'code': exc.code, 'title': exc.title, 'message': str(exc)}
     body.update(getattr(exc, 'extra', {}) or {})
     return {'error': body}
@@ -335,7 +262,7 @@ class ResourceType:
         path checks the id it is given with this before anything else."""
         message = ids.check(self.name, id_, *self.id_rule())
         if message is not None:
-            raise BadRequest(message)
+            raise exception.BadRequest(message)
 
     def id_holder(self, conn, id_: str) -> str | None:
         """What already holds ``id_`` where a new resource of this type
@@ -349,14 +276,14 @@ class ResourceType:
         are checked by this one function."""
         self.check_id(id_)
         if not isinstance(resource, dict):
-            raise BadRequest(f'the {self.name} representation must be a '
-                             'JSON object')
+            raise exception.BadRequest(
+                f'the {self.name} representation must be a JSON object')
         problem = (schema_problem(self.validator, resource, self.secrets)
                    or nul_problem(resource))
         if problem is not None:
-            raise BadRequest(f'invalid {self.name} {id_}: {problem}')
+            raise exception.BadRequest(f'invalid {self.name} {id_}: {problem}')
         if self.id_of(resource) != id_:
-            raise BadRequest(
+            raise exception.BadRequest(
                 f'the {self.name} representation names id '
                 f'{self.id_of(resource)!r}, not {id_!r}')
 
@@ -381,7 +308,7 @@ class ResourceType:
                     new: dict | None) -> list[tuple] | None:
         """The entries of Keystone's caches that writing ``id_`` from
         ``old`` to ``new`` (None: absent) makes stale, as
-        ``keystone_syncext.caching`` names them: those Keystone's own
+        ``keystone_syncext.writes.caching`` names them: those Keystone's own
         managers invalidate for the same change, plus any entry of this
         resource (a manager called inside the write may have cached it
         before we wrote the rest). None, the default: this type cannot

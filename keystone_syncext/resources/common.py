@@ -5,6 +5,7 @@ import json
 
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 
 
@@ -142,26 +143,27 @@ def require(conn, type_name, id_, what, field=None):
 def check_name_free(rtype, conn, id_, resource):
     """409 with the existing id when another resource has this name in
     the same scope (Keystone would refuse it, without saying which)."""
-    taken = [i for i in rtype._existing_named(conn, resource) if i != id_]
+    taken = [i for i in rtype.existing_named(conn, resource) if i != id_]
     if taken:
         raise name_conflict(rtype.name, resource['name'], taken[0])
 
 
-def name_conflict(type_name, name, existing_id) -> base.NameConflict:
-    return base.NameConflict(
+def name_conflict(type_name, name, existing_id) -> exception.NameConflict:
+    return exception.NameConflict(
         f'{type_name} name {name!r} is already used by {type_name} '
         f'{existing_id} at this site', existing_id=existing_id)
 
 
-def id_taken(type_name, id_, holder) -> base.IdTaken:
-    return base.IdTaken(
+def id_taken(type_name, id_, holder) -> exception.IdTaken:
+    return exception.IdTaken(
         f'{type_name} {id_}: the id is already used by {holder} at this '
         'site (Keystone keeps both in one table)', held_by=holder)
 
 
-def missing_reference(what, type_name, id_, field=None) -> base.BadRequest:
+def missing_reference(what, type_name, id_,
+                      field=None) -> exception.BadRequest:
     field = field or f'{type_name}_id'
-    return base.BadRequest(
+    return exception.BadRequest(
         f'{what} refers to {type_name} {id_!r} ({field}), which does not '
         'exist at this site; sync it first')
 

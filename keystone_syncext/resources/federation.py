@@ -11,11 +11,12 @@ Deleting an identity provider deletes its protocols and, as Keystone does,
 its federated users' shadow records, and invalidates the token cache.
 """
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone.common import provider_api
 from keystone.federation import utils as federation_utils
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
@@ -55,15 +56,15 @@ class Mapping(common.IdTable, base.ResourceType):
         version = resource['schema_version']
         known = federation_utils.IDP_ATTRIBUTE_MAPPING_SCHEMAS
         if version not in known:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'mapping {id_}: schema_version {version!r} is not one this '
                 f'Keystone knows ({", ".join(sorted(known))})')
         try:
             federation_utils.validate_mapping_structure(
                 {'rules': resource['rules'], 'schema_version': version})
-        except exception.ValidationError as e:
+        except ks_exception.ValidationError as e:
             detail = '; '.join(line for line in str(e).splitlines() if line)
-            raise base.BadRequest(f'invalid mapping rules: {detail}') \
+            raise exception.BadRequest(f'invalid mapping rules: {detail}') \
                 from None
 
     @staticmethod
@@ -124,7 +125,7 @@ class IdentityProvider(common.IdTable, base.ResourceType):
             t.c.remote_id.in_(remote_ids), t.c.idp_id != id_)
             .order_by(t.c.remote_id)).first()
         if held is not None:
-            raise base.NameConflict(
+            raise exception.NameConflict(
                 f'remote id {held.remote_id!r} is already used by identity '
                 f'provider {held.idp_id} at this site',
                 existing_id=held.idp_id)
@@ -146,7 +147,7 @@ class IdentityProvider(common.IdTable, base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         if resource['domain_id'] != old['domain_id']:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'identity provider {id_} belongs to domain '
                 f'{old["domain_id"]!r} here; Keystone cannot move an '
                 'identity provider to another domain')

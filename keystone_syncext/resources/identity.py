@@ -1,4 +1,4 @@
-"""Users, groups and group memberships.
+"""Users; and what users, groups and group memberships share.
 
 Keystone's identity manager always generates the id of a new user or
 group, so creates (and, for users, every update: the manager would re-hash
@@ -20,7 +20,7 @@ written out here:
   ``keystone.identity.core.Manager.update_user`` does; re-enabling a user
   clears its lockout and restarts its inactivity clock, as Keystone's
   ``User.enabled`` setter does. Caches are invalidated by
-  ``service.writing`` after commit.
+  ``writes.transaction.writing`` after commit.
 
 Group updates and deletes, user deletes and memberships go through the
 identity manager (which cleans up assignments, credentials, memberships
@@ -41,55 +41,37 @@ Site-local and never synced:
   (Keystone's id mapping). They are not part of the ``user`` type at all:
   they are neither listed nor written here, and a user or group in a
   domain with a non-SQL backend is refused with 400.
+
+Groups and memberships: :mod:`keystone_syncext.resources.group`;
+passwords: :mod:`keystone_syncext.resources.passwords`.
 """
 
-import binascii
-import datetime
 import json
-import re
 
-from keystone import exception
+from keystone import exception as ks_exception
 from keystone import notifications
-from keystone.common import password_hashers
-from keystone.common import password_hashing
 from keystone.common import provider_api
 import keystone.conf
 from keystone.identity.backends import resource_options as user_ro
 from oslo_utils import timeutils
 import sqlalchemy as sa
 
-from keystone_syncext import caching
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
-from keystone_syncext.resources import ids
+from keystone_syncext.resources import passwords
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs
 
-# Password timestamps are synced data (expiry).
-TIMESTAMP = base.TIMESTAMP
-_EPOCH = datetime.datetime(1970, 1, 1)
-_MICROSECOND = datetime.timedelta(microseconds=1)
 
-_PASSWORD = {
-    'type': 'object',
-    'properties': {
-        # NULL: Keystone stores a password row without hash when a
-        # password is unset.
-        'hash': {'type': ['string', 'null'], 'minLength': 1,
-                 'maxLength': 255},
-        'created_at': TIMESTAMP,
-        'expires_at': base.nullable(TIMESTAMP),
-        'self_service': {'type': 'boolean'},
-    },
-    'required': ['hash', 'created_at', 'expires_at', 'self_service'],
-    'additionalProperties': False,
-}
+
+
 _LOCAL = {
     'type': ['object', 'null'],
     'properties': {
         'name': base.NAME,
-        'passwords': {'type': 'array', 'items': _PASSWORD},
+        'passwords': {'type': 'array', 'items': passwords.PASSWORD},
     },
     'required': ['name', 'passwords'],
     'additionalProperties': False,
@@ -107,73 +89,6 @@ _FEDERATED = {
 }
 
 
-def _micros(value: datetime.datetime) -> int:
-    """Keystone's DateTimeInt: microseconds since the epoch (exact)."""
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _from_micros(value: int) -> datetime.datetime:
-    return _EPOCH + value * _MICROSECOND
-
-
-def _parse_iso(text):
-    if text is None:
-        return None
-    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
-
-
-def _password_time(as_int, as_datetime):
-    """Keystone reads the integer column, falling back to the datetime one
-    (0 means unset); see keystone.identity.backends.sql_model.Password."""
-    if as_int:
-        return _from_micros(as_int)
-    return as_datetime
-
-
-# Shapes of the hashes each of Keystone's hashers parses (see
-# keystone.common.password_hashers): checked without computing a hash,
-# which would cost what a login costs for every password written.
-_B64 = r'[./A-Za-z0-9+]+'
-_HASH_SHAPES = {
-    'bcrypt': re.compile(r'^\$2[abxy]?\$\d{2}\$[./A-Za-z0-9]{53}$'),
-    'bcrypt_sha256': re.compile(
-        r'^\$bcrypt-sha256\$(?=[^$]*\bt=2[ab]\b)(?=[^$]*\br=\d{1,2}\b)'
-        r'[a-z0-9=,]+\$[./A-Za-z0-9]{22}\$[./A-Za-z0-9]{31}$'),
-    'pbkdf2_sha512': re.compile(rf'^\$pbkdf2-sha512\$\d+\${_B64}\${_B64}$'),
-    'scrypt': re.compile(
-        rf'^\$scrypt\$ln=\d+,r=\d+,p=\d+\${_B64}\${_B64}$'),
-}
-
-
-def check_hash(user_id: str, hashed: str | None) -> None:
-    """400 unless this Keystone can verify ``hashed``. The message never
-    contains the hash."""
-    if hashed is None:
-        return
-    try:
-        hasher = password_hashing._get_hasher_from_ident(hashed)
-    except (ValueError, IndexError):
-        hasher = None
-    shape = _HASH_SHAPES.get(getattr(hasher, 'name', None))
-    if hasher is None or (shape is not None and not shape.match(hashed)) \
-            or not _base64_parts_decode(hasher, hashed):
-        raise base.BadRequest(
-            f'user {user_id}: unsupported password hash format (this '
-            'Keystone cannot verify it)')
-
-
-def _base64_parts_decode(hasher, hashed) -> bool:
-    """Salt and digest of pbkdf2/scrypt hashes decode as Keystone's
-    verifiers decode them."""
-    if hasher.name not in ('pbkdf2_sha512', 'scrypt'):
-        return True
-    try:
-        for part in hashed.split('$')[-2:]:
-            password_hashers.b64s_decode(
-                part.replace('.', '+').encode('ascii'))
-    except (ValueError, binascii.Error):
-        return False
-    return True
 
 
 def has_sql_backend(domain_id) -> bool:
@@ -185,27 +100,27 @@ def has_sql_backend(domain_id) -> bool:
     return driver is None or getattr(driver, 'is_sql', True)
 
 
-def non_sql_backend(domain_id, what) -> base.BadRequest:
-    return base.BadRequest(
+def non_sql_backend(domain_id, what) -> exception.BadRequest:
+    return exception.BadRequest(
         f'{what}: domain {domain_id} uses a non-SQL identity backend '
         'here; its users and groups come from that backend and are '
         'not synced')
 
 
-def _require_sql_backend(domain_id, what):
+def require_sql_backend(domain_id, what):
     if not has_sql_backend(domain_id):
         raise non_sql_backend(domain_id, what)
 
 
-def default_project_is_domain(user_id, project_id) -> base.BadRequest:
-    return base.BadRequest(
+def default_project_is_domain(user_id, project_id) -> exception.BadRequest:
+    return exception.BadRequest(
         f"user {user_id}: the default project {project_id} is a "
         'domain; a user\'s default project cannot be a domain')
 
 
-def _check_domain_unchanged(type_name, id_, old, resource):
+def check_domain_unchanged(type_name, id_, old, resource):
     if resource['domain_id'] != old['domain_id']:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'{type_name} {id_} belongs to domain {old["domain_id"]!r} '
             'here; Keystone cannot move it to another domain')
 
@@ -284,11 +199,12 @@ class User(common.IdTable, base.ResourceType):
         if by_local:
             for p in conn.execute(sa.select(pw).where(
                     pw.c.local_user_id.in_(list(by_local)))):
-                created = _password_time(p.created_at_int, p.created_at)
+                created = passwords.password_time(p.created_at_int,
+                                                  p.created_at)
                 by_local[p.local_user_id].append((created, p.id, {
                     'hash': p.password_hash,
                     'created_at': base.iso(created),
-                    'expires_at': base.iso(_password_time(
+                    'expires_at': base.iso(passwords.password_time(
                         p.expires_at_int, p.expires_at)),
                     'self_service': bool(p.self_service),
                 }))
@@ -296,9 +212,9 @@ class User(common.IdTable, base.ResourceType):
         for r in local_rows:
             # Keystone's order (Password.created_at_int); the row id breaks
             # ties the way the rows were written.
-            passwords = [p for _, _, p in sorted(
+            ordered = [p for _, _, p in sorted(
                 by_local[r.id], key=lambda x: (x[0], x[1]))]
-            out[r.user_id] = {'name': r.name, 'passwords': passwords}
+            out[r.user_id] = {'name': r.name, 'passwords': ordered}
         return out
 
     @staticmethod
@@ -315,7 +231,7 @@ class User(common.IdTable, base.ResourceType):
             items.sort(key=_federated_key)
         return out
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         lu = base.table(conn, 'local_user')
         return conn.execute(sa.select(lu.c.user_id).where(
             lu.c.domain_id == resource['domain_id'],
@@ -329,12 +245,12 @@ class User(common.IdTable, base.ResourceType):
         if local is not None:
             stamps = [p['created_at'] for p in local['passwords']]
             if stamps != sorted(stamps):
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'user {id_}: local.passwords must be ordered oldest '
                     'first (by created_at)')
         keys = [_federated_key(f) for f in resource['federated']]
         if keys != sorted(keys) or len(set(keys)) != len(keys):
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'user {id_}: federated must be sorted by (idp_id, '
                 'protocol_id, unique_id), without duplicates')
         _check_options(self.registry, f'user {id_}', resource['options'])
@@ -344,9 +260,9 @@ class User(common.IdTable, base.ResourceType):
         what = f'user {id_}'
         if old is None:
             common.require(conn, 'domain', resource['domain_id'], what)
-            _require_sql_backend(resource['domain_id'], what)
+            require_sql_backend(resource['domain_id'], what)
         else:
-            _check_domain_unchanged('user', id_, old, resource)
+            check_domain_unchanged('user', id_, old, resource)
         project_id = resource['default_project_id']
         if project_id and (old is None or
                            project_id != old['default_project_id']):
@@ -362,7 +278,7 @@ class User(common.IdTable, base.ResourceType):
                     'name': local['name'],
                     'domain_id': resource['domain_id']})
             for p in local['passwords']:
-                check_hash(id_, p['hash'])
+                passwords.check_hash(id_, p['hash'])
         if old is None or old['federated'] != resource['federated']:
             self._check_federated(conn, id_, resource['federated'])
 
@@ -376,7 +292,7 @@ class User(common.IdTable, base.ResourceType):
             if conn.execute(sa.select(sa.literal(1)).where(
                     fp.c.idp_id == f['idp_id'],
                     fp.c.id == f['protocol_id'])).first() is None:
-                raise base.BadRequest(
+                raise exception.BadRequest(
                     f'user {id_} refers to federation protocol '
                     f'{f["idp_id"]}:{f["protocol_id"]} (federated '
                     'idp_id/protocol_id), which does not exist at this '
@@ -387,7 +303,7 @@ class User(common.IdTable, base.ResourceType):
                 fu.c.unique_id == f['unique_id'],
                 fu.c.user_id != id_)).scalar()
             if other is not None:
-                raise base.NameConflict(
+                raise exception.NameConflict(
                     f'federated identity {f["unique_id"]!r} of '
                     f'{f["idp_id"]}:{f["protocol_id"]} already belongs to '
                     f'user {other} at this site', existing_id=other)
@@ -460,7 +376,8 @@ class User(common.IdTable, base.ResourceType):
         local_id = conn.execute(lu.insert().values(
             user_id=id_, domain_id=resource['domain_id'],
             name=resource['local']['name'])).inserted_primary_key[0]
-        _insert_passwords(conn, local_id, resource['local']['passwords'])
+        passwords.insert_passwords(conn, local_id,
+                                   resource['local']['passwords'])
 
     def _update_local(self, conn, id_, old, resource) -> bool:
         """Bring local_user and password rows to ``resource``; True when
@@ -487,8 +404,8 @@ class User(common.IdTable, base.ResourceType):
         if new['passwords'] == was['passwords']:
             return False
         conn.execute(pw.delete().where(pw.c.local_user_id == local_id))
-        _insert_passwords(conn, local_id, new['passwords'])
-        return _current_hash(new) != _current_hash(was)
+        passwords.insert_passwords(conn, local_id, new['passwords'])
+        return passwords.current_hash(new) != passwords.current_hash(was)
 
     @staticmethod
     def _write_federated(conn, id_, federated):
@@ -505,8 +422,6 @@ def _federated_key(f):
     return (f['idp_id'], f['protocol_id'], f['unique_id'])
 
 
-def _current_hash(local):
-    return local['passwords'][-1]['hash'] if local['passwords'] else None
 
 
 def active_today():
@@ -517,31 +432,6 @@ def active_today():
     return None
 
 
-def _insert_passwords(conn, local_user_id, passwords):
-    if not passwords:
-        return
-    pw = base.table(conn, 'password')
-    # One row at a time: the ids (which break created_at ties on read)
-    # follow the order given.
-    for p in passwords:
-        conn.execute(pw.insert().values(password_row(local_user_id, p)))
-
-
-def password_row(local_user_id, password: dict) -> dict:
-    """The ``password`` row of one synced password."""
-    created = _parse_iso(password['created_at'])
-    expires = _parse_iso(password['expires_at'])
-    return {
-        'local_user_id': local_user_id,
-        'password_hash': password['hash'],
-        'created_at': created,
-        'created_at_int': _micros(created),
-        'expires_at': expires,
-        'expires_at_int': None if expires is None else _micros(expires),
-        'self_service': password['self_service'],
-    }
-
-
 def _check_options(registry, what, options):
     """Option names this Keystone knows, values its validators accept
     (``null`` is not stored by Keystone, so it is not a value here)."""
@@ -549,16 +439,16 @@ def _check_options(registry, what, options):
     for name, value in options.items():
         opt = by_name.get(name)
         if opt is None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'{what}: unknown option {name!r}; this Keystone knows: '
                 f'{", ".join(sorted(by_name))}')
         if value is None:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'{what}: option {name!r} is null; leave it out instead')
         try:
             opt.validator(value)
-        except (TypeError, ValueError, exception.ValidationError):
-            raise base.BadRequest(
+        except (TypeError, ValueError, ks_exception.ValidationError):
+            raise exception.BadRequest(
                 f'{what}: invalid value for option {name!r}') from None
 
 
@@ -582,133 +472,3 @@ def _write_options(conn, user_id, old, new, registry):
             conn.execute(t.insert().values(
                 user_id=user_id, option_id=option_id,
                 option_value=json.dumps(value)))
-
-
-class Group(common.IdTable, base.ResourceType):
-    name = 'group'
-    table_name = 'group'
-    _props = {
-        'id': base.ID,
-        'domain_id': base.ID,
-        # Keystone's group.name is a String(64).
-        'name': base.name_of(64),
-        'description': base.DESCRIPTION,
-        'extra': base.EXTRA,
-    }
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
-    rekey_unique = ('name',)
-    rekey_refs = (
-        ('user_group_membership', 'group_id'),
-        ('expiring_user_group_membership', 'group_id'),
-        ('assignment', 'actor_id'), ('system_assignment', 'actor_id'),
-        ('id_mapping', 'public_id'),
-    )
-
-    def load(self, conn, rows):
-        return [{'id': r.id, 'domain_id': r.domain_id, 'name': r.name,
-                 'description': r.description,
-                 'extra': base.json_load(r.extra, {}),
-                 '_meta': common.meta(r)} for r in rows]
-
-    def _existing_named(self, conn, resource):
-        t = base.table(conn, 'group')
-        return conn.execute(sa.select(t.c.id).where(
-            t.c.domain_id == resource['domain_id'],
-            t.c.name == resource['name'])).scalars().all()
-
-    def create(self, session, conn, id_, resource):
-        what = f'group {id_}'
-        common.require(conn, 'domain', resource['domain_id'], what)
-        _require_sql_backend(resource['domain_id'], what)
-        common.check_name_free(self, conn, id_, resource)
-        session.flush()
-        t = base.table(conn, 'group')
-        conn.execute(t.insert().values(
-            id=id_, domain_id=resource['domain_id'], name=resource['name'],
-            description=resource['description'],
-            extra=json.dumps(resource['extra'])))
-        session.expire_all()  # see User.create
-        notifications.Audit.created('group', id_)
-
-    def update(self, session, conn, id_, old, resource):
-        _check_domain_unchanged('group', id_, old, resource)
-        if resource['name'] != old['name']:
-            common.check_name_free(self, conn, id_, resource)
-        PROVIDERS.identity_api.update_group(id_, {
-            'name': resource['name'],
-            'description': resource['description']})
-        session.flush()
-        common.set_extra(conn, 'group', id_, resource['extra'])
-
-    def delete(self, session, conn, id_, old):
-        PROVIDERS.identity_api.delete_group(id_)
-
-
-class GroupMembership(base.ResourceType):
-    name = 'group_membership'
-    synthetic = True
-    _props = {'id': {'type': 'string'}, 'user_id': base.ID,
-              'group_id': base.ID}
-    schema = {'type': 'object', 'properties': _props,
-              'required': list(_props), 'additionalProperties': False}
-
-    def id_of(self, resource):
-        return f'{resource["user_id"]}:{resource["group_id"]}'
-
-    def id_rule(self):
-        # The user part in the operator form: a user of an LDAP domain
-        # with backward-compatible ids keeps its directory id.
-        return (f'(?:{ids.OPERATOR}):(?:{ids.KEYSTONE})',
-                f'user_id:group_id, the user id {ids.OPERATOR_FORM}, the '
-                f'group id {ids.KEYSTONE_FORM}')
-
-    def fetch(self, conn, *, ids=None, marker=None, limit=None,
-              prefix=None):
-        t = base.table(conn, 'user_group_membership')
-        id_expr = t.c.user_id + ':' + t.c.group_id
-        query = sa.select(t)
-        if ids is not None:
-            pairs = [i.split(':', 1) for i in ids if ':' in i]
-            if not pairs:
-                return []
-            query = query.where(t.c.user_id.in_({u for u, _ in pairs}))
-        if marker is not None:
-            query = query.where(base.binary(conn, id_expr) > marker)
-        if prefix:
-            query = query.where(id_expr.startswith(prefix, autoescape=True))
-        query = query.order_by(base.binary(conn, id_expr))
-        if limit is not None and ids is None and not prefix:
-            query = query.limit(limit)
-        items = [{'id': f'{r.user_id}:{r.group_id}', 'user_id': r.user_id,
-                  'group_id': r.group_id, '_meta': common.meta(r)}
-                 for r in conn.execute(query)]
-        # Exact id filter, bytewise order and limit in Python (the SQL
-        # above only narrows them down).
-        return common.filter_ids(items, ids=ids, marker=marker, limit=limit,
-                                 prefix=prefix)
-
-    def exists(self, conn, id_):
-        return self.get(conn, id_) is not None
-
-    def create(self, session, conn, id_, resource):
-        what = f'group membership {id_}'
-        common.require(conn, 'user', resource['user_id'], what)
-        common.require(conn, 'group', resource['group_id'], what)
-        PROVIDERS.identity_api.add_user_to_group(resource['user_id'],
-                                                 resource['group_id'])
-
-    def update(self, session, conn, id_, old, resource):
-        """Nothing but the id: an existing one is already up to date."""
-
-    def stale_cache(self, id_, old, new):
-        """A new membership: the computed assignments, as
-        ``add_user_to_group`` invalidates. A removal also revokes tokens:
-        everything."""
-        if old is None and new is not None:
-            return [caching.computed_assignments()]
-        return None
-
-    def delete(self, session, conn, id_, old):
-        PROVIDERS.identity_api.remove_user_from_group(old['user_id'],
-                                                      old['group_id'])

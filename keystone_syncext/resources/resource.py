@@ -59,7 +59,7 @@ class _ProjectTable(common.IdTable):
             return "Keystone's hidden root domain"
         return f'domain {row.id}' if row.is_domain else f'project {row.id}'
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, 'project')
         domain_id = (spec.ROOT_DOMAIN_ID if self.is_domain
                      else resource['domain_id'])

@@ -5,10 +5,11 @@ from keystone.assignment.role_backends import resource_options as role_ro
 from keystone.common import provider_api
 import sqlalchemy as sa
 
-from keystone_syncext import caching
+from keystone_syncext import exception
 from keystone_syncext.resources import base
 from keystone_syncext.resources import common
 from keystone_syncext.resources import ids
+from keystone_syncext.writes import caching
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -52,7 +53,7 @@ class Role(common.IdTable, base.ResourceType):
             '_meta': common.meta(r),
         } for r in rows]
 
-    def _existing_named(self, conn, resource):
+    def existing_named(self, conn, resource):
         t = base.table(conn, 'role')
         return conn.execute(sa.select(t.c.id).where(
             t.c.name == resource['name'],
@@ -78,7 +79,7 @@ class Role(common.IdTable, base.ResourceType):
 
     def update(self, session, conn, id_, old, resource):
         if resource['domain_id'] != old['domain_id']:
-            raise base.BadRequest(
+            raise exception.BadRequest(
                 f'role {id_} belongs to domain {old["domain_id"]!r} here; '
                 'Keystone cannot move a role to another domain')
         if resource['name'] != old['name']:

@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from keystone_syncext import caching
 from keystone_syncext import resources
+from keystone_syncext.writes import caching
 
 
 class _Session:

@@ -3,6 +3,7 @@
 import pytest
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.capture import ddl
 from keystone_syncext.capture import install
 from keystone_syncext.capture import spec
@@ -66,7 +67,7 @@ class _Conn:
 
 
 def test_binlog_privilege_error_says_what_to_do():
-    with pytest.raises(install.CaptureError) as err:
+    with pytest.raises(exception.CaptureError) as err:
         install._execute_ddl(_Conn(), 'CREATE TRIGGER x')
     assert 'log_bin_trust_function_creators' in str(err.value)
     assert 'SUPER' in str(err.value)

@@ -12,8 +12,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext import changes
+from keystone_syncext import exception
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 NOW = datetime.datetime(2030, 1, 31, 12, 0, 0)
 DAY = datetime.timedelta(days=1)
@@ -172,7 +173,7 @@ def test_a_stamp_after_other_reads_never_restamps(db):
         try:
             changes.stamp(late)
             tx.commit()
-        except changes.StampConflict:
+        except exception.StampConflict:
             assert db.dialect.name == 'mysql'
             tx.rollback()
     stamp(db)

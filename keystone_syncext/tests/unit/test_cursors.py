@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from keystone_syncext import cursors
+from keystone_syncext.feed import cursors
 
 H = 0x1234_5678_9abc_def0
 MARK = cursors.mark(7, 'project', 'p1', 'create',

@@ -3,7 +3,7 @@
 import threading
 import types
 
-from keystone_syncext import notify
+from keystone_syncext.writes import notify
 
 
 class FakeCatalog:

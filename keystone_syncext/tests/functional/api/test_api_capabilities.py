@@ -14,9 +14,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from keystone_syncext import cursors
 from keystone_syncext.capture import spec
 from keystone_syncext.db import tables
+from keystone_syncext.feed import cursors
 from keystone_syncext.tests import personas
 
 # Policy, not SQL: the first selected database backend is enough.

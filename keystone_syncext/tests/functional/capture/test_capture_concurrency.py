@@ -14,8 +14,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 THREADS = 4
 PROJECTS_PER_THREAD = 6

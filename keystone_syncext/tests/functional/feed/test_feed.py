@@ -12,8 +12,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext import cursors
 from keystone_syncext.db import tables
+from keystone_syncext.feed import cursors
 
 
 def head(call):

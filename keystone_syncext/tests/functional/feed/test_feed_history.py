@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from keystone_syncext import cursors
 from keystone_syncext.capture import install
+from keystone_syncext.feed import cursors
 from keystone_syncext.testing import sites
 
 

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext import origin
 from keystone_syncext.db import migration
 from keystone_syncext.db import tables
+from keystone_syncext.writes import origin
 
 KEYSTONE_MANAGE = os.path.join(os.path.dirname(sys.executable),
                                'keystone-manage')

@@ -18,10 +18,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext import changes
 from keystone_syncext.capture import install
 from keystone_syncext.db import migration
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes
 
 BIN = os.path.dirname(sys.executable)
 MANAGE = os.path.join(BIN, 'keystone-syncext-manage')

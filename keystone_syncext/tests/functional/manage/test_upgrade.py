@@ -29,8 +29,8 @@ import uuid
 
 import pytest
 
-from keystone_syncext import cursors
 from keystone_syncext.db import migration
+from keystone_syncext.feed import cursors
 from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
 from keystone_syncext.tests import conftest

@@ -8,7 +8,7 @@ reader's cursor. Two things break that without the log knowing:
 - **lost capture**: a capture trigger is missing (a Keystone upgrade
   rebuilt its table), so changes are made and never logged.
 
-The first is caught per cursor (see ``keystone_syncext.cursors`` for the
+The first is caught per cursor (see ``keystone_syncext.feed.cursors`` for the
 history id, the mark and why they catch a restore) by :func:`refusal`; the
 second by :func:`require_capture`, which makes the feed and the digests
 answer 503 naming what is missing until ``db_sync`` puts it back, which
@@ -21,13 +21,14 @@ import threading
 import time
 import typing
 
+from keystone.common import sql
 import sqlalchemy as sa
 
-from keystone_syncext import changes as change_log
-from keystone_syncext import cursors
+from keystone_syncext import exception
 from keystone_syncext.capture import install
 from keystone_syncext.db import tables
-from keystone_syncext.resources import base
+from keystone_syncext.feed import changes as change_log
+from keystone_syncext.feed import cursors
 
 _counter = tables.counter
 _change = tables.change
@@ -42,9 +43,9 @@ def current(conn) -> int:
     """This log's history id; 503 if the schema predates history ids."""
     value = change_log.history(conn)
     if value is None:
-        raise base.Unavailable('the sync schema is older than this code: run '
-                               '"keystone-syncext-manage db_sync"',
-                               retry_after=60)
+        raise exception.Unavailable(
+            'the sync schema is older than this code: run '
+            '"keystone-syncext-manage db_sync"', retry_after=60)
     return value
 
 
@@ -112,22 +113,6 @@ def refusal(conn, cursor: cursors.Cursor, history: int, oldest: int,
     return None
 
 
-class CaptureIncomplete(base.Unavailable):
-    """Capture is missing pieces: changes are going unlogged, so the feed
-    and the digests would mislead a reader."""
-
-    def __init__(self, triggers: list[str], columns: list[str]):
-        super().__init__(
-            'change capture at this site is incomplete, so changes are '
-            'going unrecorded; missing: %s. An operator must run '
-            '"keystone-syncext-manage db_sync" here, after which every '
-            'reader reconciles' % ', '.join(triggers + columns),
-            retry_after=60)
-        self.extra = {'capture_complete': False,
-                      'missing_triggers': triggers,
-                      'missing_columns': columns}
-
-
 _checked: dict[str, tuple[float, list, list]] = {}
 _checked_lock = threading.Lock()
 
@@ -148,7 +133,16 @@ def capture_gaps(conn, fresh: bool = False) -> tuple[list[str], list[str]]:
 
 
 def require_capture(conn) -> None:
-    """Raise :class:`CaptureIncomplete` (503) unless capture is whole."""
+    """Raise ``CaptureIncomplete`` (503) unless capture is whole."""
     triggers, columns = capture_gaps(conn)
     if triggers or columns:
-        raise CaptureIncomplete(triggers, columns)
+        raise exception.CaptureIncomplete(triggers, columns)
+
+
+def check_capture() -> None:
+    """:func:`require_capture` in a read transaction of its own: 503
+    while capture is incomplete, as the feed and the digests answer (the
+    feed would miss the changes going unlogged, and digests compared
+    against hashes the log keeps current could be stale)."""
+    with sql.session_for_read() as session:
+        require_capture(session.connection())

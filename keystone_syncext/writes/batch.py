@@ -3,7 +3,7 @@ in dependency order, with a result per item.
 
 Each item is checked (``ResourceType.validate`` / ``check_id``), judged and
 applied as a ``PUT`` or ``DELETE`` of it alone would be
-(``service.apply_upsert`` / ``apply_delete``, in a savepoint of its own):
+(``items.apply_upsert`` / ``apply_delete``, in a savepoint of its own):
 it applies whole or not at all, and one item refused (malformed, refused
 by Keystone's rules or by the database) does not stop the others; its
 result carries the 4xx a ``PUT`` or ``DELETE`` of it would answer.
@@ -14,16 +14,18 @@ path cannot judge exactly, goes item by item.
 """
 
 
-from keystone import exception
+from keystone import exception as ks_exception
 import keystone.conf
 
-from keystone_syncext import caching
 from keystone_syncext import dberrors
-from keystone_syncext import notify
+from keystone_syncext import exception
 from keystone_syncext import resources
-from keystone_syncext import service
 from keystone_syncext.resources import base
-from keystone_syncext.resources import bulk
+from keystone_syncext.resources.bulk import creators
+from keystone_syncext.writes import caching
+from keystone_syncext.writes import items as item_writes
+from keystone_syncext.writes import notify
+from keystone_syncext.writes import transaction
 
 CONF = keystone.conf.CONF
 
@@ -68,16 +70,16 @@ def apply(body, origin=None) -> list[dict]:
     base.check_body(BATCH_SCHEMA, body, 'batch')
     items = body['items']
     if len(items) > CONF.sync.max_page_size:
-        raise base.BadRequest(
+        raise exception.BadRequest(
             f'a batch may carry at most {CONF.sync.max_page_size} items '
             f'([sync] max_page_size), not {len(items)}')
     refused = {}
     for n, item in enumerate(items):
         try:
             check_item(item)
-        except base.SyncError as e:
+        except exception.SyncError as e:
             refused[n] = e
-    with service.writing(origin) as (session, conn), \
+    with transaction.writing(origin) as (session, conn), \
             notify.catalog_read_once():
         return _Applier(session, conn, items, refused).run()
 
@@ -90,8 +92,8 @@ def check_item(item) -> None:
         rtype.check_id(item['id'])
     elif 'resource' not in item:
         rtype.check_id(item['id'])
-        raise base.BadRequest(f'{rtype.name} {item["id"]}: an upsert needs '
-                              'resource')
+        raise exception.BadRequest(
+            f'{rtype.name} {item["id"]}: an upsert needs resource')
     else:
         rtype.validate(item['id'], item['resource'])
 
@@ -145,7 +147,7 @@ class _Applier:
         if old is not None:
             return ('unchanged' if base.strip_meta(old) == item['resource']
                     else None)
-        creator = bulk.CREATORS.get(item['type'])
+        creator = creators.CREATORS.get(item['type'])
         if creator is not None and creator.eligible(item['resource']):
             return 'create'
         return None
@@ -186,15 +188,15 @@ class _Applier:
             with dberrors.refused_as_4xx(f'{item["type"]} {item["id"]}'), \
                     self.session.begin_nested():
                 if item['op'] == 'delete':
-                    service.apply_delete(self.session, self.conn, rtype,
+                    item_writes.apply_delete(self.session, self.conn, rtype,
                                          item['id'], item.get('if_match'))
                     self._result(n, status=204)
                 else:
-                    status, env = service.apply_upsert(
+                    status, env = item_writes.apply_upsert(
                         self.session, self.conn, rtype, item['id'],
                         item['resource'], item.get('if_match'))
                     self._result(n, status=status, hash=env['hash'])
-        except exception.Error as e:
+        except ks_exception.Error as e:
             err = _error_result(e)
             self._result(n, status=err['code'], error=err)
 
@@ -213,14 +215,14 @@ class _Applier:
         self.session.flush()
         try:
             with self.session.begin_nested():
-                creator = bulk.CREATORS[type_name](self.conn)
+                creator = creators.CREATORS[type_name](self.conn)
                 errors = creator.check(entries)
                 accepted = [e for e, err in zip(entries, errors, strict=True)
                             if err is None]
                 creator.write(accepted)
                 written = {i['id']: i for i in rtype.fetch(
                     self.conn, ids=[id_ for id_, _ in accepted])}
-        except bulk.Fallback:
+        except exception.BulkFallback:
             for n in run:
                 self._one(n)
             return
@@ -247,7 +249,7 @@ class _Applier:
                 self._result(n, status=body['code'], error=body)
 
 
-def _error_result(exc: exception.Error) -> dict:
+def _error_result(exc: ks_exception.Error) -> dict:
     return base.error_body(exc)['error']
 
 

@@ -39,8 +39,8 @@ import importlib.metadata
 from keystone.common import sql
 import sqlalchemy as sa
 
-from keystone_syncext import changes as change_log
 from keystone_syncext.db import tables
+from keystone_syncext.feed import changes as change_log
 from keystone_syncext.resources import base
 
 _hash = tables.digest_hash
@@ -94,7 +94,7 @@ def _store(conn, type_name, items) -> None:
 def catch_up(conn, rtype) -> dict:
     """Bring the stored hashes of ``rtype`` up to date, in the caller's
     write transaction, which must not have read anything yet (it starts
-    with :func:`keystone_syncext.changes.stamp`). Returns what it did:
+    with :func:`keystone_syncext.feed.changes.stamp`). Returns what it did:
     ``{'rebuilt': bool, 'ids': n, 'position': head}``."""
     name = rtype.name
     top = change_log.stamp(conn)

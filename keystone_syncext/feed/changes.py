@@ -43,14 +43,11 @@ import secrets
 
 import sqlalchemy as sa
 
+from keystone_syncext import exception
 from keystone_syncext.db import tables
 
 _change = tables.change
 _counter = tables.counter
-
-
-class StampConflict(RuntimeError):
-    """Another stamper numbered rows this one saw as unstamped."""
 
 
 def _read_counter(conn, name: str, for_update: bool = False) -> int:
@@ -82,7 +79,7 @@ def purged_through(conn) -> int:
 
 
 def history(conn) -> int | None:
-    """This log's history id (see ``keystone_syncext.cursors``), or None
+    """This log's history id (see ``keystone_syncext.feed.cursors``), or None
     before the migration that makes one."""
     return conn.execute(sa.select(_counter.c.value).where(
         _counter.c.name == tables.HISTORY)).scalar()
@@ -148,7 +145,7 @@ def stamp(conn) -> int:
          for n, id_ in enumerate(ids, start=1)])
     if (conn.dialect.supports_sane_multi_rowcount
             and result.rowcount != len(ids)):
-        raise StampConflict(
+        raise exception.StampConflict(
             'stamp() read unstamped rows from a stale snapshot: call it '
             'before any other read in its transaction')
     new_head = top + len(ids)

@@ -1,6 +1,6 @@
 """Opaque feed cursors that a restored database cannot fool.
 
-A cursor names a feed position (see ``keystone_syncext.changes``): a
+A cursor names a feed position (see ``keystone_syncext.feed.changes``): a
 reader that holds cursor C has seen every change at or below its position.
 A bare position is not enough to say *which* changes those were. Restore a
 site's database from a backup taken at position P after a reader has read
@@ -10,7 +10,7 @@ between P and Q, made after the restore, are never delivered.
 
 So a cursor (``v2``) carries three things:
 
-- the **history id** of the site (``keystone_syncext.history``): random,
+- the **history id** of the site (``keystone_syncext.feed.history``): random,
   made by ``keystone-syncext-manage db_sync`` and renewed whenever the log
   is known to have a gap: db_sync had to put back missing capture, or a
   reader showed that the database was rewound (below). A cursor of another

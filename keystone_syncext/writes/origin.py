@@ -27,7 +27,7 @@ from keystone_syncext.capture import ddl
 from keystone_syncext.db import tables
 
 _CONTEXT_ID = 1
-# Where ``service.writing`` keeps the origin of a write transaction in its
+# Where ``transaction.writing`` keeps the origin of a write transaction in its
 # session, for the types that judge a write by who sent it.
 SESSION_KEY = 'keystone_syncext.origin'
 
