@@ -1,7 +1,6 @@
 """The synced resource types of protocol v1, in dependency order."""
 
 from keystone_syncext import exception
-from keystone_syncext.capture import spec
 from keystone_syncext.common import types
 from keystone_syncext.resources import app_cred
 from keystone_syncext.resources import assignment

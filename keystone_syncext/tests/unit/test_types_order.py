@@ -2,7 +2,7 @@
 one order, from the type table, in which everything a resource needs at
 the site comes before it."""
 
-from keystone_syncext import batch
+from keystone_syncext.writes import batch
 from keystone_syncext.agent import runner
 from keystone_syncext.agent import state as state_mod
 
