@@ -13,6 +13,7 @@ import types
 import pytest
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import connect
 from keystone_syncext.agent import runner
 from keystone_syncext.agent import state as state_mod
 
@@ -66,7 +67,8 @@ def _agent(state, spokes=(), hub=None, once=False):
     conf = types.SimpleNamespace(request_timeout=5, once_attempts=3,
                                  retry_initial=0.01, retry_max=0.02,
                                  poll_wait=0, feed_page_size=100,
-                                 spoke_originated_types=[])
+                                 spoke_originated_types=[],
+                                 max_parallel_spokes=2)
     return runner.Agent(conf, hub or FakeSpoke('hub'), list(spokes),
                         state, once=once)
 
@@ -80,7 +82,7 @@ def _live(state, name):
 
 def _reconnect(agent, site):
     site.site_id = None   # as after an error: capabilities read again
-    agent._connect(site)
+    agent.connect(site)
     return agent.state.spoke(site.name).state
 
 
@@ -100,7 +102,7 @@ def test_a_changed_history_id_reconciles_a_live_spoke(state, caplog):
     spoke = FakeSpoke('s1')
     _live(state, 's1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.history = '00000000000000bb'     # restored, or capture repaired
     assert _reconnect(agent, spoke) == 'reconcile'
     assert state.spoke('s1').history_id == '00000000000000bb'
@@ -117,7 +119,7 @@ def test_a_refused_marker_reconciles_a_live_spoke(state):
     spoke = FakeSpoke('s1')
     _live(state, 's1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.refused.add(state.spoke('s1').history_marker)
     assert _reconnect(agent, spoke) == 'reconcile'
 
@@ -129,7 +131,7 @@ def test_a_spoke_refusing_every_marker_is_an_error_not_a_loop(state):
     spoke = FakeSpoke('s1')
     _live(state, 's1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.refused.add(state.spoke('s1').history_marker)
     assert _reconnect(agent, spoke) == 'reconcile'
     spoke.refused.add(state.spoke('s1').history_marker)
@@ -144,12 +146,12 @@ def test_a_connected_spoke_is_checked_again_after_a_while(state,
     spoke = FakeSpoke('s1')
     _live(state, 's1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.history = '00000000000000bb'
-    agent._connect(spoke)                  # connected, checked just now
+    agent.connect(spoke)                  # connected, checked just now
     assert state.spoke('s1').state == 'live'
-    monkeypatch.setattr(runner, 'HISTORY_CHECK_SECONDS', 0)
-    agent._connect(spoke)
+    monkeypatch.setattr(connect, 'HISTORY_CHECK_SECONDS', 0)
+    agent.connect(spoke)
     assert state.spoke('s1').state == 'reconcile'
 
 
@@ -157,7 +159,7 @@ def test_a_spoke_never_seeded_still_seeds(state):
     spoke = FakeSpoke('s1')
     state.spoke('s1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.history = '00000000000000bb'
     assert _reconnect(agent, spoke) == 'new'
 
@@ -166,7 +168,7 @@ def test_a_spoke_without_capture_still_receives(state, caplog):
     spoke = FakeSpoke('s1')
     _live(state, 's1')
     agent = _agent(state, [spoke])
-    agent._connect(spoke)
+    agent.connect(spoke)
     spoke.broken = True
     assert _reconnect(agent, spoke) == 'live'
     assert 'sync_role_ins_v1' in caplog.text
@@ -219,10 +221,10 @@ class BrokenHub(FakeSpoke):
 
 def test_once_reports_a_hub_without_capture_as_broken(state, caplog):
     agent = _agent(state, hub=BrokenHub('hub'), once=True)
-    agent._feed_loop()                      # gives up at once
-    assert 'sync_role_ins_v1' in agent.hub_failure
-    assert 'db_sync' in agent.hub_failure
-    assert agent.caught_up.is_set()
+    agent.feed.run()                      # gives up at once
+    assert 'sync_role_ins_v1' in agent.outcomes.hub_failure
+    assert 'db_sync' in agent.outcomes.hub_failure
+    assert agent.outcomes.caught_up.is_set()
     assert 'sync_role_ins_v1' in state.hub().last_error
     assert any(r.levelname == 'ERROR' and 'sync_role_ins_v1' in r.getMessage()
                for r in caplog.records)

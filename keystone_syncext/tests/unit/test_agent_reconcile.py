@@ -342,7 +342,8 @@ class _State:
 
 
 class _Agent:
-    """An agent whose writes to the spoke are taken as they come."""
+    """An agent (and its writer) whose writes to the spoke are taken as
+    they come."""
 
     def __init__(self, hub, placed):
         self.hub = hub
@@ -351,7 +352,7 @@ class _Agent:
         self.state = _State(placed)
         self.applied = []
 
-    def _apply(self, site, changes):
+    def apply(self, site, changes):
         self.applied += changes
         return list(changes), [], list(changes)
 
@@ -385,7 +386,7 @@ def test_reconcile_deletes_what_the_hub_has_a_tombstone_for(lookup):
     spoke.name = 'spoke'
     agent = _Agent(hub, {('role', placed_extra): 'h'})
 
-    reports = reconcile.reconcile_spoke(agent, spoke)
+    reports = reconcile.reconcile_spoke(agent, agent, spoke)
 
     deleted = {c.id for c in agent.applied if c.op == 'delete'}
     if lookup:

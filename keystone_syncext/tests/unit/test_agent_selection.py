@@ -7,9 +7,9 @@ import pytest
 from keystone_syncext.agent import cli
 from keystone_syncext.agent import join
 from keystone_syncext.agent import opts
-from keystone_syncext.agent import runner
 from keystone_syncext.agent import selection as sel
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer
 
 
 def _project(id_, name, domain='default', parent=None):
@@ -123,7 +123,7 @@ def test_malformed_rules_are_refused_with_the_rule_named(text, says):
 
 
 def test_the_types_are_the_agents():
-    assert set(sel.TYPES) == set(runner.TYPE_ORDER)
+    assert set(sel.TYPES) == set(writer.TYPE_ORDER)
 
 
 def test_no_rules_sync_everything_and_look_nothing_up():
