@@ -10,7 +10,6 @@ serves the new state at once on every API node.
 """
 
 import contextlib
-import hashlib
 import os.path
 import time
 import typing
@@ -24,6 +23,7 @@ from keystone_syncext import changes as change_log
 from keystone_syncext import cursors
 from keystone_syncext import dberrors
 from keystone_syncext import digests
+from keystone_syncext import hashing
 from keystone_syncext import history
 from keystone_syncext import origin as origin_mod
 from keystone_syncext import resources
@@ -275,11 +275,7 @@ def _require_capture() -> None:
 
 # --- digests ----------------------------------------------------------------
 
-def _bucket_hash(pairs) -> str:
-    h = hashlib.sha256()
-    for id_, item_hash in pairs:
-        h.update(f'{id_} {item_hash}\n'.encode())
-    return h.hexdigest()
+_bucket_hash = hashing.bucket_hash
 
 
 def digest(type_name: str, prefix: str = '') -> dict:

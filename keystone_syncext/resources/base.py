@@ -17,7 +17,6 @@ effects written out here, and each type's module says which.
 """
 
 import functools
-import hashlib
 import json
 import threading
 
@@ -25,6 +24,7 @@ from keystone import exception
 from keystone.common.validation import validators
 import sqlalchemy as sa
 
+from keystone_syncext import hashing
 from keystone_syncext.resources import ids
 
 PROTOCOL_VERSION = 1
@@ -33,15 +33,10 @@ PROTOCOL_VERSION = 1
 ID_PATTERN = r'^[^/\s]{1,255}$'
 
 
-def canonical_json(value) -> bytes:
-    """Sorted keys, no whitespace, UTF-8: the bytes a hash is taken of."""
-    return json.dumps(value, sort_keys=True, separators=(',', ':'),
-                      ensure_ascii=False).encode('utf-8')
-
-
-def content_hash(resource: dict) -> str:
-    """Protocol-v1 content hash of a canonical representation."""
-    return hashlib.sha256(b'v1\n' + canonical_json(resource)).hexdigest()
+# The protocol's hashes (keystone_syncext.hashing: shared with the
+# in-memory test site and free of Keystone).
+canonical_json = hashing.canonical_json
+content_hash = hashing.content_hash
 
 
 # --- errors -----------------------------------------------------------------
