@@ -1,13 +1,20 @@
-"""An in-memory site for the agent: the ``/v3/sync`` API over real HTTP
-on loopback, with faults injected on request.
+"""An in-memory site for the agent: the ``/v3/sync`` API, answered in
+memory (:meth:`FakeSite.client`) or over real HTTP on loopback
+(:meth:`FakeSite.serve`), with faults injected on request.
 
-The agent's own :class:`keystone_syncext.agent.client.Site` talks to it
-through keystoneauth as it talks to a Keystone, so what is under test is
-the whole agent: its retries, its waits, its timeouts and its handling of
-every answer. The site keeps resources per type, a change feed (with a
-history that can be lost: 410), names unique per type and domain (409 with
-``existing_id``, as Keystone's bootstrap roles clash with the hub's), and
-tokens it can refuse.
+The agent's own :class:`keystone_syncext.agent.client.Site` talks to it:
+in memory, its requests go straight to :meth:`FakeSite.answer` (no
+socket; a ``drop`` is a refused connection, a ``hang`` the client's
+timeout); served, through keystoneauth as it talks to a Keystone. Either
+way what is under test is the whole agent: its retries, its waits, its
+timeouts and its handling of every answer. Items and digest buckets hash
+as the extension's (:mod:`keystone_syncext.hashing`).
+
+The site keeps resources per type, a change feed (with a history that
+can be lost: 410), names unique per type and domain (409 with
+``existing_id``, as Keystone's bootstrap roles clash with the hub's),
+conditional writes (412 to a stale ``if_match``), and tokens it can
+refuse.
 
 A fault (:class:`Fault`) makes the requests of one route answer something
 else, a number of times: a status (401, 410, 500, ...), a 503 with a
@@ -18,7 +25,6 @@ own timeout.
 
 import contextlib
 import dataclasses
-import hashlib
 import http.server
 import json
 import os.path
@@ -27,13 +33,17 @@ import threading
 import urllib.parse
 import uuid
 
+from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import plugin
 from keystoneauth1 import session as ks_session
+
+from keystone_syncext import hashing
+from keystone_syncext.agent import client as client_mod
 
 TYPES = ('role', 'project', 'user', 'application_credential')
 LEAF = 64
 ROUTES = ('capabilities', 'changes', 'listing', 'resource', 'digest',
-          'digests', 'batch', 'rekey')
+          'digests', 'tombstones', 'batch', 'rekey')
 
 
 @dataclasses.dataclass
@@ -49,16 +59,28 @@ class Fault:
     retry_after: str | None = None
 
 
-def content_hash(resource: dict) -> str:
-    return hashlib.sha256(json.dumps(resource, sort_keys=True)
-                          .encode()).hexdigest()
+content_hash = hashing.content_hash
 
 
 class FakeSite:
     """One site's data and API; ``serve()`` runs it on loopback."""
 
-    def __init__(self, name: str, types=TYPES):
+    def __init__(self, name: str, types=TYPES, leaf: int = LEAF,
+                 common_prefix: bool = True, max_digests: int | None = 100,
+                 rekey_types=('role', 'project', 'user')):
         self.name = name
+        # Items a digest node lists itself once it holds no more.
+        self.leaf = leaf
+        # False: a server from before digests told their common prefix.
+        self.common_prefix = common_prefix
+        # None: a server from before POST /sync/digests.
+        self.max_digests = max_digests
+        self.rekey_types = list(rekey_types)
+        # type -> ids deleted here (POST /sync/tombstones); None: a server
+        # from before the route.
+        self.tombstones: dict[str, set] | None = None
+        # Digest nodes answered (a POST /sync/digests counts each).
+        self.nodes = 0
         self.site_id = uuid.uuid4().hex
         self.types = list(types)
         self.data: dict[str, dict] = {t: {} for t in self.types}
@@ -88,6 +110,14 @@ class FakeSite:
     def _log(self, type_name, id_, op, origin):
         self.feed.append({'type': type_name, 'id': id_, 'op': op,
                           'origin': origin})
+
+    def load(self, data: dict) -> None:
+        """Hold ``data`` (type -> {id: resource}) as it is, with no feed
+        entries (a site as its backup left it)."""
+        with self.lock:
+            for type_name, items in data.items():
+                self.data.setdefault(type_name, {}).update(
+                    json.loads(json.dumps(items)))
 
     def lose_history(self) -> None:
         """Prune the whole feed: a cursor before the head is gone."""
@@ -155,13 +185,17 @@ class FakeSite:
             return getattr(self, '_' + route)(query, body, headers, *args)
 
     def _capabilities(self, query, body, headers):
-        return 200, {'sync': {
+        caps = {
             'protocol_versions': [1], 'protocol_version': 1,
             'site_id': self.site_id, 'keystone_version': 'fake',
             'resource_types': self.types, 'head_cursor': self.head(),
             'oldest_valid_cursor': str(self.oldest), 'max_page_size': 1000,
-            'rekey_types': ['role', 'project', 'user'],
-            'max_digests_per_request': 100}}, {}
+            'rekey_types': self.rekey_types}
+        if self.max_digests:
+            caps['max_digests_per_request'] = self.max_digests
+        if self.tombstones is not None:
+            caps['tombstone_lookup'] = True
+        return 200, {'sync': caps}, {}
 
     def _changes(self, query, body, headers):
         since = int(query.get('since', 0))
@@ -186,7 +220,7 @@ class FakeSite:
     def _listing(self, query, body, headers, type_name):
         prefix, marker = query.get('prefix', ''), query.get('marker')
         limit = int(query.get('limit', 1000))
-        ids = sorted(i for i in self.data[type_name]
+        ids = sorted(i for i in self.data.get(type_name, {})
                      if i.startswith(prefix) and (not marker or i > marker))
         page = ids[:limit]
         return 200, {'items': [self._env(type_name, i) for i in page],
@@ -194,13 +228,14 @@ class FakeSite:
                      else None}, {}
 
     def _resource(self, query, body, headers, type_name, id_):
-        if id_ not in self.data[type_name]:
+        if id_ not in self.data.get(type_name, {}):
             return 404, {'error': {'message': 'not found'}}, {}
         return 200, self._env(type_name, id_), {}
 
     def _node(self, type_name, prefix):
+        self.nodes += 1
         pairs = sorted((i, content_hash(r))
-                       for i, r in self.data[type_name].items()
+                       for i, r in self.data.get(type_name, {}).items()
                        if i.startswith(prefix))
         buckets: dict = {}
         for i, h in pairs:
@@ -210,10 +245,10 @@ class FakeSite:
                'buckets': [{'prefix': k, 'count': len(v),
                             'hash': _bucket_hash(v)}
                            for k, v in sorted(buckets.items())]}
-        if pairs:
+        if pairs and self.common_prefix:
             out['common_prefix'] = os.path.commonprefix([pairs[0][0],
                                                          pairs[-1][0]])
-        if len(pairs) <= LEAF:
+        if len(pairs) <= self.leaf:
             out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
         return out
 
@@ -222,8 +257,18 @@ class FakeSite:
                                           query.get('prefix', ''))}, {}
 
     def _digests(self, query, body, headers):
+        if not self.max_digests:
+            return 404, {'error': {'message': 'The resource could not be '
+                                   'found.'}}, {}
         return 200, {'digests': [self._node(d['type'], d['prefix'])
                                  for d in body['digests']]}, {}
+
+    def _tombstones(self, query, body, headers):
+        if self.tombstones is None:
+            return 404, {'error': {'message': 'no route'}}, {}
+        gone = self.tombstones.get(body['type'], set())
+        return 200, {'tombstones': [{'id': i} for i in body['ids']
+                                    if i in gone]}, {}
 
     def _batch(self, query, body, headers):
         origin = headers.get('OpenStack-Sync-Origin')
@@ -232,6 +277,14 @@ class FakeSite:
         results = []
         for n, item in enumerate(body['items']):
             t, id_ = item['type'], item['id']
+            held = self.data[t].get(id_)
+            current = content_hash(held) if held is not None else None
+            want = (item.get('if_match') or '').strip('"') or None
+            if want and want != current:
+                results.append({'index': n, 'status': 412, 'error': {
+                    'code': 412, 'current_hash': current,
+                    'message': f'{t} {id_} is not the version given'}})
+                continue
             if item['op'] == 'delete':
                 if self.data[t].pop(id_, None) is None:
                     results.append({'index': n, 'status': 404})
@@ -290,10 +343,20 @@ class FakeSite:
         ``cloud``: a session with a token of this site's."""
         return _Cloud(self)
 
+    def client(self, conf=None, **kwargs) -> client_mod.Site:
+        """The agent's client of this site, answered in memory: its
+        requests go to :meth:`answer` without a socket. With ``conf``,
+        the agent's request bounds (:func:`client.from_conf`); else
+        ``kwargs`` of :class:`client.Site`."""
+        if conf is not None:
+            site = client_mod.from_conf(conf, self.name, cloud=self.cloud())
+        else:
+            site = client_mod.Site(self.name, cloud=self.cloud(), **kwargs)
+        site.adapter = _InMemory(self)
+        return site
 
-def _bucket_hash(pairs) -> str:
-    return hashlib.sha256(''.join(f'{i} {h}\n' for i, h in pairs)
-                          .encode()).hexdigest()
+
+_bucket_hash = hashing.bucket_hash
 
 
 _PATTERNS = [
@@ -303,6 +366,7 @@ _PATTERNS = [
     ('GET', r'/v3/sync/resources/([^/]+)/(.+)', 'resource'),
     ('GET', r'/v3/sync/digest/([^/]+)', 'digest'),
     ('POST', r'/v3/sync/digests', 'digests'),
+    ('POST', r'/v3/sync/tombstones', 'tombstones'),
     ('POST', r'/v3/sync/batch', 'batch'),
     ('POST', r'/v3/sync/rekey', 'rekey'),
 ]
@@ -371,6 +435,59 @@ class _Token(plugin.BaseAuthPlugin):
     def invalidate(self):
         self.token = None
         return True
+
+
+class _Response:
+    """What the client reads of an answer."""
+
+    def __init__(self, status, body, headers, sent):
+        self.status_code = status
+        self.content = json.dumps(body).encode() if body is not None \
+            else b''
+        self.headers = headers
+        self.reason = ''
+        self.request = type('Sent', (), {'body': sent})()
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class _InMemory:
+    """In place of the keystoneauth adapter of a :class:`client.Site`:
+    the request, serialised as over HTTP (nothing is shared between the
+    agent and the site), answered by :meth:`FakeSite.answer`."""
+
+    def __init__(self, site: FakeSite):
+        self.site = site
+        self.token = _Token(site)
+
+    def request(self, path, method, json=None, params=None, headers=None,
+                timeout=None, **kwargs):
+        sent = _json_mod.dumps(json).encode() if json is not None else None
+        body = _json_mod.loads(sent) if sent is not None else None
+        url = urllib.parse.urlsplit('/v3' + path)
+        query = {k: str(v) for k, v in (params or {}).items()}
+        query.update(urllib.parse.parse_qsl(url.query))
+        given = dict(headers or {})
+        given['X-Auth-Token'] = self.token.get_token(None)
+        status, out, extra = self.site.answer(method, url.path, query, body,
+                                              given)
+        if status == 'hang':
+            if not self.site.released.wait(timeout):
+                raise ks_exc.ConnectTimeout('no answer in time')
+            status = 'drop'
+        if status == 'drop':
+            raise ks_exc.ConnectFailure('connection closed')
+        return _Response(status, out, extra, sent)
+
+    def invalidate(self):
+        return self.token.invalidate()
+
+    def get_user_id(self):
+        return f'agent-at-{self.site.name}'
+
+
+_json_mod = json
 
 
 class _Cloud:
