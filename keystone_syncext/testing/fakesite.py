@@ -343,6 +343,19 @@ class FakeSite:
         ``cloud``: a session with a token of this site's."""
         return _Cloud(self)
 
+    @classmethod
+    def holding(cls, items: dict, name: str = 'site', **kwargs):
+        """A site holding ``items`` ((type, id) -> representation; no
+        feed entries), of those types besides its own."""
+        types = list(dict.fromkeys(list(kwargs.pop('types', TYPES)) +
+                                   [t for t, _ in items]))
+        site = cls(name, types=types, **kwargs)
+        by_type: dict = {}
+        for (type_name, id_), resource in items.items():
+            by_type.setdefault(type_name, {})[id_] = resource
+        site.load(by_type)
+        return site
+
     def client(self, conf=None, **kwargs) -> client_mod.Site:
         """The agent's client of this site, answered in memory: its
         requests go to :meth:`answer` without a socket. With ``conf``,
