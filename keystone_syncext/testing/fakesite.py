@@ -79,6 +79,7 @@ class FakeSite:
         # type -> ids deleted here (POST /sync/tombstones); None: a server
         # from before the route.
         self.tombstones: dict[str, set] | None = None
+        self.tombstones_asked: list[tuple[str, list]] = []
         # Digest nodes answered (a POST /sync/digests counts each).
         self.nodes = 0
         self.site_id = uuid.uuid4().hex
@@ -266,6 +267,7 @@ class FakeSite:
     def _tombstones(self, query, body, headers):
         if self.tombstones is None:
             return 404, {'error': {'message': 'no route'}}, {}
+        self.tombstones_asked.append((body['type'], sorted(body['ids'])))
         gone = self.tombstones.get(body['type'], set())
         return 200, {'tombstones': [{'id': i} for i in body['ids']
                                     if i in gone]}, {}
