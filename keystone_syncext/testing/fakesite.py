@@ -80,6 +80,14 @@ class FakeSite:
         # from before the route.
         self.tombstones: dict[str, set] | None = None
         self.tombstones_asked: list[tuple[str, list]] = []
+        # The feed's history (a restore or a capture repair renews it),
+        # cursors refused as from before a restore (410 ``rewound``),
+        # and the cursors the feed was read from.
+        self.history_id = uuid.uuid4().hex[:16]
+        self.rewound: set[str] = set()
+        self.since_read: list[str | None] = []
+        # Capture incomplete (triggers missing): the feed answers 503.
+        self.missing_triggers: list[str] = []
         # Digest nodes answered (a POST /sync/digests counts each).
         self.nodes = 0
         self.site_id = uuid.uuid4().hex
@@ -191,7 +199,7 @@ class FakeSite:
             'site_id': self.site_id, 'keystone_version': 'fake',
             'resource_types': self.types, 'head_cursor': self.head(),
             'oldest_valid_cursor': str(self.oldest), 'max_page_size': 1000,
-            'rekey_types': self.rekey_types}
+            'rekey_types': self.rekey_types, 'history_id': self.history_id}
         if self.max_digests:
             caps['max_digests_per_request'] = self.max_digests
         if self.tombstones is not None:
@@ -199,6 +207,17 @@ class FakeSite:
         return 200, {'sync': caps}, {}
 
     def _changes(self, query, body, headers):
+        self.since_read.append(query.get('since'))
+        if self.missing_triggers:
+            return 503, {'error': {
+                'code': 503, 'capture_complete': False,
+                'message': 'change capture at this site is incomplete',
+                'missing_triggers': self.missing_triggers,
+                'missing_columns': []}}, {}
+        if query.get('since') in self.rewound:
+            return 410, {'error': {'message': 'gone', 'rewound': True,
+                                   'reconcile': True,
+                                   'head_cursor': self.head()}}, {}
         since = int(query.get('since', 0))
         if since < self.oldest or since > len(self.feed):
             return 410, {'error': {'message': 'gone',
