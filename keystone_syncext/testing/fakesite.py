@@ -34,11 +34,10 @@ import urllib.parse
 import uuid
 
 from keystoneauth1 import exceptions as ks_exc
-from keystoneauth1 import plugin
-from keystoneauth1 import session as ks_session
 
 from keystone_syncext import hashing
 from keystone_syncext.agent import client as client_mod
+from keystone_syncext.testing import fakesite_http
 
 TYPES = ('role', 'project', 'user', 'application_credential')
 LEAF = 64
@@ -344,7 +343,7 @@ class FakeSite:
     def serve(self):
         """Run the site on a loopback port until the block ends."""
         httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                _handler(self))
+                                                fakesite_http.handler(self))
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -362,7 +361,7 @@ class FakeSite:
     def cloud(self):
         """What :class:`keystone_syncext.agent.client.Site` takes as
         ``cloud``: a session with a token of this site's."""
-        return _Cloud(self)
+        return fakesite_http.Cloud(self)
 
     @classmethod
     def holding(cls, items: dict, name: str = 'site', **kwargs):
@@ -414,63 +413,6 @@ def _route(method, path):
     return None, []
 
 
-def _handler(site: FakeSite):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = 'HTTP/1.1'   # keep-alive, as a real API server
-
-        def _serve(self, method):
-            url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            size = int(self.headers.get('Content-Length') or 0)
-            body = json.loads(self.rfile.read(size)) if size else None
-            status, out, extra = site.answer(method, url.path, query, body,
-                                             self.headers)
-            if status == 'hang':
-                site.released.wait()
-                status = 'drop'
-            if status == 'drop':
-                self.close_connection = True
-                return
-            data = json.dumps(out).encode()
-            self.send_response(status)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            for k, v in extra.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self):
-            self._serve('GET')
-
-        def do_POST(self):
-            self._serve('POST')
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
-
-
-class _Token(plugin.BaseAuthPlugin):
-    """A token per authentication, a new one after ``invalidate``."""
-
-    def __init__(self, site):
-        super().__init__()
-        self.site, self.token = site, None
-
-    def get_token(self, session, **kwargs):
-        if self.token is None:
-            with self.site.lock:
-                self.site.tokens += 1
-                self.token = f'token-{self.site.tokens}'
-        return self.token
-
-    def invalidate(self):
-        self.token = None
-        return True
-
-
 class _Response:
     """What the client reads of an answer."""
 
@@ -493,7 +435,7 @@ class _InMemory:
 
     def __init__(self, site: FakeSite):
         self.site = site
-        self.token = _Token(site)
+        self.token = fakesite_http.Token(site)
 
     def request(self, path, method, json=None, params=None, headers=None,
                 timeout=None, **kwargs):
@@ -522,20 +464,3 @@ class _InMemory:
 
 
 _json_mod = json
-
-
-class _Cloud:
-    def __init__(self, site):
-        self.site = site
-
-    def get_session(self):
-        return ks_session.Session(auth=_Token(self.site))
-
-    def get_interface(self, service):
-        return 'public'
-
-    def get_region_name(self, service):
-        return None
-
-    def get_endpoint(self, service):
-        return self.site.url
