@@ -307,8 +307,8 @@ def do_reconcile(conf) -> int:
     def one(site):
         st.spoke(site.name)
         try:
-            agent._connect(site)
-            return reconcile_mod.reconcile_spoke(agent, site,
+            agent.connect(site)
+            return reconcile_mod.reconcile_spoke(agent, agent.writer, site,
                                                  dry_run=dry_run)
         except client.SiteError as e:
             return e

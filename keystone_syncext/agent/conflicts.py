@@ -202,9 +202,10 @@ def _hub_time(agent, change: state_mod.Change, hub_hash):
 def settle(agent, site, stale):
     """Resolve the writes spoke ``site`` refused because the resource
     changed there since its base (412 to ``if_match``): ``stale`` is
-    ``[(change, the spoke's current hash)]``. Returns (done, failed with
+    ``[(change, the spoke's current hash)]``. ``agent``: what writes
+    (:class:`keystone_syncext.agent.writer.Writer`: its ``hub``,
+    ``state``, ``resolver`` and ``write``). Returns (done, failed with
     reasons, written at the spoke: what its base becomes)."""
-    from keystone_syncext.agent import runner  # the order of writes
     done, failed, written = [], [], []
     to_spoke, to_hub = [], []
     for c, current in stale:
@@ -253,14 +254,14 @@ def settle(agent, site, stale):
                 None, spoke.resource, hash_=spoke.hash, if_match=hub_hash),
                 c))
     if to_spoke:
-        ok, bad, _ = agent._write(site, runner.order(to_spoke))
+        ok, bad, _ = agent.write(site, to_spoke)
         done += ok
         written += ok
         failed += bad
     if to_hub:
         by_key = {up.key: c for up, c in to_hub}
-        ok, bad, moved = agent._write(
-            agent.hub, runner.order([up for up, _ in to_hub]),
+        ok, bad, moved = agent.write(
+            agent.hub, [up for up, _ in to_hub],
             origin=site.site_id)
         for up in ok:
             done.append(by_key[up.key])

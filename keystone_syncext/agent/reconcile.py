@@ -40,6 +40,7 @@ import os.path
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer as writer_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -330,11 +331,14 @@ def _run_metered(fn, args):
     return got, m.bytes, m.requests
 
 
-def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
-    """Reconcile ``site`` with ``agent.hub`` for every type both sync;
-    writes through ``agent._apply`` unless ``dry_run``."""
-    from keystone_syncext.agent import runner  # the order of types
-    types = [t for t in sorted(agent.hub_types, key=runner.rank)
+def reconcile_spoke(agent, writer, site,
+                    dry_run: bool = False) -> list[TypeReport]:
+    """Reconcile ``site`` with ``agent.hub`` for every type both sync
+    (``agent``: the run's :class:`keystone_syncext.agent.context.
+    Context`); writes through ``writer``
+    (:meth:`keystone_syncext.agent.writer.Writer.apply`) unless
+    ``dry_run``."""
+    types = [t for t in sorted(agent.hub_types, key=writer_mod.rank)
              if t in agent.spoke_types.get(site.name, ())]
     diffs = compare(agent.hub, site, types)
     reports, changes = {}, []
@@ -364,7 +368,7 @@ def reconcile_spoke(agent, site, dry_run: bool = False) -> list[TypeReport]:
     if dry_run or not changes:
         return list(reports.values())
     with client.metered() as meter:
-        done, failed, written = agent._apply(site, changes)
+        done, failed, written = writer.apply(site, changes)
         agent.state.record(site.name, None, done, failed, written)
     for t, rep in reports.items():
         rep.upserts = sum(1 for c in written

@@ -34,225 +34,44 @@ SQLite by default, or any SQLAlchemy URL; our own alembic tree
 ``keystone_sync_alembic_version``).
 """
 
-import datetime
 import json
-import os
-import secrets
 
 from alembic import command as alembic_command
-from alembic import config as alembic_config
 import sqlalchemy as sa
 
-from keystone_syncext.agent import secret_fields
+from keystone_syncext.agent import state_conflicts
+from keystone_syncext.agent import state_tables
 
-VERSION_TABLE = 'keystone_sync_alembic_version'
-
-metadata = sa.MetaData()
-
-hub = sa.Table(
-    'agent_hub', metadata,
-    sa.Column('id', sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column('name', sa.String(255), nullable=False),
-    sa.Column('site_id', sa.String(64)),
-    sa.Column('cursor', sa.String(64)),
-    sa.Column('head', sa.String(64)),
-    sa.Column('last_read_at', sa.DateTime),
-    sa.Column('last_error', sa.Text),
-    sa.Column('last_error_at', sa.DateTime),
-)
-
-outbox = sa.Table(
-    'agent_outbox', metadata,
-    sa.Column('seq', sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column('cursor', sa.String(64), nullable=False),
-    sa.Column('type', sa.String(64), nullable=False),
-    sa.Column('resource_id', sa.String(255), nullable=False),
-    sa.Column('op', sa.String(16), nullable=False),
-    sa.Column('origin', sa.String(64)),
-    sa.Column('changed_at', sa.DateTime),
-    sa.Column('hash', sa.String(64)),
-    sa.Column('resource', sa.Text),
-    sqlite_autoincrement=True,
-)
-
-spoke = sa.Table(
-    'agent_spoke', metadata,
-    sa.Column('name', sa.String(255), primary_key=True),
-    sa.Column('site_id', sa.String(64)),
-    # new: never seeded; seeding: a seed started (and is redone whole
-    # after a crash); live: follows the outbox.
-    sa.Column('state', sa.String(16), nullable=False),
-    sa.Column('applied_seq', sa.Integer, nullable=False),
-    sa.Column('last_success_at', sa.DateTime),
-    sa.Column('last_error', sa.Text),
-    sa.Column('last_error_at', sa.DateTime),
-    sa.Column('failures', sa.Integer, nullable=False),
-    sa.Column('last_reconcile_at', sa.DateTime),
-    # The spoke's feed history when last checked, and a cursor of it
-    # (see State.note_history).
-    sa.Column('history_id', sa.String(64)),
-    sa.Column('history_marker', sa.String(64)),
-)
-
-pending = sa.Table(
-    'agent_pending', metadata,
-    sa.Column('spoke', sa.String(255), primary_key=True),
-    sa.Column('type', sa.String(64), primary_key=True),
-    sa.Column('resource_id', sa.String(255), primary_key=True),
-    sa.Column('seq', sa.Integer, nullable=False),
-    sa.Column('op', sa.String(16), nullable=False),
-    sa.Column('resource', sa.Text),
-    sa.Column('attempts', sa.Integer, nullable=False),
-    sa.Column('last_error', sa.Text),
-    sa.Column('since', sa.DateTime, nullable=False),
-    sa.Column('hash', sa.String(64)),
-)
-
-placed = sa.Table(
-    'agent_placed', metadata,
-    sa.Column('spoke', sa.String(255), primary_key=True),
-    sa.Column('type', sa.String(64), primary_key=True),
-    sa.Column('resource_id', sa.String(255), primary_key=True),
-    # The hub's content hash of what was written (the three-way base).
-    sa.Column('hash', sa.String(64)),
-)
-
-conflict = sa.Table(
-    'agent_conflict', metadata,
-    sa.Column('id', sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column('detected_at', sa.DateTime, nullable=False),
-    sa.Column('spoke', sa.String(255), nullable=False),
-    sa.Column('type', sa.String(64), nullable=False),
-    sa.Column('resource_id', sa.String(255), nullable=False),
-    sa.Column('strategy', sa.String(32), nullable=False),
-    sa.Column('winner', sa.String(255), nullable=False),
-    sa.Column('reason', sa.Text, nullable=False),
-    sa.Column('base_hash', sa.String(64)),
-    sa.Column('hub_hash', sa.String(64)),
-    sa.Column('spoke_hash', sa.String(64)),
-    sa.Column('hub_changed_at', sa.DateTime),
-    sa.Column('spoke_changed_at', sa.DateTime),
-    # JSON; null: that side had deleted the resource.
-    sa.Column('hub_version', sa.Text),
-    sa.Column('spoke_version', sa.Text),
-    sqlite_autoincrement=True,
-)
-
-key = sa.Table(
-    'agent_key', metadata,
-    sa.Column('name', sa.String(64), primary_key=True),
-    sa.Column('value', sa.String(128), nullable=False),
-)
-FINGERPRINT_KEY = 'conflict_fingerprint'
-
-upward = sa.Table(
-    'agent_upward', metadata,
-    sa.Column('spoke', sa.String(255), primary_key=True),
-    sa.Column('cursor', sa.String(64)),
-    sa.Column('last_read_at', sa.DateTime),
-)
+# The tables and helpers, by the names the rest of the agent uses.
+VERSION_TABLE = state_tables.VERSION_TABLE
+metadata = state_tables.metadata
+hub, outbox, spoke = state_tables.hub, state_tables.outbox, state_tables.spoke
+pending, placed = state_tables.pending, state_tables.placed
+conflict, key, upward = (state_tables.conflict, state_tables.key,
+                         state_tables.upward)
+FINGERPRINT_KEY = state_tables.FINGERPRINT_KEY
+Change = state_tables.Change
+up_key, now, parse_time = (state_tables.up_key, state_tables.now,
+                           state_tables.parse_time)
 
 
-def up_key(name: str) -> str:
-    """The ``agent_pending.spoke`` key of what the hub refused from
-    spoke ``name``."""
-    return f'{name} -> hub'
-
-
-def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-
-
-def parse_time(value: str | None) -> datetime.datetime | None:
-    if not value:
-        return None
-    parsed = datetime.datetime.fromisoformat(value.replace('Z', '+00:00'))
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(datetime.UTC).replace(tzinfo=None)
-    return parsed
-
-
-class Change:
-    """One thing to do at a spoke: upsert or delete a resource by id."""
-
-    __slots__ = ('seq', 'type', 'id', 'op', 'origin', 'resource',
-                 'changed_at', 'hash', 'if_match')
-
-    def __init__(self, seq, type_, id_, op, origin=None, resource=None,
-                 changed_at=None, hash_=None, if_match=None):
-        self.seq, self.type, self.id, self.op = seq, type_, id_, op
-        self.origin, self.resource = origin, resource
-        self.changed_at = changed_at
-        # The hub's content hash of ``resource``, recorded as what the
-        # agent placed at a spoke once written.
-        self.hash = hash_
-        # Write only if the site still holds this hash (the base of the
-        # three-way conflict check); None: unconditionally.
-        self.if_match = if_match
-
-    @property
-    def key(self):
-        return (self.type, self.id)
-
-    def item(self) -> dict:
-        """The ``/v3/sync/batch`` item; conditional on ``if_match`` (the
-        hash the site must still hold) when set."""
-        if self.op == 'delete':
-            out = {'op': 'delete', 'type': self.type, 'id': self.id}
-        else:
-            out = {'op': 'upsert', 'type': self.type, 'id': self.id,
-                   'resource': self.resource}
-        if self.if_match:
-            out['if_match'] = f'"{self.if_match}"'
-        return out
-
-
-def _config(conn) -> alembic_config.Config:
-    cfg = alembic_config.Config()
-    cfg.set_main_option('script_location', os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), 'migrations'))
-    cfg.attributes['connection'] = conn
-    return cfg
-
-
-def _engine(url: str) -> sa.engine.Engine:
-    if url.startswith('sqlite'):
-        path = sa.engine.make_url(url).database
-        if path and path != ':memory:':
-            directory = os.path.dirname(os.path.abspath(path))
-            os.makedirs(directory, mode=0o700, exist_ok=True)
-            if not os.path.exists(path):
-                # Password hashes pass through: owner-only from the start.
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        engine = sa.create_engine(
-            url, connect_args={'timeout': 60, 'check_same_thread': False})
-
-        @sa.event.listens_for(engine, 'connect')
-        def _wal(dbapi_conn, _record):
-            # Readers (``keystone-sync status``) never block the agent.
-            dbapi_conn.execute('PRAGMA journal_mode=WAL')
-            dbapi_conn.execute('PRAGMA synchronous=NORMAL')
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
-
-
-class State:
+class State(state_conflicts.ConflictRecords):
     """The state database at ``url``; conflict records older than
     ``conflict_retention_days`` (None: kept) go with :meth:`prune`."""
 
     def __init__(self, url: str, conflict_retention_days: int | None = None):
         self.url = url
-        self.engine = _engine(url)
+        self.engine = state_tables.engine(url)
         self.conflict_retention_days = conflict_retention_days
         self._fingerprint_key = None
 
     def migrate(self, revision: str = 'head') -> None:
         with self.engine.begin() as conn:
-            alembic_command.upgrade(_config(conn), revision)
+            alembic_command.upgrade(state_tables.config(conn), revision)
 
     def downgrade(self, revision: str = 'base') -> None:
         with self.engine.begin() as conn:
-            alembic_command.downgrade(_config(conn), revision)
+            alembic_command.downgrade(state_tables.config(conn), revision)
 
     # -- the hub ------------------------------------------------------
 
@@ -555,61 +374,6 @@ class State:
                 return 0
             return conn.execute(outbox.delete()
                                 .where(outbox.c.seq <= low)).rowcount
-
-    # -- conflicts ---------------------------------------------------
-
-    def fingerprint_key(self) -> bytes:
-        """The key of the fingerprints of secrets in conflict records,
-        made on first use (the migration makes it for an existing
-        database)."""
-        if self._fingerprint_key is None:
-            with self.engine.begin() as conn:
-                value = conn.execute(sa.select(key.c.value).where(
-                    key.c.name == FINGERPRINT_KEY)).scalar()
-                if value is None:
-                    value = secrets.token_hex(32)
-                    conn.execute(key.insert().values(name=FINGERPRINT_KEY,
-                                                     value=value))
-            self._fingerprint_key = bytes.fromhex(value)
-        return self._fingerprint_key
-
-    def add_conflict(self, record: dict) -> bool:
-        """Keep one resolved conflict; the same one judged again (its
-        change retried) is kept once. Returns whether it was new. The
-        versions (JSON text) are kept with the hashes of secrets
-        fingerprinted."""
-        record = dict(record)
-        for side in ('hub_version', 'spoke_version'):
-            record[side] = secret_fields.fingerprinted_json(
-                self.fingerprint_key(), record['type'], record.get(side))
-        same = [conflict.c[k] == record.get(k) for k in (
-            'spoke', 'type', 'resource_id', 'hub_hash', 'spoke_hash',
-            'winner')]
-        with self.engine.begin() as conn:
-            if conn.execute(sa.select(conflict.c.id)
-                            .where(*same).limit(1)).first():
-                return False
-            conn.execute(conflict.insert().values(
-                detected_at=now(), **record))
-        return True
-
-    def prune_conflicts(self, days: int) -> int:
-        """Remove conflict records older than ``days``; how many."""
-        cutoff = now() - datetime.timedelta(days=days)
-        with self.engine.begin() as conn:
-            return conn.execute(conflict.delete().where(
-                conflict.c.detected_at < cutoff)).rowcount
-
-    def conflicts(self, spoke_name: str | None = None,
-                  limit: int | None = None) -> list:
-        """Resolved conflicts, newest first."""
-        query = sa.select(conflict).order_by(conflict.c.id.desc())
-        if spoke_name:
-            query = query.where(conflict.c.spoke == spoke_name)
-        if limit:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            return conn.execute(query).all()
 
     # -- for ``keystone-sync status`` ----------------------------------
 

@@ -52,9 +52,12 @@ class Report:
     deleted_at_hub: int = 0  # placed by the agent, gone from the hub
 
 
-def recover(agent, site, types: list[str], head: str) -> Report:
+def recover(agent, send, site, types: list[str], head: str) -> Report:
     """Restart the upward feed of ``site`` at ``head`` and send up what
-    the lost history held (see the module's docstring)."""
+    the lost history held (see the module's docstring). ``agent``: the
+    run's :class:`keystone_syncext.agent.context.Context`; ``send(site,
+    changes)``: how changes made at the spoke go to the hub, (done,
+    failed) (:meth:`keystone_syncext.agent.upward.Upward.send`)."""
     agent.state.set_upward_cursor(site.name, head)
     LOG.error('spoke %(spoke)s no longer holds the history of its own feed '
               'after the agent\'s upward cursor; following it from its '
@@ -82,7 +85,7 @@ def recover(agent, site, types: list[str], head: str) -> Report:
                     state_mod.parse_time(env.get('updated_at')),
                     hash_=env.get('hash')))
     if ups:
-        done, failed = agent._apply_up(site, ups)
+        done, failed = send(site, ups)
         agent.state.record(state_mod.up_key(site.name), None, done, failed)
         report.sent, report.refused = len(done), len(failed)
     LOG.warning('spoke %(spoke)s: its own feed restarted at its head; '

@@ -1,13 +1,21 @@
-"""An in-memory site for the agent: the ``/v3/sync`` API over real HTTP
-on loopback, with faults injected on request.
+"""An in-memory site for the agent: the ``/v3/sync`` API, answered in
+memory (:meth:`FakeSite.client`) or over real HTTP on loopback
+(:meth:`FakeSite.serve`), with faults injected on request.
 
-The agent's own :class:`keystone_syncext.agent.client.Site` talks to it
-through keystoneauth as it talks to a Keystone, so what is under test is
-the whole agent: its retries, its waits, its timeouts and its handling of
-every answer. The site keeps resources per type, a change feed (with a
-history that can be lost: 410), names unique per type and domain (409 with
-``existing_id``, as Keystone's bootstrap roles clash with the hub's), and
-tokens it can refuse.
+The agent's own :class:`keystone_syncext.agent.client.Site` talks to it:
+in memory, its requests go straight to :meth:`FakeSite.answer` (no
+socket; a ``drop`` is a refused connection, a ``hang`` the client's
+timeout); served, through keystoneauth as it talks to a Keystone. Either
+way what is under test is the whole agent: its retries, its waits, its
+timeouts and its handling of every answer. Items and digest buckets hash
+as the extension's (:mod:`keystone_syncext.common.protocol` for items,
+:mod:`keystone_syncext.digests.hashing` for buckets).
+
+The site keeps resources per type, a change feed (with a history that
+can be lost: 410), names unique per type and domain (409 with
+``existing_id``, as Keystone's bootstrap roles clash with the hub's),
+conditional writes (412 to a stale ``if_match``), and tokens it can
+refuse.
 
 A fault (:class:`Fault`) makes the requests of one route answer something
 else, a number of times: a status (401, 410, 500, ...), a 503 with a
@@ -18,7 +26,6 @@ own timeout.
 
 import contextlib
 import dataclasses
-import hashlib
 import http.server
 import json
 import os.path
@@ -27,13 +34,17 @@ import threading
 import urllib.parse
 import uuid
 
-from keystoneauth1 import plugin
-from keystoneauth1 import session as ks_session
+from keystoneauth1 import exceptions as ks_exc
+
+from keystone_syncext.agent import client as client_mod
+from keystone_syncext.common import protocol
+from keystone_syncext.digests import hashing
+from keystone_syncext.testing import fakesite_http
 
 TYPES = ('role', 'project', 'user', 'application_credential')
 LEAF = 64
 ROUTES = ('capabilities', 'changes', 'listing', 'resource', 'digest',
-          'digests', 'batch', 'rekey')
+          'digests', 'tombstones', 'batch', 'rekey')
 
 
 @dataclasses.dataclass
@@ -49,16 +60,37 @@ class Fault:
     retry_after: str | None = None
 
 
-def content_hash(resource: dict) -> str:
-    return hashlib.sha256(json.dumps(resource, sort_keys=True)
-                          .encode()).hexdigest()
+content_hash = protocol.content_hash
 
 
 class FakeSite:
     """One site's data and API; ``serve()`` runs it on loopback."""
 
-    def __init__(self, name: str, types=TYPES):
+    def __init__(self, name: str, types=TYPES, leaf: int = LEAF,
+                 common_prefix: bool = True, max_digests: int | None = 100,
+                 rekey_types=('role', 'project', 'user')):
         self.name = name
+        # Items a digest node lists itself once it holds no more.
+        self.leaf = leaf
+        # False: a server from before digests told their common prefix.
+        self.common_prefix = common_prefix
+        # None: a server from before POST /sync/digests.
+        self.max_digests = max_digests
+        self.rekey_types = list(rekey_types)
+        # type -> ids deleted here (POST /sync/tombstones); None: a server
+        # from before the route.
+        self.tombstones: dict[str, set] | None = None
+        self.tombstones_asked: list[tuple[str, list]] = []
+        # The feed's history (a restore or a capture repair renews it),
+        # cursors refused as from before a restore (410 ``rewound``),
+        # and the cursors the feed was read from.
+        self.history_id = uuid.uuid4().hex[:16]
+        self.rewound: set[str] = set()
+        self.since_read: list[str | None] = []
+        # Capture incomplete (triggers missing): the feed answers 503.
+        self.missing_triggers: list[str] = []
+        # Digest nodes answered (a POST /sync/digests counts each).
+        self.nodes = 0
         self.site_id = uuid.uuid4().hex
         self.types = list(types)
         self.data: dict[str, dict] = {t: {} for t in self.types}
@@ -88,6 +120,14 @@ class FakeSite:
     def _log(self, type_name, id_, op, origin):
         self.feed.append({'type': type_name, 'id': id_, 'op': op,
                           'origin': origin})
+
+    def load(self, data: dict) -> None:
+        """Hold ``data`` (type -> {id: resource}) as it is, with no feed
+        entries (a site as its backup left it)."""
+        with self.lock:
+            for type_name, items in data.items():
+                self.data.setdefault(type_name, {}).update(
+                    json.loads(json.dumps(items)))
 
     def lose_history(self) -> None:
         """Prune the whole feed: a cursor before the head is gone."""
@@ -155,15 +195,30 @@ class FakeSite:
             return getattr(self, '_' + route)(query, body, headers, *args)
 
     def _capabilities(self, query, body, headers):
-        return 200, {'sync': {
+        caps = {
             'protocol_versions': [1], 'protocol_version': 1,
             'site_id': self.site_id, 'keystone_version': 'fake',
             'resource_types': self.types, 'head_cursor': self.head(),
             'oldest_valid_cursor': str(self.oldest), 'max_page_size': 1000,
-            'rekey_types': ['role', 'project', 'user'],
-            'max_digests_per_request': 100}}, {}
+            'rekey_types': self.rekey_types, 'history_id': self.history_id}
+        if self.max_digests:
+            caps['max_digests_per_request'] = self.max_digests
+        if self.tombstones is not None:
+            caps['tombstone_lookup'] = True
+        return 200, {'sync': caps}, {}
 
     def _changes(self, query, body, headers):
+        self.since_read.append(query.get('since'))
+        if self.missing_triggers:
+            return 503, {'error': {
+                'code': 503, 'capture_complete': False,
+                'message': 'change capture at this site is incomplete',
+                'missing_triggers': self.missing_triggers,
+                'missing_columns': []}}, {}
+        if query.get('since') in self.rewound:
+            return 410, {'error': {'message': 'gone', 'rewound': True,
+                                   'reconcile': True,
+                                   'head_cursor': self.head()}}, {}
         since = int(query.get('since', 0))
         if since < self.oldest or since > len(self.feed):
             return 410, {'error': {'message': 'gone',
@@ -186,7 +241,7 @@ class FakeSite:
     def _listing(self, query, body, headers, type_name):
         prefix, marker = query.get('prefix', ''), query.get('marker')
         limit = int(query.get('limit', 1000))
-        ids = sorted(i for i in self.data[type_name]
+        ids = sorted(i for i in self.data.get(type_name, {})
                      if i.startswith(prefix) and (not marker or i > marker))
         page = ids[:limit]
         return 200, {'items': [self._env(type_name, i) for i in page],
@@ -194,13 +249,14 @@ class FakeSite:
                      else None}, {}
 
     def _resource(self, query, body, headers, type_name, id_):
-        if id_ not in self.data[type_name]:
+        if id_ not in self.data.get(type_name, {}):
             return 404, {'error': {'message': 'not found'}}, {}
         return 200, self._env(type_name, id_), {}
 
     def _node(self, type_name, prefix):
+        self.nodes += 1
         pairs = sorted((i, content_hash(r))
-                       for i, r in self.data[type_name].items()
+                       for i, r in self.data.get(type_name, {}).items()
                        if i.startswith(prefix))
         buckets: dict = {}
         for i, h in pairs:
@@ -210,10 +266,10 @@ class FakeSite:
                'buckets': [{'prefix': k, 'count': len(v),
                             'hash': _bucket_hash(v)}
                            for k, v in sorted(buckets.items())]}
-        if pairs:
+        if pairs and self.common_prefix:
             out['common_prefix'] = os.path.commonprefix([pairs[0][0],
                                                          pairs[-1][0]])
-        if len(pairs) <= LEAF:
+        if len(pairs) <= self.leaf:
             out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
         return out
 
@@ -222,8 +278,19 @@ class FakeSite:
                                           query.get('prefix', ''))}, {}
 
     def _digests(self, query, body, headers):
+        if not self.max_digests:
+            return 404, {'error': {'message': 'The resource could not be '
+                                   'found.'}}, {}
         return 200, {'digests': [self._node(d['type'], d['prefix'])
                                  for d in body['digests']]}, {}
+
+    def _tombstones(self, query, body, headers):
+        if self.tombstones is None:
+            return 404, {'error': {'message': 'no route'}}, {}
+        self.tombstones_asked.append((body['type'], sorted(body['ids'])))
+        gone = self.tombstones.get(body['type'], set())
+        return 200, {'tombstones': [{'id': i} for i in body['ids']
+                                    if i in gone]}, {}
 
     def _batch(self, query, body, headers):
         origin = headers.get('OpenStack-Sync-Origin')
@@ -232,6 +299,14 @@ class FakeSite:
         results = []
         for n, item in enumerate(body['items']):
             t, id_ = item['type'], item['id']
+            held = self.data[t].get(id_)
+            current = content_hash(held) if held is not None else None
+            want = (item.get('if_match') or '').strip('"') or None
+            if want and want != current:
+                results.append({'index': n, 'status': 412, 'error': {
+                    'code': 412, 'current_hash': current,
+                    'message': f'{t} {id_} is not the version given'}})
+                continue
             if item['op'] == 'delete':
                 if self.data[t].pop(id_, None) is None:
                     results.append({'index': n, 'status': 404})
@@ -270,7 +345,7 @@ class FakeSite:
     def serve(self):
         """Run the site on a loopback port until the block ends."""
         httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                _handler(self))
+                                                fakesite_http.handler(self))
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -288,12 +363,35 @@ class FakeSite:
     def cloud(self):
         """What :class:`keystone_syncext.agent.client.Site` takes as
         ``cloud``: a session with a token of this site's."""
-        return _Cloud(self)
+        return fakesite_http.Cloud(self)
+
+    @classmethod
+    def holding(cls, items: dict, name: str = 'site', **kwargs):
+        """A site holding ``items`` ((type, id) -> representation; no
+        feed entries), of those types besides its own."""
+        types = list(dict.fromkeys(list(kwargs.pop('types', TYPES)) +
+                                   [t for t, _ in items]))
+        site = cls(name, types=types, **kwargs)
+        by_type: dict = {}
+        for (type_name, id_), resource in items.items():
+            by_type.setdefault(type_name, {})[id_] = resource
+        site.load(by_type)
+        return site
+
+    def client(self, conf=None, **kwargs) -> client_mod.Site:
+        """The agent's client of this site, answered in memory: its
+        requests go to :meth:`answer` without a socket. With ``conf``,
+        the agent's request bounds (:func:`client.from_conf`); else
+        ``kwargs`` of :class:`client.Site`."""
+        if conf is not None:
+            site = client_mod.from_conf(conf, self.name, cloud=self.cloud())
+        else:
+            site = client_mod.Site(self.name, cloud=self.cloud(), **kwargs)
+        site.adapter = _InMemory(self)
+        return site
 
 
-def _bucket_hash(pairs) -> str:
-    return hashlib.sha256(''.join(f'{i} {h}\n' for i, h in pairs)
-                          .encode()).hexdigest()
+_bucket_hash = hashing.bucket_hash
 
 
 _PATTERNS = [
@@ -303,6 +401,7 @@ _PATTERNS = [
     ('GET', r'/v3/sync/resources/([^/]+)/(.+)', 'resource'),
     ('GET', r'/v3/sync/digest/([^/]+)', 'digest'),
     ('POST', r'/v3/sync/digests', 'digests'),
+    ('POST', r'/v3/sync/tombstones', 'tombstones'),
     ('POST', r'/v3/sync/batch', 'batch'),
     ('POST', r'/v3/sync/rekey', 'rekey'),
 ]
@@ -316,75 +415,54 @@ def _route(method, path):
     return None, []
 
 
-def _handler(site: FakeSite):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = 'HTTP/1.1'   # keep-alive, as a real API server
+class _Response:
+    """What the client reads of an answer."""
 
-        def _serve(self, method):
-            url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
-            size = int(self.headers.get('Content-Length') or 0)
-            body = json.loads(self.rfile.read(size)) if size else None
-            status, out, extra = site.answer(method, url.path, query, body,
-                                             self.headers)
-            if status == 'hang':
-                site.released.wait()
-                status = 'drop'
-            if status == 'drop':
-                self.close_connection = True
-                return
-            data = json.dumps(out).encode()
-            self.send_response(status)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            for k, v in extra.items():
-                self.send_header(k, v)
-            self.end_headers()
-            self.wfile.write(data)
+    def __init__(self, status, body, headers, sent):
+        self.status_code = status
+        self.content = json.dumps(body).encode() if body is not None \
+            else b''
+        self.headers = headers
+        self.reason = ''
+        self.request = type('Sent', (), {'body': sent})()
 
-        def do_GET(self):
-            self._serve('GET')
-
-        def do_POST(self):
-            self._serve('POST')
-
-        def log_message(self, *args):
-            pass
-
-    return Handler
+    def json(self):
+        return json.loads(self.content)
 
 
-class _Token(plugin.BaseAuthPlugin):
-    """A token per authentication, a new one after ``invalidate``."""
+class _InMemory:
+    """In place of the keystoneauth adapter of a :class:`client.Site`:
+    the request, serialised as over HTTP (nothing is shared between the
+    agent and the site), answered by :meth:`FakeSite.answer`."""
 
-    def __init__(self, site):
-        super().__init__()
-        self.site, self.token = site, None
+    def __init__(self, site: FakeSite):
+        self.site = site
+        self.token = fakesite_http.Token(site)
 
-    def get_token(self, session, **kwargs):
-        if self.token is None:
-            with self.site.lock:
-                self.site.tokens += 1
-                self.token = f'token-{self.site.tokens}'
-        return self.token
+    def request(self, path, method, json=None, params=None, headers=None,
+                timeout=None, **kwargs):
+        sent = _json_mod.dumps(json).encode() if json is not None else None
+        body = _json_mod.loads(sent) if sent is not None else None
+        url = urllib.parse.urlsplit('/v3' + path)
+        query = {k: str(v) for k, v in (params or {}).items()}
+        query.update(urllib.parse.parse_qsl(url.query))
+        given = dict(headers or {})
+        given['X-Auth-Token'] = self.token.get_token(None)
+        status, out, extra = self.site.answer(method, url.path, query, body,
+                                              given)
+        if status == 'hang':
+            if not self.site.released.wait(timeout):
+                raise ks_exc.ConnectTimeout('no answer in time')
+            status = 'drop'
+        if status == 'drop':
+            raise ks_exc.ConnectFailure('connection closed')
+        return _Response(status, out, extra, sent)
 
     def invalidate(self):
-        self.token = None
-        return True
+        return self.token.invalidate()
+
+    def get_user_id(self):
+        return f'agent-at-{self.site.name}'
 
 
-class _Cloud:
-    def __init__(self, site):
-        self.site = site
-
-    def get_session(self):
-        return ks_session.Session(auth=_Token(self.site))
-
-    def get_interface(self, service):
-        return 'public'
-
-    def get_region_name(self, service):
-        return None
-
-    def get_endpoint(self, service):
-        return self.site.url
+_json_mod = json

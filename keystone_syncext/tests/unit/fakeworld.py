@@ -69,25 +69,39 @@ class World:
         return stack
 
     def run_once(self, conf, capsys, within):
-        """``run --once`` in a thread; (exit code, spoke lines, seconds)."""
+        """``run --once`` in a thread, over HTTP; (exit code, spoke lines,
+        seconds)."""
         agent = runner.Agent(
             conf, client.from_conf(conf, 'hub', cloud=self.hub.cloud()),
             [client.from_conf(conf, s.name, cloud=s.cloud())
              for s in self.spokes],
             state_mod.State(self.url), once=True)
-        got = {}
-        start = time.monotonic()
-        t = threading.Thread(target=lambda: got.update(rc=agent.run()),
-                             daemon=True)
-        t.start()
-        t.join(within)
-        took = time.monotonic() - start
-        agent.stop.set()
-        assert not t.is_alive(), f'run --once still running after {within}s'
-        out, err = capsys.readouterr()
-        lines = [line for line in (out + err).splitlines()
-                 if line.startswith('spoke ')]
-        return got['rc'], lines, took
+        return run_agent(agent, capsys, within)
+
+    def agent(self, conf, once=True, **kwargs):
+        """An agent of this world's sites, answered in memory (no
+        socket: :meth:`fakesite.FakeSite.client`)."""
+        return runner.Agent(conf, self.hub.client(conf),
+                            [s.client(conf) for s in self.spokes],
+                            state_mod.State(self.url), once=once, **kwargs)
+
+
+def run_agent(agent, capsys, within):
+    """``agent.run()`` in a thread that must end ``within`` seconds;
+    (exit code, spoke lines, seconds)."""
+    got = {}
+    start = time.monotonic()
+    t = threading.Thread(target=lambda: got.update(rc=agent.run()),
+                         daemon=True)
+    t.start()
+    t.join(within)
+    took = time.monotonic() - start
+    agent.stop.set()
+    assert not t.is_alive(), f'run --once still running after {within}s'
+    out, err = capsys.readouterr()
+    lines = [line for line in (out + err).splitlines()
+             if line.startswith('spoke ')]
+    return got['rc'], lines, took
 
 
 def inject(site, route, kind, times=None):

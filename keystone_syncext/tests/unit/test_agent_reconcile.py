@@ -1,94 +1,60 @@
-"""The reconcile's digest walk, on fake sites that answer digests as the
-API does (buckets by the next character of the id, the items themselves
-once few enough match): it must find every difference and descend only
-into buckets that differ."""
+"""The reconcile's digest walk, on the in-memory site
+(:mod:`keystone_syncext.testing.fakesite`, read through the agent's own
+client), which answers digests as the API does (buckets by the next
+character of the id, the items themselves once few enough match): it
+must find every difference and descend only into buckets that
+differ."""
 
-import hashlib
-import json
-import os.path
 import random
-import threading
 
 import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import reconcile
+from keystone_syncext.common import protocol
+from keystone_syncext.testing import fakesite
 
 
-class FakeSite:
-    """``digest``, ``resource`` and ``listing_prefix`` over a dict of
-    type -> {id: resource}; counts the digest nodes asked for and the
-    requests that asked (``POST /sync/digests`` when ``max_digests``)."""
+def FakeSite(data, leaf=4, common_prefix=True, max_digests=None,  # noqa: N802
+             name='fake'):
+    """The agent's client of an in-memory site holding ``data`` (type ->
+    {id: resource}) whose digests list their items once ``leaf`` or
+    fewer; ``common_prefix`` False: a server from before digests told
+    it; ``max_digests`` None: from before ``POST /sync/digests``. Its
+    ``digests``: the nodes answered; ``requests`` and ``bytes``: what the
+    walk cost (after the capabilities)."""
+    fake = fakesite.FakeSite(name, types=list(data) or ['role'], leaf=leaf,
+                             common_prefix=common_prefix,
+                             max_digests=max_digests)
+    fake.load(data)
+    return _Counted(fake)
 
-    def __init__(self, data, leaf=4, common_prefix=True, max_digests=None):
-        self.data = data
-        self.leaf = leaf
-        # False: a server from before digests told their common prefix.
-        self.common_prefix = common_prefix
-        # None: a server from before POST /sync/digests.
-        self.max_digests = max_digests
-        self.name = 'fake'
-        self.digests = 0
-        self.requests = 0
-        self.lock = threading.Lock()
 
-    def digest(self, type_name, prefix=''):
-        with self.lock:
-            self.requests += 1
-        return self._digest(type_name, prefix)
+class _Counted:
+    """A client of ``fake`` and what it cost."""
 
-    def digest_many(self, nodes):
-        assert self.max_digests and 0 < len(nodes) <= self.max_digests
-        with self.lock:
-            self.requests += 1
-        return [self._digest(t, p) for t, p in nodes]
+    def __init__(self, fake):
+        self.fake = fake
+        self.site = fake.client(timeout=5)
+        self.site.capabilities()
+        self.site.requests = self.site.bytes_transferred = 0
 
-    @staticmethod
-    def hash_of(resource):
-        return hashlib.sha256(repr(sorted(resource.items())).encode()) \
-            .hexdigest()
+    def __getattr__(self, name):
+        return getattr(self.site, name)
 
-    @staticmethod
-    def _bucket_hash(pairs):
-        return hashlib.sha256(''.join(f'{i} {h}\n' for i, h in pairs)
-                              .encode()).hexdigest()
+    def __setattr__(self, name, value):
+        if name in ('fake', 'site'):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.site, name, value)
 
-    def _digest(self, type_name, prefix):
-        with self.lock:
-            self.digests += 1
-        pairs = sorted((i, self.hash_of(r))
-                       for i, r in self.data.get(type_name, {}).items()
-                       if i.startswith(prefix))
-        buckets = {}
-        for i, h in pairs:
-            buckets.setdefault(i[:len(prefix) + 1], []).append((i, h))
-        out = {'prefix': prefix, 'count': len(pairs),
-               'hash': self._bucket_hash(pairs),
-               'buckets': [{'prefix': k, 'count': len(v),
-                            'hash': self._bucket_hash(v)}
-                           for k, v in sorted(buckets.items())]}
-        if pairs and self.common_prefix:
-            out['common_prefix'] = os.path.commonprefix([pairs[0][0],
-                                                         pairs[-1][0]])
-        if len(pairs) <= self.leaf:
-            out['items'] = [{'id': i, 'hash': h} for i, h in pairs]
-        return out
+    @property
+    def digests(self):
+        return self.fake.nodes
 
-    def _env(self, type_name, id_):
-        r = self.data[type_name][id_]
-        return {'id': id_, 'resource': r, 'hash': self.hash_of(r)}
-
-    def envelope(self, type_name, id_):
-        if id_ not in self.data.get(type_name, {}):
-            return None
-        return self._env(type_name, id_)
-
-    def listing_prefix(self, type_name, prefix, marker=None, limit=1000):
-        ids = sorted(i for i in self.data.get(type_name, {})
-                     if i.startswith(prefix) and (not marker or i > marker))
-        page = ids[:limit]
-        return {'items': [self._env(type_name, i) for i in page],
-                'next_marker': page[-1] if len(ids) > limit else None}
+    @property
+    def bytes(self):
+        return self.site.bytes_transferred
 
 
 def _ids(rng, n):
@@ -124,7 +90,7 @@ def test_walk_finds_every_difference_and_only_descends_where_needed():
     assert set(role.differ) == set(changed)
     assert role.extra == set(extra)
     for i in role.missing:
-        assert role.missing[i] == FakeSite.hash_of(hub_data['role'][i])
+        assert role.missing[i] == protocol.content_hash(hub_data['role'][i])
     assert project.hub_only == ['a'] and not project.missing
     # About four levels per difference, never the 2000 ids' worth.
     assert hub.digests < 80 and spoke.digests < 80
@@ -226,8 +192,8 @@ def test_a_level_of_the_walk_is_one_request_per_site(hub_max, spoke_max,
     types = ['role', 'project', 'user']
     one_by_one = reconcile.compare(FakeSite(hub_data), FakeSite(spoke_data),
                                    types)
-    hub = _Metered(hub_data, max_digests=hub_max)
-    spoke = _Metered(spoke_data, max_digests=spoke_max)
+    hub = FakeSite(hub_data, max_digests=hub_max)
+    spoke = FakeSite(spoke_data, max_digests=spoke_max)
     levels = []
     fetch_level = reconcile._fetch_level
     monkeypatch.setattr(reconcile, '_fetch_level', lambda *a: (
@@ -262,27 +228,6 @@ def test_a_level_of_the_walk_is_one_request_per_site(hub_max, spoke_max,
         hub.requests + spoke.requests
 
 
-class _Metered(FakeSite):
-    """Counts body bytes into the agent's meter, as client.Site does."""
-
-    bytes = 0
-
-    def _count(self, answer):
-        n = len(json.dumps(answer))
-        with self.lock:
-            self.bytes += n
-        for meter in getattr(client._meters, 'stack', None) or ():
-            meter.bytes += n
-            meter.requests += 1
-        return answer
-
-    def digest(self, type_name, prefix=''):
-        return self._count(super().digest(type_name, prefix))
-
-    def digest_many(self, nodes):
-        return self._count(super().digest_many(nodes))
-
-
 def test_shares_are_whole_and_exact():
     assert reconcile._shares(10, [1, 1, 1]) == [3, 3, 4]
     assert reconcile._shares(0, [5, 7]) == [0, 0]
@@ -290,16 +235,12 @@ def test_shares_are_whole_and_exact():
     assert sum(reconcile._shares(1001, [3, 999, 12, 1])) == 1001
 
 
-class _NotUpgradedYet(FakeSite):
+def _not_upgraded_yet(data):
     """Offers POST /sync/digests, but the node that answers does not have
     the route yet (a rolling upgrade): 404."""
-
-    def digest_many(self, nodes):
-        with self.lock:
-            self.requests += 1
-        raise client.SiteError('spoke', 'POST /sync/digests: 404 The '
-                               'resource could not be found.', status=404,
-                               transient=False)
+    site = FakeSite(data, max_digests=100)
+    site.fake.fail('digests', 404)
+    return site
 
 
 def test_a_site_without_the_route_after_all_is_asked_a_node_at_a_time():
@@ -308,7 +249,7 @@ def test_a_site_without_the_route_after_all_is_asked_a_node_at_a_time():
     expected = _found(reconcile.compare(FakeSite(hub_data),
                                         FakeSite(spoke_data), types))
     hub = FakeSite(hub_data, max_digests=100)
-    spoke = _NotUpgradedYet(spoke_data, max_digests=100)
+    spoke = _not_upgraded_yet(spoke_data)
 
     assert _found(reconcile.compare(hub, spoke, types)) == expected
     # Refused once, then asked with GETs only.
@@ -317,13 +258,10 @@ def test_a_site_without_the_route_after_all_is_asked_a_node_at_a_time():
 
 
 def test_other_errors_of_the_route_are_not_hidden():
-    class Broken(FakeSite):
-        def digest_many(self, nodes):
-            raise client.SiteError('hub', 'POST /sync/digests: 503',
-                                   status=503)
+    broken = FakeSite({'role': {'a': {}}}, max_digests=10)
+    broken.fake.fail('digests', 503)
     with pytest.raises(client.SiteError, match='503'):
-        reconcile.compare(Broken({'role': {'a': {}}}, max_digests=10),
-                          FakeSite({'role': {'a': {}}}), ['role'])
+        reconcile.compare(broken, FakeSite({'role': {'a': {}}}), ['role'])
 
 
 class _State:
@@ -342,7 +280,8 @@ class _State:
 
 
 class _Agent:
-    """An agent whose writes to the spoke are taken as they come."""
+    """An agent (and its writer) whose writes to the spoke are taken as
+    they come."""
 
     def __init__(self, hub, placed):
         self.hub = hub
@@ -351,21 +290,18 @@ class _Agent:
         self.state = _State(placed)
         self.applied = []
 
-    def _apply(self, site, changes):
+    def apply(self, site, changes):
         self.applied += changes
         return list(changes), [], list(changes)
 
 
-class _TombstoneHub(FakeSite):
-    def __init__(self, data, tombstones, lookup=True):
-        super().__init__(data)
-        self.tombstones = tombstones    # type -> set of deleted ids
-        self.tombstone_lookup = lookup
-        self.asked = []
-
-    def deleted(self, type_name, ids):
-        self.asked.append((type_name, sorted(ids)))
-        return set(ids) & self.tombstones.get(type_name, set())
+def _tombstone_hub(data, tombstones, lookup=True):
+    """A hub that keeps ``tombstones`` (type -> deleted ids), and answers
+    for them unless ``lookup`` is False (from before the route)."""
+    hub = FakeSite(data)
+    hub.fake.tombstones = tombstones if lookup else None
+    hub.site.capabilities()
+    return hub
 
 
 @pytest.mark.parametrize('lookup', [True, False])
@@ -379,24 +315,25 @@ def test_reconcile_deletes_what_the_hub_has_a_tombstone_for(lookup):
         placed_extra: {'name': 'placed, since deleted at the hub'},
         resurrected: {'name': 'deleted at the hub, back from a backup'},
         own: {'name': "the spoke's own"}})}
-    hub = _TombstoneHub({'role': dict(shared)}, {'role': {resurrected}},
-                        lookup=lookup)
-    spoke = FakeSite(spoke_data)
-    spoke.name = 'spoke'
+    hub = _tombstone_hub({'role': dict(shared)}, {'role': {resurrected}},
+                         lookup=lookup)
+    spoke = FakeSite(spoke_data, name='spoke')
     agent = _Agent(hub, {('role', placed_extra): 'h'})
 
-    reports = reconcile.reconcile_spoke(agent, spoke)
+    reports = reconcile.reconcile_spoke(agent, agent, spoke)
 
     deleted = {c.id for c in agent.applied if c.op == 'delete'}
     if lookup:
         assert deleted == {placed_extra, resurrected}
         # Only what the agent did not place is asked about.
-        assert hub.asked == [('role', sorted([resurrected, own]))]
+        assert hub.fake.tombstones_asked == [
+            ('role', sorted([resurrected, own]))]
     else:
         # A hub from before the lookup: as before, placed only.
         assert deleted == {placed_extra}
-        assert hub.asked == []
+        assert hub.fake.tombstones_asked == []
     assert own not in deleted
     (rep,) = reports
     assert rep.deletes == len(deleted)
     assert rep.kept_local == 3 - len(deleted)
+

@@ -29,7 +29,7 @@ def test_a_spoke_never_joined_ends_naming_join(world, capsys, caplog):
     spoke.put('project', {'id': 'p-own', 'name': 'p0',
                           'domain_id': 'default'})
     bound = fakeworld.run_bound(conf, 6)
-    with caplog.at_level(logging.INFO, 'keystone_syncext.agent.runner'):
+    with caplog.at_level(logging.INFO, 'keystone_syncext.agent'):
         rc, lines, took = world.run_once(conf, capsys, bound)
     assert rc == 1 and took < bound
     [line] = lines

@@ -8,7 +8,8 @@ import types
 
 import pytest
 
-from keystone_syncext.agent import runner
+from keystone_syncext.agent import context
+from keystone_syncext.agent import seeding
 
 
 class Hub:
@@ -27,8 +28,8 @@ class Hub:
 
 def _agent(hub):
     conf = types.SimpleNamespace(request_timeout=5)
-    agent = runner.Agent(conf, hub, [], state=None)
-    return agent
+    ctx = context.Context(conf, hub, [], state=None)
+    return seeding.Seeder(ctx, writer=None)
 
 
 PAGES = {'role': [[{'id': 'r1'}], [{'id': 'r2'}]],
@@ -36,7 +37,7 @@ PAGES = {'role': [[{'id': 'r1'}], [{'id': 'r2'}]],
 
 
 def test_pages_in_order_each_type_closed():
-    got = list(_agent(Hub(PAGES))._prefetched(['role', 'project', 'user']))
+    got = list(_agent(Hub(PAGES)).prefetched(['role', 'project', 'user']))
     assert got == [('role', [{'id': 'r1'}]), ('role', [{'id': 'r2'}]),
                    ('role', None), ('project', [{'id': 'p1'}]),
                    ('project', None), ('user', None)]
@@ -44,7 +45,7 @@ def test_pages_in_order_each_type_closed():
 
 def test_a_reader_error_reaches_the_seed():
     agent = _agent(Hub(PAGES, fail_at=('role', '1')))
-    it = agent._prefetched(['role', 'project'])
+    it = agent.prefetched(['role', 'project'])
     assert next(it) == ('role', [{'id': 'r1'}])
     with pytest.raises(RuntimeError, match='went away'):
         list(it)
@@ -54,12 +55,12 @@ def test_a_stop_ends_the_seed_and_the_reader():
     many = {'role': [[{'id': f'r{n}'}] for n in range(100)]}
     agent = _agent(Hub(many))
     before = threading.active_count()
-    it = agent._prefetched(['role'])
+    it = agent.prefetched(['role'])
     next(it)
-    agent.stop.set()
-    with pytest.raises(runner.Stopped):
+    agent.ctx.stop.set()
+    with pytest.raises(context.Stopped):
         list(it)
-    assert agent.hub.reads < 100
+    assert agent.ctx.hub.reads < 100
     assert threading.active_count() == before
 
 
@@ -68,8 +69,8 @@ def test_leaving_early_leaves_no_reader_behind():
     agent = _agent(Hub(many))
     # Threads other tests left may end meanwhile: only new ones count.
     before = set(threading.enumerate())
-    it = agent._prefetched(['role'])
+    it = agent.prefetched(['role'])
     next(it)
     it.close()
     assert set(threading.enumerate()) - before == set()
-    assert agent.hub.reads < 10
+    assert agent.ctx.hub.reads < 10

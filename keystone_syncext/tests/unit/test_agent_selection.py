@@ -7,9 +7,10 @@ import pytest
 from keystone_syncext.agent import cli
 from keystone_syncext.agent import join
 from keystone_syncext.agent import opts
-from keystone_syncext.agent import runner
 from keystone_syncext.agent import selection as sel
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer
+from keystone_syncext.testing import fakesite
 
 
 def _project(id_, name, domain='default', parent=None):
@@ -123,7 +124,7 @@ def test_malformed_rules_are_refused_with_the_rule_named(text, says):
 
 
 def test_the_types_are_the_agents():
-    assert set(sel.TYPES) == set(runner.TYPE_ORDER)
+    assert set(sel.TYPES) == set(writer.TYPE_ORDER)
 
 
 def test_no_rules_sync_everything_and_look_nothing_up():
@@ -341,21 +342,10 @@ def test_a_malformed_rule_stops_the_agent_naming_spoke_and_rule(tmp_path):
     assert 'spoke edge1' in str(e.value) and "'type:usr'" in str(e.value)
 
 
-class FakeSite:
-    def __init__(self, items, rekey_types=join.JOIN_TYPES):
-        self.items = items
-        self.caps = {'rekey_types': list(rekey_types)}
-
-    def capabilities(self):
-        return self.caps
-
-    def listing(self, type_name, marker=None):
-        return {'items': [{'id': i, 'resource': r}
-                          for (t, i), r in sorted(self.items.items())
-                          if t == type_name], 'next_marker': None}
-
-    def resource(self, type_name, id_):
-        return self.items.get((type_name, id_))
+def _client(items):
+    """The agent's client of an in-memory site holding ``items``."""
+    return fakesite.FakeSite.holding(
+        items, rekey_types=join.JOIN_TYPES).client(timeout=5)
 
 
 def test_join_leaves_alone_what_the_rules_keep_out():
@@ -367,8 +357,8 @@ def test_join_leaves_alone_what_the_rules_keep_out():
              ('user', 's-admin'): _user('s-admin', 'admin'),
              ('user', 's-svc'): _user('s-svc', 'svc-glance'),
              ('project', 's-admin-p'): _project('s-admin-p', 'admin')}
-    everything = join.plan(FakeSite(hub), FakeSite(spoke))
+    everything = join.plan(_client(hub), _client(spoke))
     assert len(everything['rekey']) == 3
-    the_plan = join.plan(FakeSite(hub), FakeSite(spoke), selection=(
+    the_plan = join.plan(_client(hub), _client(spoke), selection=(
         sel.Selection(exclude=['name:user:svc-*', 'project:admin'])))
     assert [e['spoke_id'] for e in the_plan['rekey']] == ['s-admin']

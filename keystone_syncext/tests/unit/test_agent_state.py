@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join
-from keystone_syncext.agent import runner
+from keystone_syncext.agent import progress
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer
 from keystone_syncext.tests import conftest
 
 
@@ -238,7 +239,7 @@ def test_order_dependencies_first_and_latest_change_wins():
         _c(8, 'user', 'u1', 'delete'),
         _c(9, 'domain', 'd1', resource={}),
     ]
-    got = [(c.op, c.type, c.id) for c in runner.order(changes)]
+    got = [(c.op, c.type, c.id) for c in writer.order(changes)]
     assert got == [
         ('delete', 'group', 'g1'), ('delete', 'user', 'u1'),
         ('delete', 'role', 'r1'),
@@ -277,7 +278,7 @@ def test_join_natural_keys_and_exclusions():
 def test_progress_bar_counts_to_the_total():
     import io
     out = io.StringIO()
-    bar = runner.Progress('seeding spoke1', 40, stream=out)
+    bar = progress.Progress('seeding spoke1', 40, stream=out)
     bar.add(10)
     bar.add(30)
     bar.close()

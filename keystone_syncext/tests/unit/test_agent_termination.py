@@ -12,8 +12,8 @@ import time
 import pytest
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import hubfeed
 from keystone_syncext.agent import join as join_mod
-from keystone_syncext.agent import runner
 from keystone_syncext.tests.unit import fakeworld
 
 KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
@@ -107,7 +107,7 @@ def test_a_bug_in_the_feed_ends_the_run(world, capsys, monkeypatch):
 
     def broken(self):
         raise KeyError('next')
-    monkeypatch.setattr(runner.Agent, '_read_feed', broken)
+    monkeypatch.setattr(hubfeed.HubFeed, 'read', broken)
     rc, lines, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 4))
     assert rc == 1
     assert lines == ['spoke spoke1: not converged: the hub could not be read']

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from keystone_syncext.agent import runner
 from keystone_syncext.agent import secret_fields
 from keystone_syncext.agent import selection
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer
 from keystone_syncext.common import types
 
 
@@ -55,7 +55,7 @@ def test_lookup_rank_and_order():
     lambda: types.rank('trust'),
     lambda: types.order(['user', 'trust']),
     lambda: types.reaches('trust'),
-    lambda: runner.rank('trust'),
+    lambda: writer.rank('trust'),
     lambda: secret_fields.replace('trust', {'id': 't'}, str),
     lambda: selection.Facts.of('trust', {'id': 't'}),
 ])
@@ -74,9 +74,9 @@ def _change(seq, type_, op='upsert'):
 
 def test_the_agent_does_not_sort_an_unknown_type_last_and_write_it():
     with pytest.raises(types.UnknownType):
-        runner.order([_change(1, 'user'), _change(2, 'trust')])
+        writer.order([_change(1, 'user'), _change(2, 'trust')])
     with pytest.raises(types.UnknownType):
-        runner.order([_change(1, 'trust', 'delete')])
+        writer.order([_change(1, 'trust', 'delete')])
 
 
 @pytest.mark.parametrize('rules', [

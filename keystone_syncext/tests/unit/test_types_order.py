@@ -2,9 +2,9 @@
 one order, from the type table, in which everything a resource needs at
 the site comes before it."""
 
-from keystone_syncext.writes import batch
-from keystone_syncext.agent import runner
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer
+from keystone_syncext.writes import batch
 
 FEDERATED_USER = {
     'id': 'u1', 'domain_id': 'default', 'enabled': True,
@@ -41,9 +41,9 @@ def test_the_agent_and_the_extension_apply_in_the_same_order():
               batch._order(None, items, list(range(len(items))))]
     changes = [state_mod.Change(n, t, r['id'], 'upsert', None, r)
                for n, (t, r) in enumerate(ITEMS)]
-    agent = [c.type for c in runner.order(changes)]
+    agent = [c.type for c in writer.order(changes)]
     assert server == agent
-    agent_deletes = [c.type for c in runner.order(
+    agent_deletes = [c.type for c in writer.order(
         [state_mod.Change(n, t, r['id'], 'delete', None, None)
          for n, (t, r) in enumerate(ITEMS)])]
     assert agent_deletes == list(reversed(agent))

@@ -1,0 +1,125 @@
+"""The hub's feed: read once, stored in the outbox for every spoke.
+
+One thread follows the hub's change feed (long-polling when caught up,
+except in ``--once``) and stores what it reads in the outbox, with the
+cursor, in one transaction; each read that brings changes wakes the
+spokes. When the hub no longer holds the history after the cursor (410),
+the feed restarts at the hub's head and every seeded spoke is marked for
+a reconcile by digest; a second 410 at the head the hub gave is the hub
+not being well. In ``--once`` the feed is read to its end (after the
+spokes' own changes went up), then the spokes are told where the end is
+(:class:`keystone_syncext.agent.once.Outcomes`).
+"""
+
+import logging
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import context as context_mod
+
+LOG = logging.getLogger(__name__)
+
+
+class HubFeed:
+    """The reader of the hub's feed for one run (a :class:`context.
+    Context`)."""
+
+    def __init__(self, ctx: context_mod.Context):
+        self.ctx = ctx
+
+    def run(self) -> None:
+        """The feed thread: follow the feed until the run stops (or, in
+        ``--once``, until it is read to its end or given up)."""
+        ctx = self.ctx
+        try:
+            self.follow()
+        except Exception as e:
+            # A bug, not the hub: say where, and let --once end (the
+            # spokes wait for the feed otherwise).
+            LOG.exception('reading the feed of hub %(hub)s: unexpected '
+                          'error', {'hub': ctx.hub.name})
+            ctx.outcomes.give_up_hub(f'agent error: {type(e).__name__}')
+            ctx.announce()
+
+    def follow(self) -> None:
+        ctx, out = self.ctx, self.ctx.outcomes
+        failures = 0
+        gone = False    # the last read answered 410
+        try:
+            while not ctx.stop.is_set():
+                try:
+                    more = self.read()
+                    failures, gone = 0, False
+                except client.Gone as e:
+                    if not gone:
+                        gone = True
+                        self.restart(e.body.get('head_cursor'))
+                        continue
+                    # Again, at the head it gave: the hub is not well.
+                    failures += 1
+                    if self.failed(client.SiteError(
+                            ctx.hub.name, 'its feed answered 410 (Gone) '
+                            'again at the head it gave'), failures):
+                        return
+                    continue
+                except client.SiteError as e:
+                    failures += 1
+                    if self.failed(e, failures):
+                        return
+                    continue
+                if not more and ctx.once and not out.upward_done.is_set():
+                    # Read again once the spokes' own changes are in.
+                    while not out.upward_done.wait(0.2):
+                        ctx.check_stop()
+                    out.last_read.set()
+                    continue
+                if not more and ctx.once:
+                    out.hub_read(ctx.state.top())
+                    ctx.announce()
+                    return
+        except context_mod.Stopped:
+            return
+
+    def restart(self, head) -> None:
+        """Follow the feed from ``head`` on: the hub lost the history
+        after the cursor; every seeded spoke is reconciled."""
+        LOG.error('hub %(hub)s no longer holds the history after our '
+                  'cursor; following its feed from the head and '
+                  'reconciling every spoke by digest',
+                  {'hub': self.ctx.hub.name})
+        self.ctx.state.restart_feed(head)
+        self.ctx.announce()
+
+    def failed(self, e: client.SiteError, failures: int) -> bool:
+        """Note a failed read of the hub's feed; True when --once gives
+        the hub up, else after the backoff."""
+        ctx = self.ctx
+        ctx.state.hub_error(str(e))
+        # Lost capture is the hub broken, not busy: loud.
+        log = (LOG.error if isinstance(e, client.CaptureIncomplete)
+               else LOG.warning)
+        log('reading the feed of hub %(hub)s failed (%(n)d in a row): '
+            '%(err)s', {'hub': ctx.hub.name, 'n': failures, 'err': e})
+        if ctx.once and (not e.transient or
+                         failures >= ctx.conf.once_attempts):
+            ctx.outcomes.give_up_hub(str(e))
+            ctx.announce()
+            return True
+        ctx.sleep(ctx.backoff(failures))
+        return False
+
+    def read(self) -> bool:
+        """One read; returns whether the hub has more right away."""
+        ctx = self.ctx
+        cursor = ctx.state.hub().cursor
+        wait = 0 if ctx.once else ctx.conf.poll_wait
+        page = ctx.hub.changes(since=cursor, limit=ctx.conf.feed_page_size,
+                               wait=wait)
+        ctx.state.append(page['changes'], page['next'], page['head'])
+        if page['changes']:
+            LOG.info('read %(n)d changes from hub %(hub)s',
+                     {'n': len(page['changes']), 'hub': ctx.hub.name})
+            ctx.announce()
+        pruned = ctx.state.prune([s.name for s in ctx.spokes])
+        if pruned:
+            LOG.debug('pruned %d outbox rows every spoke applied', pruned)
+        return bool(page['more'])

@@ -1,0 +1,127 @@
+"""Seeding a spoke from the hub's listings, with read-ahead.
+
+A spoke seen for the first time gets every resource of the types both
+sync, type by type in dependency order, read from the hub's listings a
+page ahead by a thread of its own while the spoke writes the current
+one. Projects are written whole at the end of their type (parents before
+children). A seed copies the hub's version whatever the spoke holds (no
+guard); what the spoke refuses waits in pending.
+"""
+
+import logging
+import queue
+import sys
+import threading
+
+from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import progress as progress_mod
+from keystone_syncext.agent import state as state_mod
+from keystone_syncext.agent import writer as writer_mod
+
+LOG = logging.getLogger(__name__)
+
+
+class Seeder:
+    """Seeds for one run (a :class:`context.Context`), written through
+    ``writer`` (a :class:`writer.Writer`)."""
+
+    def __init__(self, ctx: context_mod.Context, writer: writer_mod.Writer):
+        self.ctx, self.writer = ctx, writer
+
+    def seed(self, site) -> None:
+        """Seed spoke ``site`` (the state records its start and end)."""
+        ctx = self.ctx
+        seq = ctx.state.start_seed(site.name)
+        types = [t for t in sorted(ctx.hub_types, key=writer_mod.rank)
+                 if t in ctx.spoke_types.get(site.name, ())]
+        bar = None
+        if ctx.conf.progress and sys.stderr.isatty():
+            total = sum(ctx.hub.digest(t)['count'] for t in types)
+            bar = progress_mod.Progress(f'seeding {site.name}', total)
+        LOG.info('seeding spoke %(spoke)s from hub %(hub)s',
+                 {'spoke': site.name, 'hub': ctx.hub.name})
+        count = refused = 0
+        held = []
+        # The hub's next page is read while the spoke writes this one.
+        for type_name, page in self.prefetched(types):
+            changes = [state_mod.Change(seq, type_name, i['id'], 'upsert',
+                                        None, i['resource'],
+                                        hash_=i.get('hash'))
+                       for i in page or ()]
+            if type_name == 'project' and page is not None:
+                held += changes   # parents first: order them whole
+                continue
+            if type_name == 'project':
+                changes, held = held, []   # the last project page
+            count += len(changes)
+            refused += self._apply(site, changes) if changes else 0
+            if bar:
+                bar.add(len(changes))
+        if bar:
+            bar.close()
+        ctx.state.finish_seed(site.name)
+        LOG.info('seeded spoke %(spoke)s: %(n)d resources, %(bad)d refused '
+                 '(pending)', {'spoke': site.name, 'n': count,
+                               'bad': refused})
+
+    def prefetched(self, types):
+        """(type, page) for every page of the hub's listings of ``types``,
+        read one page ahead by a thread of its own; after a type's pages,
+        (type, None) ends it."""
+        pages: queue.Queue = queue.Queue(maxsize=2)
+        done = threading.Event()
+
+        def put(item) -> bool:
+            """False once the seed stopped taking pages."""
+            while not done.is_set():
+                try:
+                    pages.put(item, timeout=0.5)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read():
+            try:
+                for type_name in types:
+                    for page in self.pages(type_name):
+                        if not put((type_name, page)):
+                            return
+                    if not put((type_name, None)):
+                        return
+                put(None)
+            except BaseException as e:   # raised again by the consumer
+                put(e)
+
+        reader = threading.Thread(target=read, daemon=True,
+                                  name='seed-read')
+        reader.start()
+        try:
+            while True:
+                item = pages.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            done.set()
+            reader.join(timeout=self.ctx.conf.request_timeout + 5)
+
+    def pages(self, type_name):
+        """The non-empty pages of the hub's listing of ``type_name``."""
+        marker = None
+        while True:
+            self.ctx.check_stop()
+            page = self.ctx.hub.listing(type_name, marker=marker)
+            if page['items']:
+                yield page['items']
+            marker = page.get('next_marker')
+            if not marker:
+                return
+
+    def _apply(self, site, changes) -> int:
+        # A seed copies the hub's version whatever the spoke holds.
+        done, failed, written = self.writer.apply(site, changes, guard=False)
+        self.ctx.state.record(site.name, None, done, failed, written)
+        return len(failed)

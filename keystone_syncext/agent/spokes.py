@@ -1,0 +1,191 @@
+"""One spoke's thread: seed or reconcile when needed, then apply the
+outbox.
+
+Each spoke applies the outbox through ``POST /v3/sync/batch`` in
+dependency order (:mod:`keystone_syncext.agent.writer`) and moves its
+checkpoint only after the spoke answered; a spoke that is down or slow
+backs off on its own and never holds the others back. A spoke seen for
+the first time is seeded (:mod:`keystone_syncext.agent.seeding`); one
+marked for a reconcile (the hub's feed restarted, or the spoke lost its
+history) is reconciled by digest (:mod:`keystone_syncext.agent.reconcile`)
+before it follows the outbox again. In ``--once``, the thread ends when
+the spoke settled (:class:`keystone_syncext.agent.once.Outcomes`).
+"""
+
+import contextlib
+import logging
+import threading
+
+from keystone_syncext.agent import client
+from keystone_syncext.agent import connect as connect_mod
+from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import once as once_mod
+from keystone_syncext.agent import reconcile as reconcile_mod
+from keystone_syncext.agent import seeding as seeding_mod
+from keystone_syncext.agent import writer as writer_mod
+
+LOG = logging.getLogger(__name__)
+
+# Outbox rows a spoke takes in one pass.
+PASS_ROWS = 5000
+
+
+class SpokeSync:
+    """The spokes' threads of one run (a :class:`context.Context`)."""
+
+    def __init__(self, ctx: context_mod.Context, writer: writer_mod.Writer,
+                 connector: connect_mod.Connector,
+                 seeder: seeding_mod.Seeder):
+        self.ctx, self.writer = ctx, writer
+        self.connector, self.seeder = connector, seeder
+        # At most max_parallel_spokes spokes write at a time.
+        self.writers = threading.BoundedSemaphore(
+            ctx.conf.max_parallel_spokes)
+
+    def loop(self, site: client.Site) -> None:
+        """Spoke ``site``'s thread: passes until the run stops (in
+        ``--once``: until the spoke settled)."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        name = site.name
+        failures = 0
+        # --once: passes in a row that ended caught up but with refused
+        # items; unlike failures, not reset by a pass that went through.
+        refused_passes = 0
+        try:
+            while not ctx.stop.is_set():
+                seen = ctx.news()
+                try:
+                    with self.writers, self._selection_scope(site):
+                        progressed = self.sync(site)
+                    if failures:
+                        LOG.info('spoke %(spoke)s is back', {'spoke': name})
+                    failures = 0
+                    ctx.state.spoke_error(name, None)
+                except context_mod.Stopped:
+                    raise
+                except Exception as e:
+                    if not isinstance(e, client.SiteError):
+                        # A bug, not the spoke: say where, keep going.
+                        LOG.exception('spoke %(spoke)s: unexpected error',
+                                      {'spoke': name})
+                        e = client.SiteError(name, f'agent error: '
+                                             f'{type(e).__name__}')
+                    failures += 1
+                    ctx.state.spoke_error(name, str(e))
+                    LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
+                                'a row)', {'spoke': name, 'err': e,
+                                           'n': failures})
+                    if ctx.once and (not e.transient or
+                                     failures >= ctx.conf.once_attempts):
+                        out.outcome[name] = str(e)
+                        return
+                    site.site_id = None  # ask for capabilities again
+                    ctx.sleep(ctx.backoff(failures))
+                    continue
+                row = ctx.state.spoke(name)
+                npending = len(ctx.state.pending_for(name))
+                if ctx.once:
+                    if out.hub_failure and not progressed:
+                        out.outcome[name] = once_mod.HUB_UNREAD
+                        return
+                    if out.reached(row):
+                        if not npending:
+                            out.outcome[name] = None
+                            return
+                        refused_passes += 1
+                        if refused_passes >= ctx.conf.once_attempts:
+                            out.outcome[name] = once_mod.refused(
+                                ctx.state, ctx.hub.name, name, npending)
+                            return
+                        ctx.sleep(ctx.backoff(refused_passes))
+                        continue
+                if not progressed:
+                    delay = (ctx.backoff(3) if npending
+                             else ctx.conf.poll_wait + 5)
+                    ctx.wait_for_news(seen, delay)
+        except context_mod.Stopped:
+            return
+
+    def _selection_scope(self, site):
+        selection = self.ctx.selections.get(site.name)
+        if not selection:
+            return contextlib.nullcontext()
+        return selection.scope(self.ctx.hub.resource)
+
+    def sync(self, site: client.Site) -> bool:
+        """One pass: seed or reconcile if needed, then apply the outbox;
+        returns whether anything was applied."""
+        ctx = self.ctx
+        self.connector.connect(site)
+        row = ctx.state.spoke(site.name)
+        progressed = False
+        if row.state in ('reconcile', 'reconciling'):
+            self.reconcile(site)
+            progressed = True
+        elif row.state != 'live':
+            self.seeder.seed(site)
+            progressed = True
+        first, wrote = True, progressed
+        while not ctx.stop.is_set():
+            row = ctx.state.spoke(site.name)
+            rows = ctx.state.outbox_after(row.applied_seq, PASS_ROWS)
+            retry = ctx.state.pending_for(site.name) if first else []
+            first = False
+            if not rows and not retry:
+                break
+            work = [c for c in retry + rows
+                    if c.origin is None or c.origin != site.site_id]
+            done, failed, written = self.writer.apply(site, work)
+            # Echoes and replaced pending items count as done.
+            by_key = {c.key for c in work}
+            done += [c for c in retry + rows if c.key not in by_key]
+            ctx.state.record(site.name, rows[-1].seq if rows else None,
+                             done, failed, written)
+            progressed = progressed or bool(rows) or bool(done)
+            wrote = wrote or bool(written)
+            if rows:
+                LOG.info('spoke %(spoke)s: applied up to outbox %(seq)d '
+                         '(%(ok)d written, %(bad)d refused)',
+                         {'spoke': site.name, 'seq': rows[-1].seq,
+                          'ok': len(done), 'bad': len(failed)})
+            if not rows:
+                break
+        if wrote:
+            # A marker past what the agent just wrote: a restore of the
+            # spoke to a backup from before these writes is then caught by
+            # the next check (the marker is above the restored head, or
+            # names another change), whenever the restore happens.
+            self.connector.check_history(site)
+        return progressed
+
+    def reconcile(self, site: client.Site) -> None:
+        """Reconcile a spoke by digest after the feed was restarted at
+        the hub's head (it lost the history after our cursor)."""
+        ctx = self.ctx
+        ctx.state.start_reconcile(site.name)
+        LOG.info('reconciling spoke %(spoke)s with hub %(hub)s by digest',
+                 {'spoke': site.name, 'hub': ctx.hub.name})
+        reports = reconcile_mod.reconcile_spoke(ctx, self.writer, site)
+        ctx.state.finish_reconcile(site.name)
+        total = reconcile_mod.TypeReport('all')
+        for r in reports:
+            if r.missing or r.differ or r.deletes or r.refused:
+                LOG.info('reconciled %(type)s at spoke %(spoke)s: %(cmp)d '
+                         'digest buckets compared, %(miss)d missing, '
+                         '%(diff)d different, %(up)d upserted, %(del)d '
+                         'deleted, %(local)d site-local kept, %(bytes)d '
+                         'bytes', {'type': r.type, 'spoke': site.name,
+                                   'cmp': r.compared, 'miss': r.missing,
+                                   'diff': r.differ, 'up': r.upserts,
+                                   'del': r.deletes, 'local': r.kept_local,
+                                   'bytes': r.bytes})
+            for f in ('compared', 'upserts', 'deletes', 'kept_local',
+                      'refused', 'bytes'):
+                setattr(total, f, getattr(total, f) + getattr(r, f))
+        LOG.info('reconciled spoke %(spoke)s: %(cmp)d digest buckets '
+                 'compared, %(up)d upserted, %(del)d deleted, %(local)d '
+                 'site-local kept, %(bad)d refused (pending), %(bytes)d '
+                 'bytes', {'spoke': site.name, 'cmp': total.compared,
+                           'up': total.upserts, 'del': total.deletes,
+                           'local': total.kept_local, 'bad': total.refused,
+                           'bytes': total.bytes})

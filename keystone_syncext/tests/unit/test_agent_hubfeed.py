@@ -1,0 +1,90 @@
+"""The hub's feed (:mod:`keystone_syncext.agent.hubfeed`) over the
+in-memory site: a read lands in the outbox with the cursor; a 410
+restarts the feed at the hub's head and marks every seeded spoke for a
+reconcile; a second 410 at that head, or failures past ``once_attempts``,
+give the hub up in ``--once`` and say why."""
+
+import pytest
+
+from keystone_syncext.agent import client
+from keystone_syncext.tests.unit import agentparts
+from keystone_syncext.tests.unit import fakeworld
+
+
+@pytest.fixture
+def world(tmp_path):
+    return fakeworld.World(tmp_path)
+
+
+def _seeded(agent):
+    for s in agent.spokes:
+        agent.state.start_seed(s.name)
+        agent.state.finish_seed(s.name)
+
+
+def test_a_read_lands_in_the_outbox_with_the_cursor(world):
+    agent = agentparts.agent_of(world)
+    agent.state.restart_feed(None)
+    assert agent.feed.read() is False
+    assert agent.state.hub().cursor == world.hub.head()
+    assert {c.id for c in agent.state.outbox_after(0, 100)} == \
+        {'r-admin', 'ac-hub'} | {f'p{n}' for n in range(5)}
+
+
+def test_once_reads_to_the_end_and_names_it(world):
+    agent = agentparts.agent_of(world)
+    agent.state.restart_feed(None)
+    agent.feed.run()
+    assert agent.outcomes.caught_up.is_set()
+    assert agent.outcomes.hub_failure is None
+    assert agent.outcomes.target == agent.state.top() > 0
+
+
+def test_a_410_restarts_at_the_head_and_reconciles_the_spokes(world):
+    agent = agentparts.agent_of(world)
+    agent.state.restart_feed('0')
+    _seeded(agent)
+    world.hub.lose_history()
+    agent.feed.run()
+    assert agent.outcomes.hub_failure is None
+    # Followed from the head the 410 gave: what is before it is the
+    # reconcile's, what comes after it the feed's.
+    assert agent.state.outbox_after(0, 100) == []
+    assert agent.state.hub().cursor == world.hub.head()
+    assert agent.state.spoke('spoke1').state == 'reconcile'
+    world.hub.put('role', {'id': 'r-new', 'name': 'new', 'domain_id': None})
+    agent.feed.read()
+    assert [c.id for c in agent.state.outbox_after(0, 100)] == ['r-new']
+
+
+def test_a_410_again_at_the_head_gives_the_hub_up(world):
+    agent = agentparts.agent_of(world)
+    agent.state.restart_feed('0')
+    world.hub.fail('changes', 410)
+    agent.feed.run()
+    assert 'again at the head it gave' in agent.outcomes.hub_failure
+    assert agent.outcomes.caught_up.is_set()
+
+
+def test_a_failing_hub_is_given_up_after_once_attempts(world):
+    agent = agentparts.agent_of(world, once_attempts=2)
+    world.hub.fail('changes', 500)
+    agent.feed.run()
+    assert '500' in agent.outcomes.hub_failure
+    assert agent.state.hub().last_error == agent.outcomes.hub_failure
+    # Two attempts, each with the client's own retries of a 5xx.
+    assert world.hub.calls['changes'] >= 2
+
+
+def test_a_failing_hub_is_retried_while_running(world):
+    agent = agentparts.agent_of(world, once=False)
+    world.hub.fail('changes', 500, times=1)
+    agent.state.restart_feed(None)
+    with pytest.raises(client.SiteError) as e:
+        agent.feed.read()
+    # Not --once: noted, waited out, read again.
+    assert agent.feed.failed(e.value, 1) is False
+    assert agent.outcomes.hub_failure is None
+    assert agent.state.hub().last_error
+    assert agent.feed.read() is False
+    assert agent.state.hub().last_error is None
