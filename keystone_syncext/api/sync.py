@@ -2,7 +2,6 @@
 
 import functools
 import importlib.metadata
-import re
 
 import flask
 import flask_restful
@@ -13,9 +12,10 @@ from keystone.server import flask as ks_flask
 from oslo_log import log
 
 from keystone_syncext import dberrors
-from keystone_syncext import enforcement
 from keystone_syncext import exception
 from keystone_syncext import reads
+from keystone_syncext.api import schemas
+from keystone_syncext.api import validation
 from keystone_syncext.capture import spec
 from keystone_syncext.common import protocol
 from keystone_syncext.digests import tree as digest_tree
@@ -28,8 +28,7 @@ from keystone_syncext.writes import rekey
 
 CONF = keystone.conf.CONF
 LOG = log.getLogger(__name__)
-# The representations' version is the protocol's (common.protocol); kept
-# as names of this module, which advertises them (tests replace them).
+# The representations' version (resources.base) is the protocol's.
 PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
 PROTOCOL_VERSIONS = protocol.PROTOCOL_VERSIONS
 
@@ -43,7 +42,6 @@ def _keystone_version() -> str:
 
 
 ORIGIN_HEADER = protocol.ORIGIN_HEADER
-_SITE_ID = re.compile(protocol.SITE_ID_PATTERN)
 
 
 def _guarded(handler):
@@ -73,31 +71,32 @@ def _guarded(handler):
 
 
 def _origin() -> str | None:
-    value = flask.request.headers.get(ORIGIN_HEADER)
-    if value is None:
-        return None
-    if not _SITE_ID.match(value):
-        raise exception.BadRequest(
-            f'{ORIGIN_HEADER} must be a site id ({protocol.SITE_ID_FORM})')
-    return value
-
-
-def _json_body():
-    body = flask.request.get_json(silent=True, force=True)
-    if body is None:
-        raise exception.BadRequest('the request body must be a JSON document')
-    return body
+    """The origin header, checked by the route's header schema."""
+    return flask.request.headers.get(ORIGIN_HEADER)
 
 
 def _etag(value: str) -> dict:
     return {'ETag': f'"{value}"'}
 
 
+# The prose of each operation in doc/openapi.json is its handler's
+# docstring: the first line its summary, the paragraphs after it its
+# description, ``:status N:`` what each answer means (401, 403 and 503
+# are said of every operation by keystone_syncext.openapi; a ``:status``
+# of those adds to it), ``:resheader H:`` a header of every success.
+# ``{capture}`` stands for what the generator says of incomplete capture.
+
+
 class SyncResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:get_capabilities')
+    @validation.response_body_schema(schemas.capabilities_response_body)
     def get(self):
-        """Capabilities: GET /v3/sync."""
-        enforcement.enforce_call(action='identity:sync:get_capabilities')
+        """What this site offers to a sync agent.
+
+        :operation-id: getCapabilities
+        :status 200: Capabilities.
+        """
         bounds = feed.feed_bounds()
         return {'sync': {
             'protocol_versions': list(PROTOCOL_VERSIONS),
@@ -118,9 +117,14 @@ class SyncResource(flask_restful.Resource):
 
 class StatusResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:get_status')
+    @validation.response_body_schema(schemas.status_response_body)
     def get(self):
-        """Capture health: GET /v3/sync/status."""
-        enforcement.enforce_call(action='identity:sync:get_status')
+        """Whether change capture is complete here.
+
+        :operation-id: getStatus
+        :status 200: Capture health.
+        """
         bounds = feed.feed_bounds()
         with sql.session_for_read() as session:
             triggers, columns = history.capture_gaps(session.connection(),
@@ -138,10 +142,29 @@ class StatusResource(flask_restful.Resource):
 
 class ChangesResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:list_changes')
+    @validation.request_query_schema(schemas.changes_request_query)
+    @validation.response_body_schema(schemas.changes_response_body)
     def get(self):
-        """The change feed: GET /v3/sync/changes."""
-        enforcement.enforce_call(action='identity:sync:list_changes')
-        args = flask.request.args
+        """The change feed.
+
+        Changes after cursor since, in feed order, each with the current
+        representation. A consumer stores next and asks again from it;
+        more says whether a full page was returned.
+
+        :operation-id: listChanges
+        :status 200: A page of the feed.
+        :status 400: since is not a cursor of this site, limit is not an
+            integer from 1 to [sync] max_page_size, or wait is not a
+            non-negative number.
+        :status 404: types names a type this site does not sync.
+        :status 410: since is outside the history this site keeps
+            (purged, from another history_id, from before history ids,
+            or the database was restored from a backup since): the body
+            has reconcile, oldest_valid_cursor and head_cursor.
+        :status 503: {capture}
+        """
+        args = validation.query_arguments(schemas.changes_request_query)
         return feed.changes(since=args.get('since'),
                             limit=args.get('limit'),
                             types=args.get('types'),
@@ -150,10 +173,20 @@ class ChangesResource(flask_restful.Resource):
 
 class ResourceListResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:list_resources')
+    @validation.request_query_schema(schemas.resources_request_query)
+    @validation.response_body_schema(schemas.resources_response_body)
     def get(self, type_name):
-        """GET /v3/sync/resources/{type}."""
-        enforcement.enforce_call(action='identity:sync:list_resources')
-        args = flask.request.args
+        """The resources of one type, ordered by id.
+
+        :operation-id: listResources
+        :status 200: A page of resources; next_marker is null on the last
+            page.
+        :status 400: limit is not an integer from 1 to [sync]
+            max_page_size.
+        :status 404: The type is not one this site syncs.
+        """
+        args = validation.query_arguments(schemas.resources_request_query)
         return reads.listing(type_name, marker=args.get('marker'),
                              limit=args.get('limit'),
                              prefix=args.get('prefix'))
@@ -161,31 +194,81 @@ class ResourceListResource(flask_restful.Resource):
 
 class ResourceItemResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:get_resource')
+    @validation.response_body_schema(schemas.envelope)
     def get(self, type_name, resource_id):
-        """GET /v3/sync/resources/{type}/{id}."""
-        enforcement.enforce_call(action='identity:sync:get_resource')
+        """One resource.
+
+        HEAD is answered too (same rule), without a body.
+
+        :operation-id: getResource
+        :status 200: The resource.
+        :resheader ETag: The content hash, quoted.
+        :status 404: Unknown type, or no such resource here.
+        """
         env = reads.read(type_name, resource_id)
         return env, 200, _etag(env['hash'])
 
     @_guarded
+    @validation.enforced('identity:sync:update_resource')
+    @validation.request_header_schema(schemas.put_request_header)
+    @validation.request_body_schema(schemas.resource_request_body)
+    @validation.response_body_schema(schemas.envelope)
     def put(self, type_name, resource_id):
-        """PUT /v3/sync/resources/{type}/{id}: create or update."""
-        enforcement.enforce_call(action='identity:sync:update_resource')
-        body = _json_body()
-        if not isinstance(body, dict) or set(body) != {'resource'}:
-            raise exception.BadRequest(
-                'the body must be {"resource": {...}} and nothing else')
+        """Create or update a resource with the id in the URL.
+
+        Writes through Keystone (its rules, notifications and cache
+        invalidation apply). Writing the representation the resource
+        already has is a no-op answered with 200.
+
+        :operation-id: putResource
+        :status 200: Updated, or already so.
+        :status 201: Created.
+        :resheader ETag: The content hash, quoted.
+        :status 400: The body is not {"resource": {...}}, the id is not of
+            the type's form, the representation is invalid for the type
+            or names another id, a resource it refers to is missing, the
+            origin header is not a site id, the database refuses a value,
+            or Keystone refuses the change.
+        :status 403: Also when an application credential written on
+            behalf of another site (the origin header, not [sync]
+            hub_site_id) breaks Keystone's creation rules at this site, or
+            belongs to a privileged user (doc/security.md).
+        :status 404: The type is not one this site syncs.
+        :status 409: Another resource holds the name (existing_id names
+            it), a resource of another type holds the id (held_by says
+            what), the database refuses the row as a duplicate or a
+            reference to a row it lacks, or the write would change an
+            application credential's secret hash, or change one on behalf
+            of another site (doc/security.md).
+        :status 412: If-Match or If-None-Match does not hold: current_hash
+            is the hash here.
+        """
         status, env = item_writes.put(
-            type_name, resource_id, body['resource'],
+            type_name, resource_id, validation.json_body()['resource'],
             if_match=flask.request.headers.get('If-Match'),
             if_none_match=flask.request.headers.get('If-None-Match'),
             origin=_origin())
         return env, status, _etag(env['hash'])
 
     @_guarded
+    @validation.enforced('identity:sync:delete_resource')
+    @validation.request_header_schema(schemas.delete_request_header)
+    @validation.response_body_schema(None)
     def delete(self, type_name, resource_id):
-        """DELETE /v3/sync/resources/{type}/{id}."""
-        enforcement.enforce_call(action='identity:sync:delete_resource')
+        """Delete a resource, leaving a tombstone with the origin.
+
+        :operation-id: deleteResource
+        :status 204: Deleted.
+        :status 400: The id is not of the type's form, the origin header
+            is not a site id, or Keystone refuses the deletion.
+        :status 403: Also when Keystone refuses the deletion (a project
+            that has children), or another site deletes an application
+            credential it did not make here.
+        :status 404: Unknown type, or no such resource here.
+        :status 412: If-Match does not hold: current_hash is the hash
+            here.
+        """
         item_writes.delete(type_name, resource_id,
                            if_match=flask.request.headers.get('If-Match'),
                            origin=_origin())
@@ -194,43 +277,116 @@ class ResourceItemResource(flask_restful.Resource):
 
 class BatchResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:create_batch')
+    @validation.request_header_schema(schemas.write_request_header)
+    @validation.request_body_schema(schemas.batch_request_body)
+    @validation.response_body_schema(schemas.batch_response_body)
     def post(self):
-        """POST /v3/sync/batch."""
-        enforcement.enforce_call(action='identity:sync:create_batch')
-        return {'results': batch.apply(_json_body(), origin=_origin())}
+        """Many upserts and deletes, in dependency order.
+
+        A body that is not a batch is refused whole. Each item is checked
+        as its PUT or DELETE would be (a malformed one gets that 4xx as
+        its result); the others are applied each in its own savepoint
+        (deletes first, dependents first; then upserts, dependencies
+        first) and get their own result.
+
+        :operation-id: createBatch
+        :status 200: One result per item, in request order.
+        :status 400: The body does not match the batch schema, has more
+            than [sync] max_page_size items, or the origin header is not a
+            site id. Nothing is written.
+        """
+        return {'results': batch.apply(validation.json_body(),
+                                       origin=_origin())}
 
 
 class RekeyResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:create_rekey')
+    @validation.request_header_schema(schemas.write_request_header)
+    @validation.request_body_schema(schemas.rekey_request_body)
+    @validation.response_body_schema(schemas.rekey_response_body)
     def post(self):
-        """POST /v3/sync/rekey."""
-        enforcement.enforce_call(action='identity:sync:create_rekey')
-        return {'rekey': rekey.rekey(_json_body(), origin=_origin())}
+        """Give a resource a new id, and every reference to it.
+
+        :operation-id: createRekey
+        :status 200: Re-keyed.
+        :status 400: The body does not match the schema, an id is not of
+            the type's form, the type cannot be re-keyed, from equals to,
+            or the origin header is not a site id.
+        :status 404: Unknown type, or no resource from here.
+        :status 409: A resource to exists already (existing_id names it),
+            or a resource of another type holds that id (held_by).
+        """
+        return {'rekey': rekey.rekey(validation.json_body(),
+                                     origin=_origin())}
 
 
 class DigestResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:get_digest')
+    @validation.request_query_schema(schemas.digest_request_query)
+    @validation.response_body_schema(schemas.digest_response_body)
     def get(self, type_name):
-        """GET /v3/sync/digest/{type}."""
-        enforcement.enforce_call(action='identity:sync:get_digest')
+        """Hash buckets of one type by id prefix.
+
+        One bucket per next character after prefix; compare with another
+        site and drill down where the buckets differ.
+
+        :operation-id: getDigest
+        :status 200: The digest.
+        :status 400: prefix is longer than any id.
+        :status 404: The type is not one this site syncs.
+        :status 503: {capture}
+        """
         return {'digest': digest_tree.digest(
             type_name, prefix=flask.request.args.get('prefix', ''))}
 
 
 class DigestsResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:get_digest')
+    @validation.request_body_schema(schemas.digests_request_body)
+    @validation.response_body_schema(schemas.digests_response_body)
     def post(self):
-        """POST /v3/sync/digests: many digests in one request."""
-        enforcement.enforce_call(action='identity:sync:get_digest')
-        return {'digests': digest_tree.digest_many(_json_body())}
+        """Many digests, of any types and prefixes, in one request.
+
+        A read, like GET /v3/sync/digest/{type}: each answer is what that
+        route gives for the same type and prefix. The whole body is
+        checked before anything is read.
+
+        :operation-id: getDigests
+        :status 200: The digests, in the order asked.
+        :status 400: The body does not match the schema (a prefix longer
+            than any id included), or asks for more than [sync]
+            max_digests_per_request digests.
+        :status 404: A type is not one this site syncs.
+        :status 503: {capture}
+        """
+        return {'digests': digest_tree.digest_many(validation.json_body())}
 
 
 class TombstonesResource(flask_restful.Resource):
     @_guarded
+    @validation.enforced('identity:sync:list_tombstones')
+    @validation.request_body_schema(schemas.tombstones_request_body)
+    @validation.response_body_schema(schemas.tombstones_response_body)
     def post(self):
-        """POST /v3/sync/tombstones: which of these ids were deleted."""
-        enforcement.enforce_call(action='identity:sync:list_tombstones')
-        return {'tombstones': reads.tombstones(_json_body())}
+        """Which of these ids this site deleted.
+
+        A read: the tombstones this site keeps (within [sync]
+        tombstone_retention_days) for the ids asked. A reconcile asks the
+        hub this about what a spoke holds and the hub lacks, so a spoke
+        restored from backup cannot bring a deleted resource back. A
+        re-created id has no tombstone.
+
+        :operation-id: listTombstones
+        :status 200: The tombstones of the ids asked, by id.
+        :status 400: The body does not match the schema, or asks for more
+            than [sync] max_page_size ids.
+        :status 404: The type is not one this site syncs.
+        """
+        return {'tombstones': reads.tombstones(validation.json_body())}
 
 
 def _route(resource, url, rel, path_vars=None):

@@ -29,35 +29,13 @@ from keystone_syncext.writes import transaction
 
 CONF = keystone.conf.CONF
 
-BATCH_SCHEMA = {
-    'type': 'object',
-    'properties': {
-        'items': {
-            'type': 'array',
-            'items': {
-                'type': 'object',
-                'properties': {
-                    'op': {'enum': ['upsert', 'delete']},
-                    'type': {'type': 'string'},
-                    'id': {'type': 'string', 'minLength': 1,
-                           'maxLength': 255},
-                    'resource': {'type': 'object'},
-                    'if_match': {'type': 'string'},
-                },
-                'required': ['op', 'type', 'id'],
-                'additionalProperties': False,
-            },
-        },
-    },
-    'required': ['items'],
-    'additionalProperties': False,
-}
 
 def apply(body, origin=None) -> list[dict]:
     """Apply many upserts and deletes in dependency order.
 
-    A body that is not a batch (its envelope fails ``BATCH_SCHEMA``, or
-    it is too long) is refused whole with 400. Each item is then checked
+    A body that is not a batch (its envelope fails the route's schema,
+    ``api.schemas.batch_request_body``, or it is too long) is refused
+    whole with 400. Each item is then checked
     as a ``PUT`` or ``DELETE`` of it checks it (type, id form, the
     representation): a malformed item gets that 4xx as its result and is
     left out. Each other item is applied whole or not at all, and one
@@ -67,7 +45,6 @@ def apply(body, origin=None) -> list[dict]:
     can be reused by a create in the same batch; then upserts,
     dependencies first (projects parents first).
     """
-    base.check_body(BATCH_SCHEMA, body, 'batch')
     items = body['items']
     if len(items) > CONF.sync.max_page_size:
         raise exception.BadRequest(

@@ -11,15 +11,6 @@ from keystone_syncext.resources import references
 from keystone_syncext.writes import caching
 from keystone_syncext.writes import transaction
 
-REKEY_SCHEMA = {
-    'type': 'object',
-    # The ids' form is the type's (ResourceType.check_id).
-    'properties': {'type': {'type': 'string'},
-                   'from': {'type': 'string'}, 'to': {'type': 'string'}},
-    'required': ['type', 'from', 'to'],
-    'additionalProperties': False,
-}
-
 
 def rekey(body, origin=None) -> dict:
     """Give resource ``from`` the id ``to``, and every reference to it,
@@ -33,7 +24,6 @@ def rekey(body, origin=None) -> dict:
     the old id and a create of the new one. Which columns hold the id:
     :mod:`keystone_syncext.resources.references`.
     """
-    base.check_body(REKEY_SCHEMA, body, 're-key')
     rtype = resources.get(body['type'])
     old_id, new_id = body['from'], body['to']
     if not rtype.rekey_refs:

@@ -1,6 +1,6 @@
-"""doc/openapi.json is current, describes exactly the routes Flask serves,
-names for each operation the policy rule that guards it, and is a valid
-OpenAPI 3.1 document."""
+"""doc/openapi.json is current, describes exactly the routes Flask serves
+with the schemas their handlers declare, names for each operation the
+policy rule that guards it, and is a valid OpenAPI 3.1 document."""
 
 import copy
 import json
@@ -15,9 +15,9 @@ import pytest
 from keystone_syncext import openapi
 from keystone_syncext import policies
 from keystone_syncext import resources
+from keystone_syncext.api import schemas as api_schemas
 from keystone_syncext.api import sync
-from keystone_syncext.writes import batch
-from keystone_syncext.writes import rekey
+from keystone_syncext.api import validation
 
 DOC = pathlib.Path(__file__).resolve().parents[3] / 'doc' / 'openapi.json'
 REGENERATE = ('python -m keystone_syncext.openapi > doc/openapi.json '
@@ -136,14 +136,79 @@ def test_resource_types_come_from_the_registry(doc):
             assert id_schema == expected
             schema['properties']['id'] = rtype.schema['properties']['id']
         assert schema == rtype.schema
-    body = schemas['ResourceBody']['properties']['resource']['anyOf']
-    assert len(body) == len(resources.TYPES)
+    body = schemas['Envelope']['properties']['resource']['anyOf']
+    assert body == [{'$ref': '#/components/schemas/'
+                     + openapi.schema_name(n)} for n in resources.TYPES]
 
 
-def test_request_bodies_are_the_service_schemas(doc):
+def _resolve(doc, schema):
+    """A schema of the document with its references replaced."""
+    if isinstance(schema, dict):
+        if set(schema) == {'$ref'}:
+            name = schema['$ref'].rsplit('/', 1)[1]
+            return _resolve(doc, doc['components']['schemas'][name])
+        return {k: _resolve(doc, v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_resolve(doc, v) for v in schema]
+    return schema
+
+
+def _handlers():
+    for mapping in sync.SyncAPI.resource_mapping:
+        for method in mapping.resource.methods:
+            yield (openapi.openapi_path(mapping.url), method,
+                   getattr(mapping.resource, method.lower()))
+
+
+def test_every_route_has_the_schemas_its_handler_declares(doc):
+    """Each handler's request body, query, header and response schemas
+    are those of its operation in the document, and each handler
+    declares a response (and a body where it reads one)."""
+    seen = 0
+    for path, method, handler in _handlers():
+        op = doc['paths'][path][method.lower()]
+        body = validation.declared(handler, 'request_body')
+        assert (body is not None) == (method in ('PUT', 'POST')), path
+        if body is not None:
+            got = op['requestBody']['content']['application/json']
+            assert _resolve(doc, got['schema']) == body
+        response = validation.declared(handler, 'response_body')
+        ok = [c for c in op['responses'] if c.startswith('2')]
+        for code in ok:
+            content = op['responses'][code].get('content')
+            if response is None:
+                assert content is None, (path, method, code)
+            else:
+                assert _resolve(doc, content['application/json'][
+                    'schema']) == response, (path, method, code)
+        assert response is not None or ok == ['204'], (path, method)
+        params = {}
+        for ref in op.get('parameters', []):
+            p = doc['components']['parameters'][ref['$ref'].rsplit(
+                '/', 1)[1]]
+            params[(p['in'], p['name'])] = p
+        for where, decl in (('query', 'request_query'),
+                            ('header', 'request_header')):
+            declared = validation.declared(handler, decl) or {}
+            names = {n for w, n in params if w == where}
+            assert names == set(declared.get('properties', {})), (
+                path, method, where)
+        seen += 1
+    assert seen == 12
+
+
+def test_no_type_schema_is_shadowed_by_a_fixed_one():
+    for name in resources.TYPES:
+        component = api_schemas.COMPONENTS[openapi.schema_name(name)]
+        assert component['title'] == name
+
+
+def test_request_bodies_are_the_declared_schemas(doc):
     schemas = doc['components']['schemas']
-    assert schemas['Batch'] == batch.BATCH_SCHEMA
-    assert schemas['Rekey'] == rekey.REKEY_SCHEMA
+    assert schemas['Batch'] == api_schemas.batch_request_body
+    assert schemas['Rekey'] == api_schemas.rekey_request_body
+    assert _resolve(doc, schemas['DigestsRequest']) == \
+        api_schemas.digests_request_body
 
 
 def test_security_is_the_keystone_token_header(doc):
@@ -168,9 +233,33 @@ def test_validator_is_not_a_rubber_stamp(doc):
 
 
 def test_an_undescribed_route_fails_the_build(monkeypatch):
-    monkeypatch.delitem(openapi.OPERATIONS, ('/v3/sync/rekey', 'POST'))
+    monkeypatch.setattr(sync.RekeyResource.post, '__doc__', 'Re-key.')
     with pytest.raises(KeyError, match='not described'):
         openapi.build()
+
+
+def test_a_handler_enforcing_another_rule_fails_the_build(monkeypatch):
+    monkeypatch.setattr(sync.RekeyResource.post, '_policy_action',
+                        'identity:sync:create_batch')
+    with pytest.raises(ValueError, match='enforces identity:sync:create_b'):
+        openapi.build()
+
+
+def test_docstring_fields_become_the_operation():
+    op = openapi.build()['paths']['/v3/sync/resources/{type}/{id}']['put']
+    assert op['summary'] == ('Create or update a resource with the id in '
+                             'the URL')
+    assert op['operationId'] == 'putResource'
+    assert op['responses']['412']['description'].startswith(
+        'If-Match or If-None-Match does not hold: current_hash is')
+    # A continued field is one sentence, its lines joined.
+    assert '  ' not in op['responses']['409']['description']
+    assert op['responses']['403']['description'].startswith(
+        openapi._AUTH_ERRORS['403'] + ' Also when an application')
+    assert op['responses']['201']['headers']['ETag']
+    changes = openapi.build()['paths']['/v3/sync/changes']['get']
+    assert changes['responses']['503']['description'].endswith(
+        openapi._CAPTURE)
 
 
 def test_main_writes_the_committed_form(tmp_path, capsys):

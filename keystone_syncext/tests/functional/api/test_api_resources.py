@@ -7,9 +7,12 @@ their own modules. Runs once per database backend.
 
 import uuid
 
+import jsonschema
 import pytest
 import sqlalchemy as sa
 
+from keystone_syncext.api import sync
+from keystone_syncext.api import validation
 from keystone_syncext.db import tables
 from keystone_syncext.resources import base
 
@@ -393,3 +396,51 @@ def test_every_route_is_in_json_home(api_site):
         'sync_tombstones': {'href': '/sync/tombstones'},
     }
 
+
+
+def test_every_answer_matches_the_schema_its_route_declares(call):
+    """A real answer of each route validates against the response schema
+    its handler declares (what doc/openapi.json says), and a schema that
+    does not fit is caught: the check is not a rubber stamp."""
+    def declared(resource, method):
+        schema = validation.declared(getattr(resource, method),
+                                     'response_body')
+        return jsonschema.Draft202012Validator(schema)
+
+    r, gone = _id(), _id()
+    put(call, 'role', role(gone))
+    call('DELETE', f'/sync/resources/role/{gone}', 204, headers=ORIGIN)
+    answers = [
+        (sync.ResourceItemResource, 'put', put(call, 'role', role(r))),
+        (sync.ResourceItemResource, 'get',
+         call('GET', f'/sync/resources/role/{r}', 200)),
+        (sync.SyncResource, 'get', call('GET', '/sync', 200)),
+        (sync.StatusResource, 'get', call('GET', '/sync/status', 200)),
+        (sync.ChangesResource, 'get',
+         call('GET', '/sync/changes?limit=50', 200)),
+        (sync.ResourceListResource, 'get',
+         call('GET', '/sync/resources/role?limit=5', 200)),
+        (sync.DigestResource, 'get', call('GET', '/sync/digest/role', 200)),
+        (sync.DigestsResource, 'post', call(
+            'POST', '/sync/digests', 200,
+            json={'digests': [{'type': 'role'}, {'type': 'project'}]})),
+        (sync.TombstonesResource, 'post', call(
+            'POST', '/sync/tombstones', 200,
+            json={'type': 'role', 'ids': [gone, r]})),
+        (sync.BatchResource, 'post', call(
+            'POST', '/sync/batch', 200, headers=ORIGIN, json={'items': [
+                {'op': 'upsert', 'type': 'role', 'id': r,
+                 'resource': role(r)},
+                {'op': 'delete', 'type': 'role', 'id': gone}]})),
+        (sync.RekeyResource, 'post', call(
+            'POST', '/sync/rekey', 200, headers=ORIGIN,
+            json={'type': 'role', 'from': r, 'to': _id()})),
+    ]
+    for resource, method, resp in answers:
+        errors = list(declared(resource, method).iter_errors(resp.json()))
+        assert not errors, (resource.__name__, method, errors[0].message)
+    tombstones = answers[8][2].json()['tombstones']
+    assert [t['id'] for t in tombstones] == [gone]
+    # The status answer against the capabilities schema: refused.
+    assert list(declared(sync.SyncResource, 'get').iter_errors(
+        answers[3][2].json()))
