@@ -5,7 +5,6 @@ module does; the command line is a thin layer over them.
 """
 
 import os
-import sys
 
 from alembic import command as alembic_command
 from alembic import config as alembic_config
@@ -21,18 +20,11 @@ VERSION_TABLE = 'sync_alembic_version'
 
 
 def script_location() -> str:
-    """Where the ``alembic/`` tree is: beside the package in a source
-    checkout, under ``share/keystone_syncext`` once installed."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.path.join(here, '..', '..', 'alembic'),
-        os.path.join(sys.prefix, 'share', 'keystone_syncext', 'alembic'),
-    ]
-    for path in candidates:
-        if os.path.isfile(os.path.join(path, 'env.py')):
-            return os.path.normpath(path)
-    raise RuntimeError('keystone_syncext migrations not found in any of: '
-                       + ', '.join(os.path.normpath(p) for p in candidates))
+    """Where the alembic tree is: the ``migrations`` package beside this
+    module, in a checkout and once installed alike (it ships inside the
+    package, as the agent's own tree does)."""
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                        'migrations')
 
 
 def _config(connection=None) -> alembic_config.Config:

@@ -2,12 +2,13 @@
 for them.
 
 Secrets travel only as hashes and never reach a log or an error message
-(DESIGN.md). The suites that run real processes (Keystone under uWSGI, the
-agent) register every secret they handle -- passwords, application
-credential secrets, tokens, and the password and secret hashes read from
-each site's database -- and every log those processes wrote; at the end of
-the module a fixture (``secret_scan`` in the tests' conftest) scans them
-all and fails with the file and line of each hit.
+(doc/security.md, "Secrets in logs"). The suites that run real processes
+(Keystone under uWSGI, the agent) register every secret they handle --
+passwords, application credential secrets, tokens, and the password and
+secret hashes read from each site's database -- and every log those
+processes wrote; at the end of the module a fixture (``secret_scan`` in the
+tests' conftest) scans them all and fails with the file and line of each
+hit.
 
 Only what the product's processes wrote is scanned: the Keystone and
 uWSGI logs in each site's directory, the agent's log file and its captured

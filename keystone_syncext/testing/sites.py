@@ -19,7 +19,12 @@ import time
 # Imported here, in the main thread, never lazily: it imports eventlet,
 # and eventlet imported by another thread leaves that thread unjoinable
 # (a ThreadPoolExecutor setting sites up side by side would hang).
-from keystone.common import fernet_utils
+try:
+    from keystone.common import fernet_utils
+except ImportError:
+    # The shared conftest imports this module, and the agent's unit tests
+    # also run where Keystone is not installed (tools/check-agent-alone).
+    fernet_utils = None
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 import requests
@@ -230,6 +235,8 @@ class Site:
         Keystone's own code in this process: the three commands would cost
         three Keystone imports, seconds each. The key format is the same
         in every supported release."""
+        if fernet_utils is None:
+            raise RuntimeError('making a site\'s keys needs Keystone')
         for group, sub in (('fernet_tokens', 'fernet-keys'),
                            ('fernet_receipts', 'receipt-keys'),
                            ('credential', 'credential-keys')):

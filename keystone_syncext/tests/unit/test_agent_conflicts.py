@@ -8,7 +8,6 @@ import json
 
 import pytest
 
-from keystone_syncext import resources
 from keystone_syncext.agent import conflicts
 from keystone_syncext.agent import secret_fields
 from keystone_syncext.agent import selection
@@ -118,8 +117,14 @@ def test_bad_strategy_and_rules_are_refused():
 
 
 def test_redact_covers_every_secret_field_the_types_declare():
-    # The agent does not import the resource modules; both read the
-    # type table.
+    # The agent does not import the resource modules; this keeps its
+    # table true to what they declare. They need Keystone, which the
+    # agent-alone run (tools/check-agent-alone) does not have: it skips
+    # this one check, every other run makes it.
+    try:
+        from keystone_syncext import resources
+    except ImportError as e:  # no Keystone here
+        pytest.skip(f'the resource modules need Keystone: {e}')
     declared = {name: rtype.secrets for name, rtype in
                 resources.TYPES.items() if rtype.secrets}
     assert set(declared) == set(secret_fields.TYPES) == {

@@ -13,7 +13,9 @@ as a user created at the hub, with the hub's password, into the hub's
 project id.
 
 Run it with ``tools/demo`` (which prepares the virtualenvs first) or
-``python -m keystone_syncext.demo [--workdir DIR] [--keep]``.
+``.venv/bin/python tools/demo.py [--workdir DIR] [--keep]``. A development
+tool, not part of the installed package: it lives beside tools/demo and
+uses the test harness (``keystone_syncext.testing``).
 """
 
 import argparse
