@@ -150,15 +150,9 @@ def login(site, made) -> None:
           f'{access.project_id} with roles {roles}')
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--workdir', help='where the sites live '
-                        '(default: a new temporary directory)')
-    parser.add_argument('--keep', action='store_true',
-                        help='leave the sites\' directory behind')
-    args = parser.parse_args(argv)
-    workdir = args.workdir or tempfile.mkdtemp(prefix='kssync-demo-')
-    os.makedirs(workdir, exist_ok=True)
+def _sites(workdir):
+    """The hub (Keystone 30) and two spokes (30, and 29.1 where its
+    virtualenv is), each on a SQLite database of its own."""
     db = backends.get('sqlite', workdir)
     hub = sites.Site('hub', os.path.join(workdir, 'hub'), db.create('hub'),
                      app=sites.SYNC_APP)
@@ -170,73 +164,102 @@ def main(argv=None) -> int:
                    db.create('spoke2'), app=sites.SYNC_APP,
                    venv=_venv29(), hub_site_id='hub'),
     ]
+    return hub, spokes
+
+
+def _start(workdir, hub, spokes):
+    _heading('Three Keystones on SQLite, each bootstrapped on its own')
     every = [hub] + spokes
+    with concurrent.futures.ThreadPoolExecutor(len(every)) as pool:
+        for done in [pool.submit(lambda s: s.setup().start(), site)
+                     for site in every]:
+            done.result()
+    for site in every:
+        site.release = site.keystone_version()
+        print(f'{site.name}: Keystone {site.release} at {site.url}',
+              flush=True)
+    clouds = {'hub': hub.admin_auth()}
+    for spoke in spokes:
+        # The agent's own account at each spoke (see add_agent_account).
+        clouds[spoke.name] = spoke.add_agent_account()
+    sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'), clouds)
+
+
+def _sync(workdir, run):
+    if agent(workdir, *run):
+        raise SystemExit('the agent did not converge')
+
+
+def _change_and_delete(workdir, run, hub, spokes, made):
+    _heading('Changing and deleting at the hub, then syncing again')
+    s = hub.admin_session()
+    s.patch(f'{hub.url}/projects/{made["project"]["id"]}',
+            json={'project': {'description': 'changed at the hub'}})
+    s.delete(f'{hub.url}/groups/{made["group (to delete)"]["id"]}')
+    print('demo-project description changed; demo-old-group deleted')
+    _sync(workdir, run)
+    for spoke in spokes:
+        p = spoke.admin_session().get(
+            f'{spoke.url}/projects/{made["project"]["id"]}').json()
+        gone = spoke.admin_session().get(
+            f'{spoke.url}/groups/{made["group (to delete)"]["id"]}',
+            raise_exc=False).status_code
+        print(f'{spoke.name}: demo-project description '
+              f'{p["project"]["description"]!r}; demo-old-group '
+              f'answers {gone}')
+
+
+def _show(workdir, hub, spokes) -> int:
+    """Join, create at the hub, sync, change, sync; 0 when every site
+    holds the same ids."""
     state = f'sqlite:///{workdir}/keystone-sync-state.sqlite'
     run = ['run', '--hub', 'hub', '--spoke', 'spoke1', '--spoke', 'spoke2',
            '--state', state, '--once']
+    _start(workdir, hub, spokes)
+
+    _heading('Joining the spokes: the hub\'s ids for shared resources')
+    for spoke in spokes:
+        if agent(workdir, 'join', '--hub', 'hub', '--spoke', spoke.name):
+            raise SystemExit(f'joining {spoke.name} failed')
+
+    _heading('Creating resources at the hub (ordinary v3 API)')
+    made = make_resources(hub)
+    print(', '.join(f'{k} {v["name"]}' for k, v in made.items()))
+
+    _heading('Syncing: keystone-sync run --once')
+    _sync(workdir, run)
+    for spoke in spokes:
+        # Joined and synced, each spoke's admin is the hub's admin:
+        # the same id and the same password.
+        spoke.admin_password = hub.admin_password
+
+    _heading('The same ids at every site (looked up by name)')
+    same = show_ids(hub, spokes, made)
+    _change_and_delete(workdir, run, hub, spokes, made)
+
+    _heading('keystone-sync status')
+    agent(workdir, 'status', '--state', state)
+
+    _heading('Logging in at the spokes as the hub\'s user')
+    for spoke in spokes:
+        login(spoke, made)
+    return 0 if same else 1
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--workdir', help='where the sites live '
+                        '(default: a new temporary directory)')
+    parser.add_argument('--keep', action='store_true',
+                        help='leave the sites\' directory behind')
+    args = parser.parse_args(argv)
+    workdir = args.workdir or tempfile.mkdtemp(prefix='kssync-demo-')
+    os.makedirs(workdir, exist_ok=True)
+    hub, spokes = _sites(workdir)
     try:
-        _heading('Three Keystones on SQLite, each bootstrapped on its own')
-        with concurrent.futures.ThreadPoolExecutor(len(every)) as pool:
-            for done in [pool.submit(lambda s: s.setup().start(), site)
-                         for site in every]:
-                done.result()
-        for site in every:
-            site.release = site.keystone_version()
-            print(f'{site.name}: Keystone {site.release} at {site.url}',
-                  flush=True)
-        clouds = {'hub': hub.admin_auth()}
-        for spoke in spokes:
-            # The agent's own account at each spoke (see add_agent_account).
-            clouds[spoke.name] = spoke.add_agent_account()
-        sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'), clouds)
-
-        _heading('Joining the spokes: the hub\'s ids for shared resources')
-        for spoke in spokes:
-            if agent(workdir, 'join', '--hub', 'hub', '--spoke', spoke.name):
-                raise SystemExit(f'joining {spoke.name} failed')
-
-        _heading('Creating resources at the hub (ordinary v3 API)')
-        made = make_resources(hub)
-        print(', '.join(f'{k} {v["name"]}' for k, v in made.items()))
-
-        _heading('Syncing: keystone-sync run --once')
-        if agent(workdir, *run):
-            raise SystemExit('the agent did not converge')
-        for spoke in spokes:
-            # Joined and synced, each spoke's admin is the hub's admin:
-            # the same id and the same password.
-            spoke.admin_password = hub.admin_password
-
-        _heading('The same ids at every site (looked up by name)')
-        same = show_ids(hub, spokes, made)
-
-        _heading('Changing and deleting at the hub, then syncing again')
-        s = hub.admin_session()
-        s.patch(f'{hub.url}/projects/{made["project"]["id"]}',
-                json={'project': {'description': 'changed at the hub'}})
-        s.delete(f'{hub.url}/groups/{made["group (to delete)"]["id"]}')
-        print('demo-project description changed; demo-old-group deleted')
-        if agent(workdir, *run):
-            raise SystemExit('the agent did not converge')
-        for spoke in spokes:
-            p = spoke.admin_session().get(
-                f'{spoke.url}/projects/{made["project"]["id"]}').json()
-            gone = spoke.admin_session().get(
-                f'{spoke.url}/groups/{made["group (to delete)"]["id"]}',
-                raise_exc=False).status_code
-            print(f'{spoke.name}: demo-project description '
-                  f'{p["project"]["description"]!r}; demo-old-group '
-                  f'answers {gone}')
-
-        _heading('keystone-sync status')
-        agent(workdir, 'status', '--state', state)
-
-        _heading('Logging in at the spokes as the hub\'s user')
-        for spoke in spokes:
-            login(spoke, made)
-        return 0 if same else 1
+        return _show(workdir, hub, spokes)
     finally:
-        for site in every:
+        for site in [hub] + spokes:
             site.stop()
         if args.keep or args.workdir:
             print(f'Sites left in {workdir}')
