@@ -41,7 +41,7 @@ class HubFeed:
             ctx.announce()
 
     def follow(self) -> None:
-        ctx, out = self.ctx, self.ctx.outcomes
+        ctx = self.ctx
         failures = 0
         gone = False    # the last read answered 410
         try:
@@ -66,18 +66,25 @@ class HubFeed:
                     if self.failed(e, failures):
                         return
                     continue
-                if not more and ctx.once and not out.upward_done.is_set():
-                    # Read again once the spokes' own changes are in.
-                    while not out.upward_done.wait(0.2):
-                        ctx.check_stop()
-                    out.last_read.set()
-                    continue
-                if not more and ctx.once:
-                    out.hub_read(ctx.state.top())
-                    ctx.announce()
+                if not more and ctx.once and self.read_to_end():
                     return
         except context_mod.Stopped:
             return
+
+    def read_to_end(self) -> bool:
+        """``--once``, and the feed caught up: True when it is read to its
+        end (the spokes are told where that is); False to read again,
+        once the spokes' own changes are in."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        if not out.upward_done.is_set():
+            # Read again once the spokes' own changes are in.
+            while not out.upward_done.wait(0.2):
+                ctx.check_stop()
+            out.last_read.set()
+            return False
+        out.hub_read(ctx.state.top())
+        ctx.announce()
+        return True
 
     def restart(self, head) -> None:
         """Follow the feed from ``head`` on: the hub lost the history
