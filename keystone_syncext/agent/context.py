@@ -108,8 +108,11 @@ class Context:
         """Take the hub's capabilities (``GET /v3/sync``) as this run's:
         its types, page size and protocol versions; point the state at
         it."""
-        self.hub_types = self.known_types(
-            caps['resource_types'], 'hub offers types')
+        self.hub_types, unknown = self.known_types(caps['resource_types'])
+        if unknown:
+            LOG.warning('hub offers types this agent does not know: '
+                        '%(types)s; upgrade the agent to sync them',
+                        {'types': ', '.join(unknown)})
         self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
         # A spoke receives the hub's representations as they are: it must
         # share a version with the agent and the hub both.
@@ -118,21 +121,17 @@ class Context:
             set(client.PROTOCOL_VERSIONS))
         self.state.set_hub(self.hub.name, caps['site_id'], None)
 
-    def known_types(self, names: Iterable[str], what: str) -> list[str]:
-        """``names`` less the types the agent does not know (a hub newer
-        than the agent); those are skipped, with a warning (``what`` the
-        hub does with them) the first time this run meets each."""
+    def known_types(self, names: Iterable[str]) -> tuple[list, list]:
+        """(``names`` that the agent knows, the others not met before in
+        this run): types of a hub newer than the agent are skipped, and
+        warned of once a run."""
         names = list(names)
         unknown = [n for n in dict.fromkeys(names)
                    if n not in type_table.BY_NAME]
         with self._unknown_lock:
             new = [n for n in unknown if n not in self.unknown_types]
             self.unknown_types.update(new)
-        if new:
-            LOG.warning('%(what)s this agent does not know: %(types)s; '
-                        'upgrade the agent to sync them',
-                        {'what': what, 'types': ', '.join(new)})
-        return [n for n in names if n in type_table.BY_NAME]
+        return [n for n in names if n in type_table.BY_NAME], new
 
     def hub_error(self, message) -> None:
         """Note a failed read of the hub in the state (if there is a hub

@@ -136,7 +136,10 @@ class HubFeed:
         """``changes`` less those of types the agent does not know (a hub
         newer than the agent): skipped, never written, and the cursor
         moves on past them (warned of once a run, naming the types)."""
-        known = set(self.ctx.known_types(
-            (c['type'] for c in changes),
-            "hub's feed carries changes (skipped) of types"))
+        known, unknown = self.ctx.known_types(c['type'] for c in changes)
+        if unknown:
+            LOG.warning("hub's feed carries changes (skipped) of types "
+                        'this agent does not know: %(types)s; upgrade the '
+                        'agent to sync them', {'types': ', '.join(unknown)})
+        known = set(known)
         return [c for c in changes if c['type'] in known]
