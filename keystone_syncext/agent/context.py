@@ -13,6 +13,8 @@ The parts (:mod:`~keystone_syncext.agent.writer`,
 :class:`keystone_syncext.agent.runner.Agent` is one, with its parts wired.
 """
 
+from collections.abc import Iterable
+import logging
 import random
 import threading
 
@@ -20,6 +22,9 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import selection as selection_mod
+from keystone_syncext.common import types as type_table
+
+LOG = logging.getLogger(__name__)
 
 
 class Stopped(Exception):
@@ -55,6 +60,10 @@ class Context:
         self.hub_versions: list[int] = list(client.PROTOCOL_VERSIONS)
         self.spoke_types: dict[str, list[str]] = {}
         self.spoke_max_items: dict[str, int] = {}
+        # Types of a newer hub that the agent does not know, met this run
+        # (skipped; each warned of once).
+        self.unknown_types: set[str] = set()
+        self._unknown_lock = threading.Lock()
 
     # -- waiting ------------------------------------------------------
 
@@ -99,7 +108,11 @@ class Context:
         """Take the hub's capabilities (``GET /v3/sync``) as this run's:
         its types, page size and protocol versions; point the state at
         it."""
-        self.hub_types = caps['resource_types']
+        self.hub_types, unknown = self.known_types(caps['resource_types'])
+        if unknown:
+            LOG.warning('hub offers types this agent does not know: '
+                        '%(types)s; upgrade the agent to sync them',
+                        {'types': ', '.join(unknown)})
         self.spoke_max_items[self.hub.name] = caps.get('max_page_size')
         # A spoke receives the hub's representations as they are: it must
         # share a version with the agent and the hub both.
@@ -107,6 +120,18 @@ class Context:
             set(client.advertised_versions(caps)) &
             set(client.PROTOCOL_VERSIONS))
         self.state.set_hub(self.hub.name, caps['site_id'], None)
+
+    def known_types(self, names: Iterable[str]) -> tuple[list, list]:
+        """(``names`` that the agent knows, the others not met before in
+        this run): types of a hub newer than the agent are skipped, and
+        warned of once a run."""
+        names = list(names)
+        unknown = [n for n in dict.fromkeys(names)
+                   if n not in type_table.BY_NAME]
+        with self._unknown_lock:
+            new = [n for n in unknown if n not in self.unknown_types]
+            self.unknown_types.update(new)
+        return [n for n in names if n in type_table.BY_NAME], new
 
     def hub_error(self, message) -> None:
         """Note a failed read of the hub in the state (if there is a hub

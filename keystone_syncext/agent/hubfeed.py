@@ -41,7 +41,7 @@ class HubFeed:
             ctx.announce()
 
     def follow(self) -> None:
-        ctx, out = self.ctx, self.ctx.outcomes
+        ctx = self.ctx
         failures = 0
         gone = False    # the last read answered 410
         try:
@@ -66,18 +66,25 @@ class HubFeed:
                     if self.failed(e, failures):
                         return
                     continue
-                if not more and ctx.once and not out.upward_done.is_set():
-                    # Read again once the spokes' own changes are in.
-                    while not out.upward_done.wait(0.2):
-                        ctx.check_stop()
-                    out.last_read.set()
-                    continue
-                if not more and ctx.once:
-                    out.hub_read(ctx.state.top())
-                    ctx.announce()
+                if not more and ctx.once and self.read_to_end():
                     return
         except context_mod.Stopped:
             return
+
+    def read_to_end(self) -> bool:
+        """``--once``, and the feed caught up: True when it is read to its
+        end (the spokes are told where that is); False to read again,
+        once the spokes' own changes are in."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        if not out.upward_done.is_set():
+            # Read again once the spokes' own changes are in.
+            while not out.upward_done.wait(0.2):
+                ctx.check_stop()
+            out.last_read.set()
+            return False
+        out.hub_read(ctx.state.top())
+        ctx.announce()
+        return True
 
     def restart(self, head) -> None:
         """Follow the feed from ``head`` on: the hub lost the history
@@ -114,12 +121,25 @@ class HubFeed:
         wait = 0 if ctx.once else ctx.conf.poll_wait
         page = ctx.hub.changes(since=cursor, limit=ctx.conf.feed_page_size,
                                wait=wait)
-        ctx.state.append(page['changes'], page['next'], page['head'])
-        if page['changes']:
+        changes = self.known(page['changes'])
+        ctx.state.append(changes, page['next'], page['head'])
+        if changes:
             LOG.info('read %(n)d changes from hub %(hub)s',
-                     {'n': len(page['changes']), 'hub': ctx.hub.name})
+                     {'n': len(changes), 'hub': ctx.hub.name})
             ctx.announce()
         pruned = ctx.state.prune([s.name for s in ctx.spokes])
         if pruned:
             LOG.debug('pruned %d outbox rows every spoke applied', pruned)
         return bool(page['more'])
+
+    def known(self, changes: list[dict]) -> list[dict]:
+        """``changes`` less those of types the agent does not know (a hub
+        newer than the agent): skipped, never written, and the cursor
+        moves on past them (warned of once a run, naming the types)."""
+        known, unknown = self.ctx.known_types(c['type'] for c in changes)
+        if unknown:
+            LOG.warning("hub's feed carries changes (skipped) of types "
+                        'this agent does not know: %(types)s; upgrade the '
+                        'agent to sync them', {'types': ', '.join(unknown)})
+        known = set(known)
+        return [c for c in changes if c['type'] in known]

@@ -99,6 +99,70 @@ class _UserCheck:
                        f'--merge {entry["name"]} to merge it anyway')
 
 
+class _Views:
+    """The selection's views of both sites, noted as join lists them
+    (nothing to note without a selection)."""
+
+    def __init__(self, selection, hub, spoke):
+        self.selection = selection
+        self.hub = selection_mod.View(hub.resource)
+        self.spoke = selection_mod.View(spoke.resource)
+
+    def note(self, view, type_name, r) -> None:
+        if self.selection:
+            view.note(type_name, r['id'], r)
+
+    def left_alone(self, type_name, spoke_id, hub_id) -> bool:
+        """Whether the selection leaves the pair alone."""
+        if not self.selection:
+            return False
+        sel = self.selection
+        return not (sel.judge(self.spoke).selected(type_name, spoke_id)
+                    and sel.judge(self.hub).selected(type_name, hub_id))
+
+
+def _hub_keys(hub, type_name, views: _Views) -> dict:
+    """The hub's ``type_name`` resources: natural key -> id."""
+    hub_by_key = {}
+    for r in client.every_resource(hub, type_name):
+        views.note(views.hub, type_name, r)
+        key = natural_key(type_name, r)
+        if key is not None:
+            hub_by_key[key] = r['id']
+    return hub_by_key
+
+
+def _match(type_name, r, hub_by_key, exclude, views: _Views):
+    """The plan entry for spoke resource ``r`` (None: nothing to join)."""
+    key = natural_key(type_name, r)
+    hub_id = hub_by_key.get(key)
+    if hub_id is None or hub_id == r['id']:
+        return None
+    name = _display_name(type_name, r)
+    if excluded(exclude, type_name, name) or \
+            views.left_alone(type_name, r['id'], hub_id):
+        return None
+    return {'type': type_name, 'name': name, 'domain_id': key[0],
+            'spoke_id': r['id'], 'hub_id': hub_id}
+
+
+def _place(entry, spoke_ids, users: _UserCheck, result: dict) -> None:
+    """Put ``entry`` in the plan: ``kept``, ``blocked`` or ``rekey``."""
+    if entry['type'] == 'user':
+        ok, why = users.verdict(entry)
+        if not ok:
+            result['kept'].append(dict(entry, reason=why))
+            return
+        if why:
+            entry['note'] = why
+    if entry['hub_id'] in spoke_ids:
+        entry['reason'] = ('the hub\'s id is taken at the spoke by '
+                           'another resource')
+        result['blocked'].append(entry)
+    else:
+        result['rekey'].append(entry)
+
+
 def plan(hub: client.Site, spoke: client.Site, exclude=(),
          selection: selection_mod.Selection | None = None, merge=(),
          agent_user: str | None = None) -> dict:
@@ -109,58 +173,22 @@ def plan(hub: client.Site, spoke: client.Site, exclude=(),
     ``agent_user`` is the agent's own account at the spoke."""
     caps = spoke.capabilities()
     rekeyable = set(caps.get('rekey_types', ()))
-    rekey, blocked, kept = [], [], []
+    result = {'rekey': [], 'blocked': [], 'kept': []}
     users = _UserCheck(hub, spoke, merge, agent_user)
-    hub_view = selection_mod.View(hub.resource)
-    spoke_view = selection_mod.View(spoke.resource)
-
-    def left_alone(type_name, spoke_id, hub_id):
-        if not selection:
-            return False
-        return not (selection.judge(spoke_view).selected(type_name, spoke_id)
-                    and selection.judge(hub_view).selected(type_name,
-                                                           hub_id))
-
+    views = _Views(selection, hub, spoke)
     for type_name in JOIN_TYPES:
         if type_name not in rekeyable:
             continue
-        hub_by_key = {}
-        for r in client.every_resource(hub, type_name):
-            if selection:
-                hub_view.note(type_name, r['id'], r)
-            key = natural_key(type_name, r)
-            if key is not None:
-                hub_by_key[key] = r['id']
+        hub_by_key = _hub_keys(hub, type_name, views)
         spoke_items = client.every_resource(spoke, type_name)
         for r in spoke_items:
-            if selection:
-                spoke_view.note(type_name, r['id'], r)
+            views.note(views.spoke, type_name, r)
         spoke_ids = {r['id'] for r in spoke_items}
         for r in spoke_items:
-            key = natural_key(type_name, r)
-            hub_id = hub_by_key.get(key)
-            if hub_id is None or hub_id == r['id']:
-                continue
-            name = _display_name(type_name, r)
-            if excluded(exclude, type_name, name) or \
-                    left_alone(type_name, r['id'], hub_id):
-                continue
-            entry = {'type': type_name, 'name': name, 'domain_id': key[0],
-                     'spoke_id': r['id'], 'hub_id': hub_id}
-            if type_name == 'user':
-                ok, why = users.verdict(entry)
-                if not ok:
-                    kept.append(dict(entry, reason=why))
-                    continue
-                if why:
-                    entry['note'] = why
-            if hub_id in spoke_ids:
-                entry['reason'] = ('the hub\'s id is taken at the spoke by '
-                                   'another resource')
-                blocked.append(entry)
-            else:
-                rekey.append(entry)
-    return {'rekey': rekey, 'blocked': blocked, 'kept': kept}
+            entry = _match(type_name, r, hub_by_key, exclude, views)
+            if entry is not None:
+                _place(entry, spoke_ids, users, result)
+    return result
 
 
 def execute(spoke: client.Site, the_plan: dict, origin: str,

@@ -190,62 +190,84 @@ def _common_prefix(prefix, h, s):
     return common
 
 
+def _same(h, s) -> bool:
+    """Whether two digest nodes both carry a hash, and agree."""
+    return bool(h and s and 'hash' in h and 'hash' in s and
+                (h['count'], h['hash']) == (s['count'], s['hash']))
+
+
 def _visit(type_name, prefix, h, s):
     """Compare the two sites' digest nodes at ``prefix``; returns (a
     partial diff, child nodes)."""
     part = _Diff(type_name)
     part.compared = 1
     children = []
-    if 'hash' in h and 'hash' in s and \
-            (h['count'], h['hash']) == (s['count'], s['hash']):
+    if _same(h, s):
         return part, children
     skip_to = _common_prefix(prefix, h, s)
     if skip_to is not None:
         return part, [(skip_to, None, None)]
     if 'items' in h and 'items' in s:
-        hi, si = h['items'], s['items']
-        wanted = []
-        for id_, hh in hi.items():
-            if id_ not in si:
-                part.missing[id_] = hh
-                wanted.append(id_)
-            elif si[id_] != hh:
-                part.differ[id_] = hh
-                wanted.append(id_)
-        part.extra.update(i for i in si if i not in hi)
-        if len(wanted) > LEAF_LISTING:
-            part.leaves.append((prefix, wanted))
+        _compare_items(part, prefix, h['items'], s['items'])
         return part, children
     hb, sb = _buckets(h, prefix), _buckets(s, prefix)
     for key in sorted(set(hb) | set(sb)):
         hk, sk = hb.get(key), sb.get(key)
-        if hk and sk and 'hash' in hk and 'hash' in sk and \
-                (hk['count'], hk['hash']) == (sk['count'], sk['hash']):
+        if _same(hk, sk):
             continue
         if key == prefix and not (hk and 'items' in hk and
                                   sk and 'items' in sk):
             # An id equal to the prefix itself: descending would ask for
             # the same node again. Upserting an equal one is a no-op.
-            if hk and sk:
-                part.differ[key] = None
-            elif hk:
-                part.missing[key] = None
-            else:
-                part.extra.add(key)
+            _note_prefix_id(part, key, hk, sk)
             continue
-        if sk is None:
-            if 'items' in hk:
-                part.missing.update(hk['items'])
-            else:
-                part.hub_only.append(key)
-        elif hk is None:
-            if 'items' in sk:
-                part.extra.update(sk['items'])
-            else:
-                children.append((key, {}, None))
-        else:
-            children.append((key, hk.get('items'), sk.get('items')))
+        child = _bucket(part, key, hk, sk)
+        if child is not None:
+            children.append(child)
     return part, children
+
+
+def _compare_items(part, prefix, hi, si) -> None:
+    """Compare two leaves' item listings (id -> hash) into ``part``."""
+    wanted = []
+    for id_, hh in hi.items():
+        if id_ not in si:
+            part.missing[id_] = hh
+            wanted.append(id_)
+        elif si[id_] != hh:
+            part.differ[id_] = hh
+            wanted.append(id_)
+    part.extra.update(i for i in si if i not in hi)
+    if len(wanted) > LEAF_LISTING:
+        part.leaves.append((prefix, wanted))
+
+
+def _note_prefix_id(part, key, hk, sk) -> None:
+    """Note an id equal to the prefix itself as differing, missing at the
+    spoke or extra there."""
+    if hk and sk:
+        part.differ[key] = None
+    elif hk:
+        part.missing[key] = None
+    else:
+        part.extra.add(key)
+
+
+def _bucket(part, key, hk, sk):
+    """Compare one child bucket whose hashes differ: what is settled goes
+    into ``part``; returns the child node to descend into, or None."""
+    if sk is None:
+        if 'items' in hk:
+            part.missing.update(hk['items'])
+        else:
+            part.hub_only.append(key)
+        return None
+    if hk is None:
+        if 'items' in sk:
+            part.extra.update(sk['items'])
+            return None
+        return (key, {}, None)
+    return (key, hk.get('items'), sk.get('items'))
 
 
 def _merge(into: _Diff, part: _Diff) -> None:

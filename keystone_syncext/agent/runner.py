@@ -98,6 +98,22 @@ class Agent(context_mod.Context):
                   'n': len(self.spokes)})
         for s in self.spokes:
             self.state.spoke(s.name)
+        threads = self._threads()
+        for t in threads:
+            t.start()
+        try:
+            self._wait(threads)
+        finally:
+            self.stop.set()
+            self.announce()
+            for t in threads:
+                t.join(timeout=self.conf.poll_wait + 10)
+        return self._report()
+
+    def _threads(self) -> list[threading.Thread]:
+        """The run's threads, not started: the feed first, then (in
+        ``--once``, with types that flow up) the upward one, the spokes',
+        and (not ``--once``) each spoke's upward one."""
         threads = [threading.Thread(target=self.feed.run, name='feed',
                                     daemon=True)]
         if self.once and self.conf.spoke_originated_types:
@@ -115,27 +131,24 @@ class Agent(context_mod.Context):
                                          args=(s,), name=f'up-{s.name}',
                                          daemon=True)
                         for s in self.spokes]
-        for t in threads:
-            t.start()
-        try:
-            if self.once:
-                # The feed ends once read; the spokes once settled.
-                for t in threads[1:]:
-                    t.join()
-                self.stop.set()
-                threads[0].join(timeout=5)
-            else:
-                while any(t.is_alive() for t in threads[1:]
-                          if t.name.startswith('spoke-')):
-                    self.stop.wait(1)
-                    if self.stop.is_set():
-                        break
-        finally:
+        return threads
+
+    def _wait(self, threads: list[threading.Thread]) -> None:
+        """Until the run ends: in ``--once`` every thread but the feed
+        ended (the feed is then given 5 s); else until stopped, or no
+        spoke thread is left."""
+        if self.once:
+            # The feed ends once read; the spokes once settled.
+            for t in threads[1:]:
+                t.join()
             self.stop.set()
-            self.announce()
-            for t in threads:
-                t.join(timeout=self.conf.poll_wait + 10)
-        return self._report()
+            threads[0].join(timeout=5)
+            return
+        while any(t.is_alive() for t in threads[1:]
+                  if t.name.startswith('spoke-')):
+            self.stop.wait(1)
+            if self.stop.is_set():
+                break
 
     def _hub_capabilities(self) -> dict | None:
         """The hub's capabilities, retried with backoff; None when --once

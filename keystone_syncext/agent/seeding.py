@@ -68,44 +68,21 @@ class Seeder:
         """(type, page) for every page of the hub's listings of ``types``,
         read one page ahead by a thread of its own; after a type's pages,
         (type, None) ends it."""
-        pages: queue.Queue = queue.Queue(maxsize=2)
-        done = threading.Event()
-
-        def put(item) -> bool:
-            """False once the seed stopped taking pages."""
-            while not done.is_set():
-                try:
-                    pages.put(item, timeout=0.5)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def read():
-            try:
-                for type_name in types:
-                    for page in self.pages(type_name):
-                        if not put((type_name, page)):
-                            return
-                    if not put((type_name, None)):
-                        return
-                put(None)
-            except BaseException as e:   # raised again by the consumer
-                put(e)
-
-        reader = threading.Thread(target=read, daemon=True,
+        ahead = _ReadAhead()
+        reader = threading.Thread(target=ahead.fill,
+                                  args=(types, self.pages), daemon=True,
                                   name='seed-read')
         reader.start()
         try:
             while True:
-                item = pages.get()
+                item = ahead.pages.get()
                 if item is None:
                     return
                 if isinstance(item, BaseException):
                     raise item
                 yield item
         finally:
-            done.set()
+            ahead.done.set()
             reader.join(timeout=self.ctx.conf.request_timeout + 5)
 
     def pages(self, type_name):
@@ -125,3 +102,37 @@ class Seeder:
         done, failed, written = self.writer.apply(site, changes, guard=False)
         self.ctx.state.record(site.name, None, done, failed, written)
         return len(failed)
+
+
+class _ReadAhead:
+    """The pages read ahead for a seed: a short queue that a reader
+    thread fills until the seed stops taking pages (``done``)."""
+
+    def __init__(self):
+        self.pages: queue.Queue = queue.Queue(maxsize=2)
+        self.done = threading.Event()
+
+    def put(self, item) -> bool:
+        """False once the seed stopped taking pages."""
+        while not self.done.is_set():
+            try:
+                self.pages.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fill(self, types, pages_of) -> None:
+        """The reader thread: (type, page) for each page ``pages_of``
+        gives, (type, None) after a type, None at the end; an error is
+        put for the consumer to raise again."""
+        try:
+            for type_name in types:
+                for page in pages_of(type_name):
+                    if not self.put((type_name, page)):
+                        return
+                if not self.put((type_name, None)):
+                    return
+            self.put(None)
+        except BaseException as e:   # raised again by the consumer
+            self.put(e)

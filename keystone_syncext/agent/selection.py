@@ -200,14 +200,7 @@ class Selection:
         on_hub, on_spoke = Judge(self, hub), Judge(self, spoke)
         keep, skipped = [], []
         for c in changes:
-            why = None
-            if not self.concerns(c.type):
-                pass
-            elif c.op == 'delete':
-                if spoke.get(c.type, c.id) is not None:
-                    why = on_spoke.why_not(c.type, c.id)
-            elif c.resource is not None:
-                why = on_hub.why_not(c.type, c.id)
+            why = self._why_not(c, on_hub, on_spoke)
             if why:
                 skipped.append((c, why))
                 LOG.debug('spoke %(spoke)s: leaving %(type)s %(id)s alone '
@@ -224,6 +217,18 @@ class Selection:
                      {'spoke': spoke_name, 'n': len(skipped),
                       'total': self.skipped[spoke_name]})
         return keep, skipped
+
+    def _why_not(self, c, on_hub: 'Judge', on_spoke: 'Judge'):
+        """Why change ``c`` is left alone (None: it is written)."""
+        if not self.concerns(c.type):
+            return None
+        if c.op == 'delete':
+            if on_spoke.view.get(c.type, c.id) is not None:
+                return on_spoke.why_not(c.type, c.id)
+            return None
+        if c.resource is not None:
+            return on_hub.why_not(c.type, c.id)
+        return None
 
 
 class Judge:

@@ -45,7 +45,7 @@ class SpokeSync:
     def loop(self, site: client.Site) -> None:
         """Spoke ``site``'s thread: passes until the run stops (in
         ``--once``: until the spoke settled)."""
-        ctx, out = self.ctx, self.ctx.outcomes
+        ctx = self.ctx
         name = site.name
         failures = 0
         # --once: passes in a row that ended caught up but with refused
@@ -57,47 +57,22 @@ class SpokeSync:
                 try:
                     with self.writers, self._selection_scope(site):
                         progressed = self.sync(site)
-                    if failures:
-                        LOG.info('spoke %(spoke)s is back', {'spoke': name})
-                    failures = 0
-                    ctx.state.spoke_error(name, None)
+                    failures = self._went_through(name, failures)
                 except context_mod.Stopped:
                     raise
                 except Exception as e:
-                    if not isinstance(e, client.SiteError):
-                        # A bug, not the spoke: say where, keep going.
-                        LOG.exception('spoke %(spoke)s: unexpected error',
-                                      {'spoke': name})
-                        e = client.SiteError(name, f'agent error: '
-                                             f'{type(e).__name__}')
                     failures += 1
-                    ctx.state.spoke_error(name, str(e))
-                    LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
-                                'a row)', {'spoke': name, 'err': e,
-                                           'n': failures})
-                    if ctx.once and (not e.transient or
-                                     failures >= ctx.conf.once_attempts):
-                        out.outcome[name] = str(e)
+                    if self._failed(site, e, failures):
                         return
-                    site.site_id = None  # ask for capabilities again
-                    ctx.sleep(ctx.backoff(failures))
                     continue
                 row = ctx.state.spoke(name)
                 npending = len(ctx.state.pending_for(name))
                 if ctx.once:
-                    if out.hub_failure and not progressed:
-                        out.outcome[name] = once_mod.HUB_UNREAD
+                    step, refused_passes = self._once_step(
+                        name, row, progressed, npending, refused_passes)
+                    if step == 'end':
                         return
-                    if out.reached(row):
-                        if not npending:
-                            out.outcome[name] = None
-                            return
-                        refused_passes += 1
-                        if refused_passes >= ctx.conf.once_attempts:
-                            out.outcome[name] = once_mod.refused(
-                                ctx.state, ctx.hub.name, name, npending)
-                            return
-                        ctx.sleep(ctx.backoff(refused_passes))
+                    if step == 'again':
                         continue
                 if not progressed:
                     delay = (ctx.backoff(3) if npending
@@ -105,6 +80,59 @@ class SpokeSync:
                     ctx.wait_for_news(seen, delay)
         except context_mod.Stopped:
             return
+
+    def _went_through(self, name: str, failures: int) -> int:
+        """Note a pass that went through; the failures in a row (none)."""
+        if failures:
+            LOG.info('spoke %(spoke)s is back', {'spoke': name})
+        self.ctx.state.spoke_error(name, None)
+        return 0
+
+    def _failed(self, site: client.Site, e: Exception,
+                failures: int) -> bool:
+        """Note a failed pass (called while handling ``e``); True when
+        ``--once`` gives the spoke up, else after the backoff."""
+        ctx, name = self.ctx, site.name
+        if not isinstance(e, client.SiteError):
+            # A bug, not the spoke: say where, keep going.
+            LOG.exception('spoke %(spoke)s: unexpected error',
+                          {'spoke': name})
+            e = client.SiteError(name, f'agent error: '
+                                 f'{type(e).__name__}')
+        ctx.state.spoke_error(name, str(e))
+        LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
+                    'a row)', {'spoke': name, 'err': e,
+                               'n': failures})
+        if ctx.once and (not e.transient or
+                         failures >= ctx.conf.once_attempts):
+            ctx.outcomes.outcome[name] = str(e)
+            return True
+        site.site_id = None  # ask for capabilities again
+        ctx.sleep(ctx.backoff(failures))
+        return False
+
+    def _once_step(self, name: str, row, progressed: bool, npending: int,
+                   refused_passes: int) -> tuple[str | None, int]:
+        """``--once``, after a pass: ``('end', n)`` when the spoke settled
+        (its outcome is set), ``('again', n)`` to pass again after a
+        backoff, ``(None, n)`` to go on; ``n`` the refused passes in a
+        row so far."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        if out.hub_failure and not progressed:
+            out.outcome[name] = once_mod.HUB_UNREAD
+            return 'end', refused_passes
+        if not out.reached(row):
+            return None, refused_passes
+        if not npending:
+            out.outcome[name] = None
+            return 'end', refused_passes
+        refused_passes += 1
+        if refused_passes >= ctx.conf.once_attempts:
+            out.outcome[name] = once_mod.refused(
+                ctx.state, ctx.hub.name, name, npending)
+            return 'end', refused_passes
+        ctx.sleep(ctx.backoff(refused_passes))
+        return 'again', refused_passes
 
     def _selection_scope(self, site):
         selection = self.ctx.selections.get(site.name)

@@ -61,56 +61,67 @@ class Upward:
                 if not unsettled:
                     out.upward_done.set()
 
-        def one(site):
-            failures = 0
-            while True:
-                try:
-                    cursor = ctx.state.upward_cursor(site.name)
-                    while self.push(site):
-                        pass
-                    if failures and out.last_read.is_set() and \
-                            ctx.state.upward_cursor(site.name) != cursor:
-                        # Read and sent after the hub's feed was read for
-                        # the last time: the other spokes lack it.
-                        out.late_up.append(site.name)
-                    if ctx.state.pending_for(state_mod.up_key(site.name)):
-                        out.up_outcome[site.name] = (
-                            'its own changes were refused by the hub: ' +
-                            ctx.state.report_pending(
-                                state_mod.up_key(site.name)))
-                    return
-                except client.SiteError as e:
-                    failures += 1
-                    if not e.transient or \
-                            failures >= ctx.conf.once_attempts:
-                        out.up_outcome[site.name] = (
-                            f'its own changes could not be read or sent to '
-                            f'the hub: {e}')
-                        return
-                    site.site_id = None
-                    try:
-                        ctx.sleep(ctx.backoff(failures))
-                    except context_mod.Stopped:
-                        return
-                except context_mod.Stopped:
-                    return
-                except Exception as e:
-                    # A bug, not the spoke: say where, report the spoke.
-                    LOG.exception('spoke %(spoke)s: unexpected error while '
-                                  'sending its own changes to the hub',
-                                  {'spoke': site.name})
-                    out.up_outcome[site.name] = (
-                        f'its own changes: agent error: {type(e).__name__}')
-                    return
-                finally:
-                    settle(site)
-
         workers = min(len(ctx.spokes), ctx.conf.max_parallel_spokes) or 1
         try:
             with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                list(pool.map(one, ctx.spokes))
+                list(pool.map(lambda site: self._send_once(site, settle),
+                              ctx.spokes))
         finally:
             out.upward_done.set()
+
+    def _send_once(self, site: client.Site, settle) -> None:
+        """--once: bring spoke ``site``'s own changes to the hub, retried
+        while transient; ``settle(site)`` after every attempt."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        failures = 0
+        while True:
+            try:
+                cursor = ctx.state.upward_cursor(site.name)
+                while self.push(site):
+                    pass
+                self._sent_once(site, failures, cursor)
+                return
+            except client.SiteError as e:
+                failures += 1
+                if not e.transient or \
+                        failures >= ctx.conf.once_attempts:
+                    out.up_outcome[site.name] = (
+                        f'its own changes could not be read or sent to '
+                        f'the hub: {e}')
+                    return
+                site.site_id = None
+                try:
+                    ctx.sleep(ctx.backoff(failures))
+                except context_mod.Stopped:
+                    return
+            except context_mod.Stopped:
+                return
+            except Exception as e:
+                # A bug, not the spoke: say where, report the spoke.
+                LOG.exception('spoke %(spoke)s: unexpected error while '
+                              'sending its own changes to the hub',
+                              {'spoke': site.name})
+                out.up_outcome[site.name] = (
+                    f'its own changes: agent error: {type(e).__name__}')
+                return
+            finally:
+                settle(site)
+
+    def _sent_once(self, site: client.Site, failures: int, cursor) -> None:
+        """--once, ``site``'s own changes sent: note them as late when
+        they went after the hub's feed was last read, and what the hub
+        refused."""
+        ctx, out = self.ctx, self.ctx.outcomes
+        if failures and out.last_read.is_set() and \
+                ctx.state.upward_cursor(site.name) != cursor:
+            # Read and sent after the hub's feed was read for
+            # the last time: the other spokes lack it.
+            out.late_up.append(site.name)
+        if ctx.state.pending_for(state_mod.up_key(site.name)):
+            out.up_outcome[site.name] = (
+                'its own changes were refused by the hub: ' +
+                ctx.state.report_pending(
+                    state_mod.up_key(site.name)))
 
     def loop(self, site: client.Site) -> None:
         """Spoke ``site``'s upward thread, until the run stops."""
