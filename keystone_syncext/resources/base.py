@@ -249,7 +249,7 @@ class ResourceType:
     @property
     def site_local(self) -> dict[str, str]:
         """Keystone fields of this resource that are never synced, with
-        why; they are documented in doc/api.md."""
+        why (its row of the type table)."""
         return self.info.site_local
 
     # -- reading
