@@ -6,8 +6,10 @@ the selection rules follow, and which a write needs at the site first),
 its name (selection ``name:`` rules, join's natural key), the fields
 holding hashes of secrets (redacted, fingerprinted, never echoed in an
 error), the Keystone fields that are never synced (site-local, each with
-why: doc/api.md lists them) and whether it flows up from spokes by
-default (``spoke_originated_types``).
+why) and whether it flows up from spokes by default
+(``spoke_originated_types``); and, for the extension's change capture,
+which Keystone table rows make a change of it (SQL data, read by
+``capture.spec``; the agent ignores it).
 
 The change capture spec, the extension's resource classes and batch
 order, the agent's order, selection rules, conflict records, join and the
@@ -20,6 +22,12 @@ from collections.abc import Callable
 from collections.abc import Iterable
 import copy
 import dataclasses
+
+from keystone_syncext.common.capture import ROOT_DOMAIN_ID
+from keystone_syncext.common.capture import Cascade
+from keystone_syncext.common.capture import Child
+from keystone_syncext.common.capture import Entry
+from keystone_syncext.common.capture import Resource
 
 # A role assignment's ``type`` -> (actor type, target type); the target
 # of a system assignment is not a resource but ``SYSTEM_TARGET``.
@@ -94,8 +102,13 @@ class TypeInfo:
     :param secrets: dotted paths to fields carrying hashes of secrets
         (list items walked, as for ``Ref.path``).
     :param site_local: Keystone fields of this resource that are never
-        synced, with why (doc/api.md lists them).
+        synced, with why.
     :param flows_up: in ``spoke_originated_types`` by default.
+    :param capture: what change capture watches for it
+        (:mod:`keystone_syncext.common.capture`): the ``Resource`` table(s)
+        whose rows are its resources, the ``Child`` tables whose rows
+        belong to one, and the ``Cascade``s of a foreign key that remove
+        its rows.
     """
 
     name: str
@@ -108,6 +121,7 @@ class TypeInfo:
     secrets: tuple[str, ...] = ()
     site_local: dict = dataclasses.field(default_factory=dict)
     flows_up: bool = False
+    capture: tuple[Entry, ...] = ()
 
     @property
     def rank(self) -> int:
@@ -158,23 +172,87 @@ class TypeInfo:
 
 _DOMAIN = Ref('domain_id', ('domain',))
 
+# SQL of the capture entries ({r}: the changed row, {p}: its owner).
+_OF_PROJECT = '{p}.id = {r}.project_id'
+_OF_USER = '{p}.id = {r}.user_id'
+_USER_OF_LOCAL_USER = (
+    '{p}.id = (SELECT lu.user_id FROM local_user lu '
+    'WHERE lu.id = {r}.local_user_id)'
+)
+_APP_CRED_OF = '{p}.internal_id = {r}.application_credential_id'
+_ASSIGNMENT_ID = ('{r}.type', '{r}.actor_id', '{r}.target_id',
+                  '{r}.role_id',
+                  "CASE WHEN {r}.inherited THEN '1' ELSE '0' END")
+_ASSIGNMENT_KEY = ('type', 'actor_id', 'target_id', 'role_id', 'inherited')
+
+
+def _id_table(table, synced, type_name=None) -> Resource:
+    """A table of one type whose key is its ``id`` column."""
+    return Resource(table=table, type_sql=f"'{type_name or table}'",
+                    id_parts=('{r}.id',), key=('id',), synced=synced)
+
+
 # In dependency order: creates go top to bottom, deletes bottom to top.
 # Everything a type is contained in, refers to or needs is above it.
 TABLE = (
+    # Keystone keeps domains in its project table: the project row's
+    # capture is both types'.
     TypeInfo('domain', name_field='name'),
     TypeInfo('project', contained_in=(_DOMAIN,
                                       Ref('parent_id', ('project',))),
-             name_field='name', natural_key=('domain_id', 'name')),
+             name_field='name', natural_key=('domain_id', 'name'),
+             capture=(
+                 Resource(
+                     table='project',
+                     type_sql="CASE WHEN {r}.is_domain THEN 'domain' "
+                              "ELSE 'project' END",
+                     id_parts=('{r}.id',), key=('id',),
+                     synced=('name', 'extra', 'description', 'enabled',
+                             'domain_id', 'parent_id', 'is_domain'),
+                     condition=f"{{r}}.id <> '{ROOT_DOMAIN_ID}'"),
+                 Child('project_tag', 'project', _OF_PROJECT,
+                       ('project_id',), ('name',)),
+                 Child('project_option', 'project', _OF_PROJECT,
+                       ('project_id',), ('option_id', 'option_value')))),
     TypeInfo('role', contained_in=(_DOMAIN,), name_field='name',
-             natural_key=('domain_id', 'name')),
+             natural_key=('domain_id', 'name'),
+             capture=(
+                 _id_table('role', ('name', 'extra', 'domain_id',
+                                    'description')),
+                 Child('role_option', 'role', '{p}.id = {r}.role_id',
+                       ('role_id',), ('option_id', 'option_value')))),
     TypeInfo('implied_role', dependent=True,
              refers_to=(Ref('prior_role_id', ('role',)),
-                        Ref('implied_role_id', ('role',)))),
-    TypeInfo('mapping', name_field='id'),
-    TypeInfo('identity_provider', contained_in=(_DOMAIN,), name_field='id'),
+                        Ref('implied_role_id', ('role',))),
+             capture=(
+                 Resource(table='implied_role', type_sql="'implied_role'",
+                          id_parts=('{r}.prior_role_id',
+                                    '{r}.implied_role_id'),
+                          key=('prior_role_id', 'implied_role_id'),
+                          synced=()),
+                 Cascade('role', 'implied_role',
+                         '{c}.prior_role_id = {r}.id OR '
+                         '{c}.implied_role_id = {r}.id'))),
+    TypeInfo('mapping', name_field='id',
+             capture=(_id_table('mapping', ('rules', 'schema_version')),)),
+    TypeInfo('identity_provider', contained_in=(_DOMAIN,), name_field='id',
+             capture=(
+                 _id_table('identity_provider',
+                           ('enabled', 'description', 'domain_id',
+                            'authorization_ttl')),
+                 Child('idp_remote_ids', 'identity_provider',
+                       '{p}.id = {r}.idp_id', ('idp_id',), ('remote_id',)))),
     TypeInfo('federation_protocol', dependent=True,
              refers_to=(Ref('idp_id', ('identity_provider',)),
-                        Ref('mapping_id', ('mapping',)))),
+                        Ref('mapping_id', ('mapping',))),
+             capture=(
+                 Resource(table='federation_protocol',
+                          type_sql="'federation_protocol'",
+                          id_parts=('{r}.idp_id', '{r}.id'),
+                          key=('idp_id', 'id'),
+                          synced=('mapping_id', 'remote_id_attribute')),
+                 Cascade('identity_provider', 'federation_protocol',
+                         '{c}.idp_id = {r}.id'))),
     # A federated user needs its identity provider and protocol at the
     # site (the write is refused otherwise), so all three come first.
     TypeInfo(
@@ -194,16 +272,47 @@ TABLE = (
             'nonlocal_user': 'LDAP/non-SQL shadow users are not synced; '
                              'each site shadows them from its own '
                              'directory',
-        }),
+        },
+        capture=(
+            _id_table('user', ('extra', 'enabled', 'default_project_id',
+                               'domain_id')),
+            Child('local_user', 'user', _OF_USER, ('user_id',),
+                  ('domain_id', 'name')),
+            Child('password', 'user', _USER_OF_LOCAL_USER,
+                  ('local_user_id',),
+                  ('password_hash', 'expires_at', 'expires_at_int',
+                   'self_service', 'created_at', 'created_at_int')),
+            Child('federated_user', 'user', _OF_USER, ('user_id',),
+                  ('idp_id', 'protocol_id', 'unique_id', 'display_name')),
+            Child('nonlocal_user', 'user', _OF_USER, ('user_id',),
+                  ('domain_id', 'name')),
+            Child('user_option', 'user', _OF_USER, ('user_id',),
+                  ('option_id', 'option_value')),
+            Cascade('identity_provider', 'federated_user',
+                    '{c}.idp_id = {r}.id'),
+            Cascade('federation_protocol', 'federated_user',
+                    '{c}.idp_id = {r}.idp_id AND {c}.protocol_id = {r}.id'),
+        )),
     TypeInfo('group', contained_in=(_DOMAIN,), name_field='name',
-             natural_key=('domain_id', 'name')),
+             natural_key=('domain_id', 'name'),
+             capture=(_id_table('group', ('domain_id', 'name', 'description',
+                                          'extra')),)),
     TypeInfo('group_membership', dependent=True,
              refers_to=(Ref('user_id', ('user',)),
-                        Ref('group_id', ('group',)))),
+                        Ref('group_id', ('group',))),
+             capture=(Resource(table='user_group_membership',
+                               type_sql="'group_membership'",
+                               id_parts=('{r}.user_id', '{r}.group_id'),
+                               key=('user_id', 'group_id'), synced=()),)),
     TypeInfo('role_assignment', dependent=True,
              refers_to=(Ref('actor_id', ('user', 'group'), _actor),
                         Ref('role_id', ('role',)),
-                        Ref('target_id', ('project', 'domain'), _target))),
+                        Ref('target_id', ('project', 'domain'), _target)),
+             capture=tuple(
+                 Resource(table=table, type_sql="'role_assignment'",
+                          id_parts=_ASSIGNMENT_ID, key=_ASSIGNMENT_KEY,
+                          synced=())
+                 for table in ('assignment', 'system_assignment'))),
     TypeInfo(
         'application_credential', dependent=True,
         refers_to=(Ref('user_id', ('user',)),
@@ -213,7 +322,17 @@ TABLE = (
             'internal_id': "the row's key in this database; the id is "
                            "Keystone's public one",
         },
-        flows_up=True),
+        flows_up=True,
+        capture=(
+            _id_table('application_credential',
+                      ('name', 'secret_hash', 'description', 'user_id',
+                       'project_id', 'expires_at', 'system', 'unrestricted')),
+            Child('application_credential_role', 'application_credential',
+                  _APP_CRED_OF, ('application_credential_id',),
+                  ('role_id',)),
+            Child('application_credential_access_rule',
+                  'application_credential', _APP_CRED_OF,
+                  ('application_credential_id',), ('access_rule_id',)))),
 )
 
 ORDER: tuple[str, ...] = tuple(t.name for t in TABLE)

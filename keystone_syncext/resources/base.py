@@ -187,6 +187,17 @@ def iso(value):
 
 # --- the type interface -----------------------------------------------------
 
+# Type name -> the ResourceType subclass declaring it, filled as the
+# resource modules are imported (ResourceType.__init_subclass__).
+_REGISTERED: dict[str, type] = {}
+
+
+def registered() -> dict[str, type]:
+    """Type name -> the class that declares it, for every resource
+    class imported so far."""
+    return dict(_REGISTERED)
+
+
 class ResourceType:
     """One synced type. Subclasses set the class attributes and implement
     the read and write methods; ``conn`` is a SQLAlchemy Connection and
@@ -212,6 +223,19 @@ class ResourceType:
     synthetic = False
     rekey_refs: tuple[tuple[str, str], ...] = ()
 
+    def __init_subclass__(cls, **kwargs):
+        """A class that declares its own ``name`` is that type's class:
+        it registers itself (:func:`registered`). The name must be a row
+        of the type table, and only one class may claim it."""
+        super().__init_subclass__(**kwargs)
+        if 'name' not in vars(cls):
+            return
+        types.lookup(cls.name)   # UnknownType: not in the table
+        other = _REGISTERED.setdefault(cls.name, cls)
+        if other is not cls:
+            raise TypeError(f'{cls.__qualname__} and {other.__qualname__} '
+                            f'both declare type {cls.name!r}')
+
     @property
     def info(self) -> types.TypeInfo:
         """This type's row of the type table."""
@@ -225,7 +249,7 @@ class ResourceType:
     @property
     def site_local(self) -> dict[str, str]:
         """Keystone fields of this resource that are never synced, with
-        why; they are documented in doc/api.md."""
+        why (its row of the type table)."""
         return self.info.site_local
 
     # -- reading

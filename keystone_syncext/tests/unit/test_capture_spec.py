@@ -7,6 +7,7 @@ from keystone_syncext import exception
 from keystone_syncext.capture import ddl
 from keystone_syncext.capture import install
 from keystone_syncext.capture import spec
+from keystone_syncext.common import types
 
 
 def test_every_child_and_cascade_names_known_tables():
@@ -25,6 +26,25 @@ def test_types_are_exactly_what_the_resources_produce():
                                              '').replace('ELSE', '')
                         .replace('END', '').split())
     assert produced == set(spec.TYPES)
+
+
+def test_each_rows_capture_is_its_own():
+    """A row's capture entries make changes of that type: its tables
+    produce its name (the project table: domains too), its child tables
+    belong to its tables, and its cascades remove rows of its tables."""
+    for info in types.TABLE:
+        own = {e.table for e in info.capture
+               if isinstance(e, spec.Resource)}
+        for entry in info.capture:
+            if isinstance(entry, spec.Resource):
+                assert f"'{info.name}'" in entry.type_sql, entry
+            elif isinstance(entry, spec.Child):
+                assert entry.parent in own, entry
+            else:
+                assert entry.child in own | {
+                    e.table for e in info.capture
+                    if isinstance(e, spec.Child)}, entry
+    assert types.lookup('domain').capture == ()
 
 
 def test_site_local_columns_never_make_a_change():

@@ -98,3 +98,31 @@ def test_a_class_that_disagrees_is_caught():
     assert disagreements(resources.get('group'),
                          types.lookup('role')) == [
         "Group is 'group', its row 'role'"]
+
+
+def test_the_registry_is_one_instance_of_each_registered_class():
+    classes = base.registered()
+    assert set(classes) == set(types.ORDER)
+    for name, rtype in resources.TYPES.items():
+        assert type(rtype) is classes[name]
+
+
+def test_a_row_without_a_class_is_an_error_at_import():
+    classes = base.registered()
+    del classes['group']
+    with pytest.raises(RuntimeError, match='without a resource class.*group'):
+        resources._build(classes)
+
+
+def test_a_class_naming_a_type_not_in_the_table_is_an_error():
+    with pytest.raises(types.UnknownType):
+        class Service(base.ResourceType):
+            name = 'service'
+    assert 'service' not in base.registered()
+
+
+def test_two_classes_cannot_claim_one_type():
+    with pytest.raises(TypeError, match="both declare type 'user'"):
+        class AnotherUser(base.ResourceType):
+            name = 'user'
+    assert base.registered()['user'] is type(resources.get('user'))
