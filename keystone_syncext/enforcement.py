@@ -10,7 +10,7 @@ context as credentials, the same exceptions (401, 403), and the same
 asserts on every route.
 
 This module touches two private names of Keystone (30.0); the unit tests
-in ``tests/unit/test_enforcement.py`` pin them, so a Keystone release that
+in ``tests/unit/api/test_enforcement.py`` pin them, so a Keystone release that
 renames them fails there instead of in production.
 """
 

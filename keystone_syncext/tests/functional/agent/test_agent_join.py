@@ -8,7 +8,7 @@ The agent logs in at the spoke with an account of its own, as
 doc/install.md says: join never merges the agent's own account into a hub
 account (doc/security.md), so an agent logged in as the spoke's bootstrap
 admin would keep that admin out of the join. (A revoked agent token
-mid-run is covered in tests/unit/test_agent_retries.py.)
+mid-run is covered in tests/unit/agent/test_retries.py.)
 """
 
 import os

@@ -7,8 +7,8 @@ give the hub up in ``--once`` and say why."""
 import pytest
 
 from keystone_syncext.agent import client
-from keystone_syncext.tests.unit import agentparts
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import agentparts
+from keystone_syncext.tests.unit.agent import fakeworld
 
 
 @pytest.fixture

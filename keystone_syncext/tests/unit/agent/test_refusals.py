@@ -12,7 +12,7 @@ import pytest
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import state as state_mod
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import state as state_mod
-from keystone_syncext.tests.unit import agentparts
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import agentparts
+from keystone_syncext.tests.unit.agent import fakeworld
 
 KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
 ROUTES = [('hub', 'capabilities'), ('hub', 'changes'), ('hub', 'listing'),

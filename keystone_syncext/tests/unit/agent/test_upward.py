@@ -10,7 +10,7 @@ import pytest
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import upward_recovery
 from keystone_syncext.testing import fakesite
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 AC = 'application_credential'
 

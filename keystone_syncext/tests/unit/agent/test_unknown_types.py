@@ -9,7 +9,7 @@ import pytest
 
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.common import types
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 NEW = 'widget'      # a type of a hub release newer than this agent
 WARNING = ('hub offers types this agent does not know: widget; upgrade '

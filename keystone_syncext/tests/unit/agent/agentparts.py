@@ -5,7 +5,7 @@ tests drive one at a time."""
 
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.common import protocol
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 
 def agent_of(world, once=True, **overrides):

@@ -19,7 +19,7 @@ from keystone_syncext.api import schemas as api_schemas
 from keystone_syncext.api import sync
 from keystone_syncext.api import validation
 
-DOC = pathlib.Path(__file__).resolve().parents[3] / 'doc' / 'openapi.json'
+DOC = pathlib.Path(__file__).resolve().parents[4] / 'doc' / 'openapi.json'
 REGENERATE = ('python -m keystone_syncext.openapi > doc/openapi.json '
               '(or tox -e genopenapi)')
 METHODS = ('get', 'put', 'post', 'delete', 'patch', 'head', 'options')

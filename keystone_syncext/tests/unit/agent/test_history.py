@@ -14,7 +14,7 @@ from keystone_syncext.agent import connect
 from keystone_syncext.agent import runner
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.testing import fakesite
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 MISSING = ['sync_role_ins_v1']
 

@@ -14,7 +14,7 @@ import pytest
 from keystone_syncext.agent import client
 from keystone_syncext.agent import hubfeed
 from keystone_syncext.agent import join as join_mod
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import fakeworld
 
 KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
 # Run to the end (a fresh spoke: seed, then the feed) or after a 410

@@ -8,8 +8,8 @@ import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import writer
-from keystone_syncext.tests.unit import agentparts
-from keystone_syncext.tests.unit import fakeworld
+from keystone_syncext.tests.unit.agent import agentparts
+from keystone_syncext.tests.unit.agent import fakeworld
 
 
 @pytest.fixture
