@@ -13,15 +13,25 @@ Pure classes: this module imports nothing of the extension, so every
 other module may import it.
 """
 
+import http
+
 from keystone import exception
 
 
 class SyncError(exception.Error):
     """A sync API error with a clear message and optional extra fields in
-    the error body (``existing_id``, ``reconcile``...)."""
+    the error body (``existing_id``, ``reconcile``...).
+
+    A subclass names only its HTTP ``code``; its ``title`` is that
+    status's standard phrase (``409`` -> ``'Conflict'``).
+    """
 
     code = 400
     title = 'Bad Request'
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.title = http.HTTPStatus(cls.code).phrase
 
     def __init__(self, message: str, **extra):
         super().__init__(message=message)
@@ -34,55 +44,46 @@ class BadRequest(SyncError):
 
 class NotFound(SyncError):
     code = 404
-    title = 'Not Found'
 
 
 class Forbidden(SyncError):
     """This site's rules do not let the write's origin make it."""
 
     code = 403
-    title = 'Forbidden'
 
 
-class Conflict(SyncError):
+class _Conflict(SyncError):
+    """The base of the 409s below. They share code and title only: each
+    is its own class, so catching one does not catch the others."""
+
+    code = 409
+
+
+class Conflict(_Conflict):
     """409 about site data the write may not change."""
 
-    code = 409
-    title = 'Conflict'
 
-
-class NameConflict(SyncError):
+class NameConflict(_Conflict):
     """The name is taken by another resource; ``existing_id`` names it."""
 
-    code = 409
-    title = 'Conflict'
 
-
-class IdTaken(SyncError):
+class IdTaken(_Conflict):
     """The id is already held here by a resource of another type (or one
     that is not synced); ``held_by`` says what holds it."""
 
-    code = 409
-    title = 'Conflict'
 
-
-class DatabaseConflict(SyncError):
+class DatabaseConflict(_Conflict):
     """409: the database refused the write for the data already there (a
     duplicate, a missing referent) where the checks before it did not
     foresee it (``keystone_syncext.dberrors``)."""
 
-    code = 409
-    title = 'Conflict'
-
 
 class PreconditionFailed(SyncError):
     code = 412
-    title = 'Precondition Failed'
 
 
 class Gone(SyncError):
     code = 410
-    title = 'Gone'
 
 
 class Unavailable(SyncError):
@@ -91,7 +92,6 @@ class Unavailable(SyncError):
     again after ``retry_after`` seconds."""
 
     code = 503
-    title = 'Service Unavailable'
 
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)

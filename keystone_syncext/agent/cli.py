@@ -357,18 +357,19 @@ def _print_reconcile(spoke, hub, reports, dry_run) -> None:
 
 
 def _add_commands(subparsers):
-    run = subparsers.add_parser('run', help='sync the spokes with the hub')
-    run.set_defaults(func=do_run)
-    status = subparsers.add_parser(
-        'status', help='each spoke\'s lag, pending items and errors, from '
-        'the state database')
-    status.set_defaults(func=do_status)
+    def command(func, name, help_):
+        parser = subparsers.add_parser(name, help=help_)
+        parser.set_defaults(func=func)
+        return parser
+
+    run = command(do_run, 'run', 'sync the spokes with the hub')
+    status = command(do_status, 'status', 'each spoke\'s lag, pending '
+                     'items and errors, from the state database')
     status.add_argument('--json', action='store_true',
                         help='print the report as JSON')
-    conflicts = subparsers.add_parser(
-        'conflicts', help='the conflicts resolved: resources changed both '
-        'at the hub and at a spoke, both versions, the winner and why')
-    conflicts.set_defaults(func=do_conflicts)
+    conflicts = command(do_conflicts, 'conflicts', 'the conflicts '
+                        'resolved: resources changed both at the hub and '
+                        'at a spoke, both versions, the winner and why')
     conflicts.add_argument('--spoke', metavar='CLOUD', action='append',
                            dest='cli_spoke',
                            help='only this spoke\'s (repeatable)')
@@ -379,10 +380,9 @@ def _add_commands(subparsers):
                            '(secrets redacted), as JSON')
     conflicts.add_argument('--json', action='store_true',
                            help='print them as JSON')
-    join = subparsers.add_parser(
-        'join', help='re-key a spoke bootstrapped on its own to the hub\'s '
-        'ids (roles, admin project and user...) before its first run')
-    join.set_defaults(func=do_join)
+    join = command(do_join, 'join', 're-key a spoke bootstrapped on its '
+                   'own to the hub\'s ids (roles, admin project and '
+                   'user...) before its first run')
     join.add_argument('--dry-run', action='store_true',
                       help='show the plan and change nothing')
     join.add_argument('--exclude', action='append', metavar='TYPE:NAME',
@@ -394,10 +394,9 @@ def _add_commands(subparsers):
                       'even though it administers the spoke and the hub '
                       'account does not hold as much at the hub '
                       '(repeatable; never the agent\'s own account)')
-    reconcile = subparsers.add_parser(
-        'reconcile', help='compare the hub\'s and each spoke\'s digests '
-        'and repair what differs (deletes only what the agent put there)')
-    reconcile.set_defaults(func=do_reconcile)
+    reconcile = command(do_reconcile, 'reconcile', 'compare the hub\'s '
+                        'and each spoke\'s digests and repair what differs '
+                        '(deletes only what the agent put there)')
     reconcile.add_argument('--dry-run', action='store_true',
                            help='show what differs and change nothing')
     for parser in (run, status, conflicts, join, reconcile):

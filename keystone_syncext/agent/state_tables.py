@@ -16,6 +16,15 @@ VERSION_TABLE = 'keystone_sync_alembic_version'
 
 metadata = sa.MetaData()
 
+
+def _spoke_item_key() -> tuple[sa.Column, ...]:
+    """The primary key of a row about one resource at one spoke (new
+    columns for each table: a Column belongs to one table)."""
+    return (sa.Column('spoke', sa.String(255), primary_key=True),
+            sa.Column('type', sa.String(64), primary_key=True),
+            sa.Column('resource_id', sa.String(255), primary_key=True))
+
+
 hub = sa.Table(
     'agent_hub', metadata,
     sa.Column('id', sa.Integer, primary_key=True, autoincrement=False),
@@ -63,9 +72,7 @@ spoke = sa.Table(
 
 pending = sa.Table(
     'agent_pending', metadata,
-    sa.Column('spoke', sa.String(255), primary_key=True),
-    sa.Column('type', sa.String(64), primary_key=True),
-    sa.Column('resource_id', sa.String(255), primary_key=True),
+    *_spoke_item_key(),
     sa.Column('seq', sa.Integer, nullable=False),
     sa.Column('op', sa.String(16), nullable=False),
     sa.Column('resource', sa.Text),
@@ -77,9 +84,7 @@ pending = sa.Table(
 
 placed = sa.Table(
     'agent_placed', metadata,
-    sa.Column('spoke', sa.String(255), primary_key=True),
-    sa.Column('type', sa.String(64), primary_key=True),
-    sa.Column('resource_id', sa.String(255), primary_key=True),
+    *_spoke_item_key(),
     # The hub's content hash of what was written (the three-way base).
     sa.Column('hash', sa.String(64)),
 )

@@ -288,60 +288,59 @@ tombstones_request_body = {
 
 # --- response bodies ---------------------------------------------------------
 
-capabilities_response_body = {
-    'type': 'object',
-    'required': ['sync'],
-    'properties': {'sync': {
-        'type': 'object',
-        'properties': {
-            'protocol_versions': {
-                'type': 'array', 'items': {'type': 'integer'},
-                'description': 'Every wire protocol version this site '
-                'speaks; an agent uses the highest one it speaks too, and '
-                'refuses the site when there is none.'},
-            'protocol_version': {
-                'type': 'integer', 'description': 'The oldest of '
-                'protocol_versions, for consumers that read one value '
-                '(kept for compatibility).'},
-            'site_id': {'type': 'string'},
-            'keystone_version': {'type': 'string'},
-            'resource_types': _strings,
-            'change_retention_days': {'type': 'integer'},
-            'tombstone_retention_days': {'type': 'integer'},
-            'history_id': history_id,
-            'oldest_valid_cursor': cursor,
-            'head_cursor': cursor,
-            'max_page_size': {'type': 'integer'},
-            'max_wait_seconds': {'type': 'number'},
-            'rekey_types': _strings,
-            'max_digests_per_request': {
-                'type': 'integer', 'description': 'The most nodes one POST '
-                '/v3/sync/digests may ask for. Absent at a site from before '
-                'that route: ask with GET /v3/sync/digest/{type}, one node '
-                'at a time.'},
-            'tombstone_lookup': {
-                'type': 'boolean', 'description': 'POST /v3/sync/tombstones '
-                'is served. Absent at a site from before that route.'},
-        },
-    }},
-}
 
-status_response_body = {
+def _under(key: str, schema: dict) -> dict:
+    """A response body that is one value under one key, as Keystone's
+    (``{"status": {...}}``)."""
+    return {'type': 'object', 'required': [key], 'properties': {key: schema}}
+
+
+capabilities_response_body = _under('sync', {
     'type': 'object',
-    'required': ['status'],
-    'properties': {'status': {
-        'type': 'object',
-        'properties': {
-            'site_id': {'type': 'string'},
-            'capture_complete': {'type': 'boolean'},
-            'missing_triggers': _strings,
-            'missing_columns': dict(_strings, description='table.column'),
-            'history_id': history_id,
-            'oldest_valid_cursor': cursor,
-            'head_cursor': cursor,
-        },
-    }},
-}
+    'properties': {
+        'protocol_versions': {
+            'type': 'array', 'items': {'type': 'integer'},
+            'description': 'Every wire protocol version this site '
+            'speaks; an agent uses the highest one it speaks too, and '
+            'refuses the site when there is none.'},
+        'protocol_version': {
+            'type': 'integer', 'description': 'The oldest of '
+            'protocol_versions, for consumers that read one value '
+            '(kept for compatibility).'},
+        'site_id': {'type': 'string'},
+        'keystone_version': {'type': 'string'},
+        'resource_types': _strings,
+        'change_retention_days': {'type': 'integer'},
+        'tombstone_retention_days': {'type': 'integer'},
+        'history_id': history_id,
+        'oldest_valid_cursor': cursor,
+        'head_cursor': cursor,
+        'max_page_size': {'type': 'integer'},
+        'max_wait_seconds': {'type': 'number'},
+        'rekey_types': _strings,
+        'max_digests_per_request': {
+            'type': 'integer', 'description': 'The most nodes one POST '
+            '/v3/sync/digests may ask for. Absent at a site from before '
+            'that route: ask with GET /v3/sync/digest/{type}, one node '
+            'at a time.'},
+        'tombstone_lookup': {
+            'type': 'boolean', 'description': 'POST /v3/sync/tombstones '
+            'is served. Absent at a site from before that route.'},
+    },
+})
+
+status_response_body = _under('status', {
+    'type': 'object',
+    'properties': {
+        'site_id': {'type': 'string'},
+        'capture_complete': {'type': 'boolean'},
+        'missing_triggers': _strings,
+        'missing_columns': dict(_strings, description='table.column'),
+        'history_id': history_id,
+        'oldest_valid_cursor': cursor,
+        'head_cursor': cursor,
+    },
+})
 
 change = {
     'type': 'object',
@@ -405,73 +404,53 @@ digest_node = {
                                      'hash': content_hash}}},
     },
 }
-digest_response_body = {
-    'type': 'object',
-    'required': ['digest'],
-    'properties': {'digest': digest_node},
-}
-digests_response_body = {
-    'type': 'object',
-    'required': ['digests'],
-    'properties': {'digests': {
-        'type': 'array', 'items': digest_node,
-        'description': 'One digest per node asked for, in the order '
-        'asked.'}},
-}
+digest_response_body = _under('digest', digest_node)
+digests_response_body = _under('digests', {
+    'type': 'array', 'items': digest_node,
+    'description': 'One digest per node asked for, in the order '
+    'asked.'})
 
-tombstones_response_body = {
-    'type': 'object',
-    'required': ['tombstones'],
-    'properties': {'tombstones': {
-        'type': 'array',
-        'description': 'The ids asked for that this site deleted (within '
-        'its tombstone retention), ordered by id.',
-        'items': {
-            'type': 'object',
-            'required': ['id', 'deleted_at', 'origin'],
-            'properties': {
-                'id': {'type': 'string'},
-                'deleted_at': {'type': 'string'},
-                'origin': {'type': ['string', 'null']},
-            }}}},
-}
-
-batch_response_body = {
-    'type': 'object',
-    'required': ['results'],
-    'properties': {'results': {'type': 'array', 'items': {
+tombstones_response_body = _under('tombstones', {
+    'type': 'array',
+    'description': 'The ids asked for that this site deleted (within '
+    'its tombstone retention), ordered by id.',
+    'items': {
         'type': 'object',
-        'required': ['index', 'op', 'type', 'id', 'status'],
+        'required': ['id', 'deleted_at', 'origin'],
         'properties': {
-            'index': {'type': 'integer'},
-            'op': {'enum': ['upsert', 'delete']},
-            'type': {'type': 'string'},
             'id': {'type': 'string'},
-            'status': {
-                'type': 'integer', 'description': 'What the '
-                'single-resource route would have answered: 200, 201, 204, '
-                'or an error code with error.'},
-            'hash': content_hash,
-            'error': error_detail,
-        }}}},
-}
+            'deleted_at': {'type': 'string'},
+            'origin': {'type': ['string', 'null']},
+        }}})
 
-rekey_response_body = {
+batch_response_body = _under('results', {'type': 'array', 'items': {
     'type': 'object',
-    'required': ['rekey'],
-    'properties': {'rekey': {
-        'type': 'object',
-        'properties': {
-            'type': {'type': 'string'},
-            'from': {'type': 'string'},
-            'to': {'type': 'string'},
-            'references': {
-                'type': 'object', 'additionalProperties': {'type': 'integer'},
-                'description': 'Rows repointed, by table.column.'},
-            'resource': envelope,
-        },
-    }},
-}
+    'required': ['index', 'op', 'type', 'id', 'status'],
+    'properties': {
+        'index': {'type': 'integer'},
+        'op': {'enum': ['upsert', 'delete']},
+        'type': {'type': 'string'},
+        'id': {'type': 'string'},
+        'status': {
+            'type': 'integer', 'description': 'What the '
+            'single-resource route would have answered: 200, 201, 204, '
+            'or an error code with error.'},
+        'hash': content_hash,
+        'error': error_detail,
+    }}})
+
+rekey_response_body = _under('rekey', {
+    'type': 'object',
+    'properties': {
+        'type': {'type': 'string'},
+        'from': {'type': 'string'},
+        'to': {'type': 'string'},
+        'references': {
+            'type': 'object', 'additionalProperties': {'type': 'integer'},
+            'description': 'Rows repointed, by table.column.'},
+        'resource': envelope,
+    },
+})
 
 COMPONENTS = dict(representations, **{
     'Error': error,

@@ -39,8 +39,6 @@ let its user make here: see
 :mod:`keystone_syncext.resources.app_cred_origin` and doc/security.md.
 """
 
-import datetime
-
 from keystone import exception as ks_exception
 from keystone import notifications
 from keystone.common import provider_api
@@ -54,9 +52,6 @@ from keystone_syncext.resources import common
 
 CONF = keystone.conf.CONF
 PROVIDERS = provider_api.ProviderAPIs
-
-_EPOCH = datetime.datetime(1970, 1, 1)
-_MICRO = datetime.timedelta(microseconds=1)
 
 _ACCESS_RULE = {
     'type': 'object',
@@ -75,7 +70,7 @@ _ACCESS_RULE = {
 def _from_micro(value):
     if value is None:
         return None
-    return base.iso(_EPOCH + datetime.timedelta(microseconds=int(value)))
+    return base.iso(base.from_micros(int(value)))
 
 
 def _to_micro(text):
@@ -83,13 +78,11 @@ def _to_micro(text):
     since the epoch."""
     if text is None:
         return None
-    when = datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
-    return (when - _EPOCH) // _MICRO
+    return base.micros(base.parse_iso(text))
 
 
 class ApplicationCredential(common.IdTable, base.ResourceType):
     name = 'application_credential'
-    table_name = 'application_credential'
     _props = {
         'id': base.ID,
         'name': base.NAME,

@@ -16,6 +16,7 @@ groups, application credentials) are replaced by the same checks and side
 effects written out here, and each type's module says which.
 """
 
+import datetime
 import functools
 import json
 import threading
@@ -183,6 +184,28 @@ def iso(value):
     if value is None:
         return None
     return value.isoformat(timespec='microseconds') + 'Z'
+
+
+def parse_iso(text):
+    """ISO 8601 with microseconds and Z (as :func:`iso` writes it) ->
+    naive UTC datetime, or None."""
+    if text is None:
+        return None
+    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
+
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+_MICROSECOND = datetime.timedelta(microseconds=1)
+
+
+def micros(value: datetime.datetime) -> int:
+    """Keystone's DateTimeInt: microseconds since the epoch (exact)."""
+    return (value - _EPOCH) // _MICROSECOND
+
+
+def from_micros(value: int) -> datetime.datetime:
+    """The naive UTC datetime of a DateTimeInt (exact)."""
+    return _EPOCH + value * _MICROSECOND
 
 
 # --- the type interface -----------------------------------------------------

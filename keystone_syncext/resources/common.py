@@ -44,8 +44,13 @@ class IdTable:
     ``id``. Subclasses give ``where`` (which rows are this type) and
     ``load`` (rows -> representations)."""
 
-    table_name = ''
     id_column = 'id'
+
+    @property
+    def table_name(self) -> str:
+        """Keystone's table of the type: by default named as the type; a
+        subclass stored elsewhere sets ``table_name`` itself."""
+        return self.name
 
     def where(self, t):
         return sa.true()

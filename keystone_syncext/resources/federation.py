@@ -26,7 +26,6 @@ PROVIDERS = provider_api.ProviderAPIs
 
 class Mapping(common.IdTable, base.ResourceType):
     name = 'mapping'
-    table_name = 'mapping'
     _props = {
         'id': base.ID,
         'rules': {'type': 'array'},
@@ -85,7 +84,6 @@ class Mapping(common.IdTable, base.ResourceType):
 
 class IdentityProvider(common.IdTable, base.ResourceType):
     name = 'identity_provider'
-    table_name = 'identity_provider'
     _props = {
         'id': base.ID,
         'enabled': {'type': 'boolean'},

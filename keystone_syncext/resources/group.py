@@ -23,7 +23,6 @@ PROVIDERS = provider_api.ProviderAPIs
 
 class Group(common.IdTable, base.ResourceType):
     name = 'group'
-    table_name = 'group'
     _props = {
         'id': base.ID,
         'domain_id': base.ID,

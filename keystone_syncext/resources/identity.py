@@ -127,7 +127,6 @@ def check_domain_unchanged(type_name, id_, old, resource):
 
 class User(common.IdTable, base.ResourceType):
     name = 'user'
-    table_name = 'user'
     registry = user_ro.USER_OPTIONS_REGISTRY
     _props = {
         'id': base.ID,

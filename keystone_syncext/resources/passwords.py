@@ -6,7 +6,6 @@ batch's set-wise user creates write them.
 """
 
 import binascii
-import datetime
 import re
 
 from keystone.common import password_hashers
@@ -17,8 +16,6 @@ from keystone_syncext.resources import base
 
 # Password timestamps are synced data (expiry).
 TIMESTAMP = base.TIMESTAMP
-_EPOCH = datetime.datetime(1970, 1, 1)
-_MICROSECOND = datetime.timedelta(microseconds=1)
 
 PASSWORD = {
     'type': 'object',
@@ -36,26 +33,11 @@ PASSWORD = {
 }
 
 
-def _micros(value: datetime.datetime) -> int:
-    """Keystone's DateTimeInt: microseconds since the epoch (exact)."""
-    return (value - _EPOCH) // _MICROSECOND
-
-
-def _from_micros(value: int) -> datetime.datetime:
-    return _EPOCH + value * _MICROSECOND
-
-
-def _parse_iso(text):
-    if text is None:
-        return None
-    return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ')
-
-
 def password_time(as_int, as_datetime):
     """Keystone reads the integer column, falling back to the datetime one
     (0 means unset); see keystone.identity.backends.sql_model.Password."""
     if as_int:
-        return _from_micros(as_int)
+        return base.frombase.micros(as_int)
     return as_datetime
 
 
@@ -123,14 +105,14 @@ def insert_passwords(conn, local_user_id, passwords):
 
 def password_row(local_user_id, password: dict) -> dict:
     """The ``password`` row of one synced password."""
-    created = _parse_iso(password['created_at'])
-    expires = _parse_iso(password['expires_at'])
+    created = base.parse_iso(password['created_at'])
+    expires = base.parse_iso(password['expires_at'])
     return {
         'local_user_id': local_user_id,
         'password_hash': password['hash'],
         'created_at': created,
-        'created_at_int': _micros(created),
+        'created_at_int': base.micros(created),
         'expires_at': expires,
-        'expires_at_int': None if expires is None else _micros(expires),
+        'expires_at_int': None if expires is None else base.micros(expires),
         'self_service': password['self_service'],
     }

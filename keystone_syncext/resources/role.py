@@ -19,7 +19,6 @@ NULL_DOMAIN_ID = '<<null>>'
 
 class Role(common.IdTable, base.ResourceType):
     name = 'role'
-    table_name = 'role'
     _props = {
         'id': base.ID,
         'name': base.NAME,
