@@ -37,7 +37,7 @@ def password_time(as_int, as_datetime):
     """Keystone reads the integer column, falling back to the datetime one
     (0 means unset); see keystone.identity.backends.sql_model.Password."""
     if as_int:
-        return base.frombase.micros(as_int)
+        return base.from_micros(as_int)
     return as_datetime
 
 
