@@ -1,12 +1,18 @@
 """A hub and spokes of in-memory sites (:mod:`keystone_syncext.testing.
 fakesite`), the agent's options for tests, and ``run --once`` in a thread
-that a hang cannot keep from ending (the test fails instead)."""
+that a hang cannot keep from ending (the test fails instead).
+
+The fixtures ``world`` (answered in memory) and ``served_world`` (each
+site serving HTTP on loopback for the test) are taken by a module that
+uses one as ``world = fakeworld.world`` or ``world =
+fakeworld.served_world``."""
 
 import contextlib
 import threading
 import time
 
 from oslo_config import cfg
+import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import opts
@@ -68,15 +74,36 @@ class World:
             stack.enter_context(s.serve())
         return stack
 
-    def run_once(self, conf, capsys, within):
-        """``run --once`` in a thread, over HTTP; (exit code, spoke lines,
-        seconds)."""
-        agent = runner.Agent(
-            conf, client.from_conf(conf, 'hub', cloud=self.hub.cloud()),
-            [client.from_conf(conf, s.name, cloud=s.cloud())
-             for s in self.spokes],
-            state_mod.State(self.url), once=True)
+    def http_sites(self, conf):
+        """The agent's clients of the hub and of each spoke, over HTTP
+        (the sites must be serving); (hub, [spokes])."""
+        return (client.from_conf(conf, 'hub', cloud=self.hub.cloud()),
+                [client.from_conf(conf, s.name, cloud=s.cloud())
+                 for s in self.spokes])
+
+    def run_once(self, conf, capsys, within, http=True):
+        """``run --once`` in a thread, over HTTP (or, not ``http``,
+        answered in memory); (exit code, spoke lines, seconds)."""
+        if not http:
+            return run_agent(self.agent(conf), capsys, within)
+        hub, spokes = self.http_sites(conf)
+        agent = runner.Agent(conf, hub, spokes, state_mod.State(self.url),
+                             once=True)
         return run_agent(agent, capsys, within)
+
+    def run_failing(self, capsys, where, route, kind, http=True,
+                    requests_per_pass=4):
+        """``run --once`` with site ``where``'s ``route`` failing as
+        ``kind`` says (:func:`inject`): it must end within its bound
+        (:func:`run_bound`) with one line per spoke; (exit code, spoke
+        lines)."""
+        conf = make_conf()
+        inject(self.site(where), route, kind)
+        bound = run_bound(conf, requests_per_pass)
+        rc, lines, took = self.run_once(conf, capsys, bound, http=http)
+        assert_one_line_per_spoke(self, lines, rc)
+        assert took < bound
+        return rc, lines
 
     def agent(self, conf, once=True, **kwargs):
         """An agent of this world's sites, answered in memory (no
@@ -84,6 +111,29 @@ class World:
         return runner.Agent(conf, self.hub.client(conf),
                             [s.client(conf) for s in self.spokes],
                             state_mod.State(self.url), once=once, **kwargs)
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A :class:`World` answered in memory (no socket)."""
+    return World(tmp_path)
+
+
+@pytest.fixture
+def served_world(tmp_path):
+    """A :class:`World` whose sites serve HTTP on loopback for the
+    test."""
+    w = World(tmp_path)
+    with w.serving():
+        yield w
+
+
+def own_admin(spoke):
+    """Bootstrap's own admin role and project, as a fresh spoke that was
+    never joined has (they clash by name with the hub's)."""
+    spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
+    spoke.put('project', {'id': 'p-own', 'name': 'p0',
+                          'domain_id': 'default'})
 
 
 def run_agent(agent, capsys, within):

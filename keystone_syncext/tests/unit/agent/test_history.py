@@ -42,6 +42,15 @@ def _live(state, name):
     assert state.spoke(name).state == 'live'
 
 
+def _connected(state):
+    """A live spoke s1, connected once; (agent, the fake spoke)."""
+    spoke = fakesite.FakeSite('s1')
+    _live(state, 's1')
+    agent = _agent(state, [spoke])
+    agent.connect(agent.spokes[0])
+    return agent, spoke
+
+
 def _reconnect(agent):
     site = agent.spokes[0]
     site.site_id = None   # as after an error: capabilities read again
@@ -62,10 +71,7 @@ def test_same_history_keeps_the_spoke_live(state):
 
 
 def test_a_changed_history_id_reconciles_a_live_spoke(state, caplog):
-    spoke = fakesite.FakeSite('s1')
-    _live(state, 's1')
-    agent = _agent(state, [spoke])
-    agent.connect(agent.spokes[0])
+    agent, spoke = _connected(state)
     spoke.history_id = '00000000000000bb'     # restored, or capture repaired
     assert _reconnect(agent) == 'reconcile'
     assert state.spoke('s1').history_id == '00000000000000bb'
@@ -76,27 +82,28 @@ def test_a_changed_history_id_reconciles_a_live_spoke(state, caplog):
     assert _reconnect(agent) == 'live'
 
 
+def _rewound_once(state):
+    """A live spoke connected, then restored: it refuses the marker the
+    agent recorded at that check; (agent, the fake spoke) once the next
+    check marked it for a reconcile."""
+    agent, spoke = _connected(state)
+    spoke.rewound.add(state.spoke('s1').history_marker)
+    assert _reconnect(agent) == 'reconcile'
+    return agent, spoke
+
+
 def test_a_refused_marker_reconciles_a_live_spoke(state):
     """A restore keeps the history id until a cursor shows it: the one
     the agent recorded at its last check does."""
-    spoke = fakesite.FakeSite('s1')
-    _live(state, 's1')
-    agent = _agent(state, [spoke])
-    agent.connect(agent.spokes[0])
-    spoke.rewound.add(state.spoke('s1').history_marker)
-    assert _reconnect(agent) == 'reconcile'
+    _rewound_once(state)
+    assert state.spoke('s1').state == 'reconcile'
 
 
 def test_a_spoke_refusing_every_marker_is_an_error_not_a_loop(state):
     """A feed that refuses even the marker taken right after the
     reconcile its first refusal caused is broken, not restored again:
     reconciling each time would never end (nor would --once)."""
-    spoke = fakesite.FakeSite('s1')
-    _live(state, 's1')
-    agent = _agent(state, [spoke])
-    agent.connect(agent.spokes[0])
-    spoke.rewound.add(state.spoke('s1').history_marker)
-    assert _reconnect(agent) == 'reconcile'
+    agent, spoke = _rewound_once(state)
     spoke.rewound.add(state.spoke('s1').history_marker)
     with pytest.raises(client.SiteError) as err:
         _reconnect(agent)
@@ -106,10 +113,7 @@ def test_a_spoke_refusing_every_marker_is_an_error_not_a_loop(state):
 
 def test_a_connected_spoke_is_checked_again_after_a_while(state,
                                                          monkeypatch):
-    spoke = fakesite.FakeSite('s1')
-    _live(state, 's1')
-    agent = _agent(state, [spoke])
-    agent.connect(agent.spokes[0])
+    agent, spoke = _connected(state)
     spoke.history_id = '00000000000000bb'
     agent.connect(agent.spokes[0])        # connected, checked just now
     assert state.spoke('s1').state == 'live'
@@ -128,10 +132,7 @@ def test_a_spoke_never_seeded_still_seeds(state):
 
 
 def test_a_spoke_without_capture_still_receives(state, caplog):
-    spoke = fakesite.FakeSite('s1')
-    _live(state, 's1')
-    agent = _agent(state, [spoke])
-    agent.connect(agent.spokes[0])
+    agent, spoke = _connected(state)
     spoke.missing_triggers = MISSING
     assert _reconnect(agent) == 'live'
     assert 'sync_role_ins_v1' in caplog.text

@@ -10,10 +10,7 @@ from keystone_syncext.agent import client
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
 
-
-@pytest.fixture
-def world(tmp_path):
-    return fakeworld.World(tmp_path)
+world = fakeworld.world
 
 
 def _seeded(agent):

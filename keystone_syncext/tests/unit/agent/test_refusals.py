@@ -7,27 +7,18 @@ waits in pending with the reason, and the rest is written."""
 
 import logging
 
-import pytest
-
-from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.tests.unit.agent import fakeworld
 
-
-@pytest.fixture
-def world(tmp_path):
-    w = fakeworld.World(tmp_path)
-    with w.serving():
-        yield w
+# Sites serving HTTP on loopback, the agent's own client.
+world = fakeworld.served_world
 
 
 def test_a_spoke_never_joined_ends_naming_join(world, capsys, caplog):
     conf = fakeworld.make_conf(once_attempts=3)
     spoke = world.spokes[0]
-    spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
-    spoke.put('project', {'id': 'p-own', 'name': 'p0',
-                          'domain_id': 'default'})
+    fakeworld.own_admin(spoke)
     bound = fakeworld.run_bound(conf, 6)
     with caplog.at_level(logging.INFO, 'keystone_syncext.agent'):
         rc, lines, took = world.run_once(conf, capsys, bound)
@@ -41,8 +32,7 @@ def test_a_spoke_never_joined_ends_naming_join(world, capsys, caplog):
     # Refusals are not failures of the spoke: it never "came back".
     assert not [r for r in caplog.records if 'is back' in r.getMessage()]
 
-    hub = client.from_conf(conf, 'hub', cloud=world.hub.cloud())
-    spoke_site = client.from_conf(conf, 'spoke1', cloud=spoke.cloud())
+    hub, [spoke_site] = world.http_sites(conf)
     assert join_mod.execute(spoke_site, join_mod.plan(hub, spoke_site),
                             world.hub.site_id) is None
     rc, lines, _ = world.run_once(conf, capsys, bound)

@@ -13,31 +13,19 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.tests.unit.agent import fakeworld
 
-
-@pytest.fixture
-def world(tmp_path):
-    w = fakeworld.World(tmp_path)
-    with w.serving():
-        yield w
+# Sites serving HTTP on loopback, the agent's own client.
+world = fakeworld.served_world
 
 
 def _sites(world, conf):
-    return (client.from_conf(conf, 'hub', cloud=world.hub.cloud()),
-            client.from_conf(conf, 'spoke1',
-                             cloud=world.spokes[0].cloud()))
-
-
-def _own_admin(spoke):
-    """Bootstrap's own admin role and project, as a fresh spoke has."""
-    spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
-    spoke.put('project', {'id': 'p-own', 'name': 'p0',
-                          'domain_id': 'default'})
+    hub, [spoke] = world.http_sites(conf)
+    return hub, spoke
 
 
 def test_rekey_waits_out_a_busy_database(world):
     conf = fakeworld.make_conf(busy_wait_max=0.3)
     spoke = world.spokes[0]
-    _own_admin(spoke)
+    fakeworld.own_admin(spoke)
     # Retry-After far beyond the cap: the wait is capped.
     spoke.fail('rekey', 503, times=2, retry_after='3600')
     hub, spoke_site = _sites(world, conf)
@@ -99,7 +87,7 @@ def test_a_rekey_is_sent_again_on_a_fresh_connection(world):
     """A site that closes each connection after its answer resets a
     reused one: join must not stop there (it did, every few re-keys)."""
     conf = fakeworld.make_conf(connect_retries=2)
-    _own_admin(world.spokes[0])
+    fakeworld.own_admin(world.spokes[0])
     world.spokes[0].fail('rekey', 'drop', times=1)
     hub, spoke_site = _sites(world, conf)
     the_plan = join_mod.plan(hub, spoke_site)
@@ -110,7 +98,7 @@ def test_a_rekey_is_sent_again_on_a_fresh_connection(world):
 def test_join_resumes_where_it_stopped(world):
     conf = fakeworld.make_conf(busy_retries=0)
     spoke = world.spokes[0]
-    _own_admin(spoke)
+    fakeworld.own_admin(spoke)
     hub, spoke_site = _sites(world, conf)
     first = join_mod.plan(hub, spoke_site)
     # The first re-key applied, then the site broke.
@@ -139,7 +127,7 @@ def test_join_resumes_where_it_stopped(world):
 def test_a_rekey_whose_answer_was_lost_counts_as_done(world):
     conf = fakeworld.make_conf()
     spoke = world.spokes[0]
-    _own_admin(spoke)
+    fakeworld.own_admin(spoke)
     hub, spoke_site = _sites(world, conf)
     the_plan = join_mod.plan(hub, spoke_site)
     # Applied by an attempt whose answer never came back.

@@ -18,9 +18,7 @@ ROUTES = [('hub', 'capabilities'), ('hub', 'changes'), ('hub', 'listing'),
           ('spoke1', 'capabilities'), ('spoke1', 'batch')]
 
 
-@pytest.fixture
-def world(tmp_path):
-    return fakeworld.World(tmp_path)
+world = fakeworld.world
 
 
 def test_a_spoke_that_is_the_hub_is_refused(world):
@@ -121,12 +119,7 @@ def test_a_412_in_a_run_is_settled_and_converges(world, capsys):
 @pytest.mark.parametrize('kind', KINDS)
 @pytest.mark.parametrize('where,route', ROUTES)
 def test_a_run_ends_whatever_fails(world, capsys, where, route, kind):
-    conf = fakeworld.make_conf()
-    fakeworld.inject(world.site(where), route, kind)
-    bound = fakeworld.run_bound(conf, 4)
-    rc, lines, took = fakeworld.run_agent(world.agent(conf), capsys, bound)
-    fakeworld.assert_one_line_per_spoke(world, lines, rc)
-    assert took < bound
+    rc, lines = world.run_failing(capsys, where, route, kind, http=False)
     assert rc == 1, lines
 
 

@@ -26,11 +26,8 @@ RECONCILE_ROUTES = [('hub', 'digests'), ('spoke1', 'digests'),
                     ('hub', 'resource'), ('hub', 'listing')]
 
 
-@pytest.fixture
-def world(tmp_path):
-    w = fakeworld.World(tmp_path)
-    with w.serving():
-        yield w
+# Sites serving HTTP on loopback, the agent's own client.
+world = fakeworld.served_world
 
 
 def test_a_clean_run_converges(world, capsys):
@@ -45,12 +42,7 @@ def test_a_clean_run_converges(world, capsys):
 @pytest.mark.parametrize('kind', KINDS)
 @pytest.mark.parametrize('where,route', FRESH_ROUTES)
 def test_a_fresh_run_ends_whatever_fails(world, capsys, where, route, kind):
-    conf = fakeworld.make_conf()
-    fakeworld.inject(world.site(where), route, kind)
-    bound = fakeworld.run_bound(conf, 4)
-    rc, lines, took = world.run_once(conf, capsys, bound)
-    fakeworld.assert_one_line_per_spoke(world, lines, rc)
-    assert took < bound
+    rc, lines = world.run_failing(capsys, where, route, kind)
     if route != 'changes' or where == 'hub':
         # Everything but the spoke's own feed is needed to converge.
         assert rc == 1, lines
@@ -72,11 +64,7 @@ def test_a_reconcile_ends_whatever_fails(world, capsys, where, route,
         world.hub.put('role', {'id': f'x{n:02d}', 'name': f'x{n}',
                                'domain_id': None})
     world.hub.lose_history()
-    fakeworld.inject(world.site(where), route, kind)
-    bound = fakeworld.run_bound(conf, 6)
-    rc, lines, took = world.run_once(conf, capsys, bound)
-    fakeworld.assert_one_line_per_spoke(world, lines, rc)
-    assert took < bound
+    world.run_failing(capsys, where, route, kind, requests_per_pass=6)
     assert world.site(where).calls[route] > 0
 
 
@@ -86,8 +74,7 @@ def test_join_ends_whatever_the_rekey_answers(world, kind):
     spoke = world.spokes[0]
     spoke.put('role', {'id': 'r-own', 'name': 'admin', 'domain_id': None})
     fakeworld.inject(spoke, 'rekey', kind)
-    hub_site = client.from_conf(conf, 'hub', cloud=world.hub.cloud())
-    spoke_site = client.from_conf(conf, 'spoke1', cloud=spoke.cloud())
+    hub_site, [spoke_site] = world.http_sites(conf)
     the_plan = join_mod.plan(hub_site, spoke_site)
     assert [e['hub_id'] for e in the_plan['rekey']] == ['r-admin']
     got = {}

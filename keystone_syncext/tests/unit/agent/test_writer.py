@@ -11,10 +11,7 @@ from keystone_syncext.agent import writer
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
 
-
-@pytest.fixture
-def world(tmp_path):
-    return fakeworld.World(tmp_path)
+world = fakeworld.world
 
 
 def _projects(n):
