@@ -115,10 +115,12 @@ def test_a_row_without_a_class_is_an_error_at_import():
 
 
 def test_a_class_naming_a_type_not_in_the_table_is_an_error():
+    # Not a type Keystone has: doc/types.md's walk-through adds one
+    # (service), and this test must not be what it changes.
     with pytest.raises(types.UnknownType):
-        class Service(base.ResourceType):
-            name = 'service'
-    assert 'service' not in base.registered()
+        class Gadget(base.ResourceType):
+            name = 'gadget'
+    assert 'gadget' not in base.registered()
 
 
 def test_two_classes_cannot_claim_one_type():
