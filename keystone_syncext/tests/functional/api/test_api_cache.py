@@ -44,18 +44,22 @@ def _caller(site, sess=None):
     return call
 
 
+def _put_then_get(call, type_name, make, rid, field, value):
+    """PUT ``make(rid)`` with ``extra`` ``{field: value}`` through the
+    sync API; the ``field`` Keystone's own API (its cache) then serves."""
+    call('PUT', f'/sync/resources/{type_name}/{rid}',
+         json={'resource': make(rid, extra={field: value})})
+    return call('GET', f'/{type_name}s/{rid}')[type_name][field]
+
+
 def test_writes_invalidate_keystone_caches(cached_site):
     sess = cached_site.admin_session()
     call = _caller(cached_site, sess)
     p = _id()
-    call('PUT', f'/sync/resources/project/{p}',
-         json={'resource': project(p, extra={'owner': 'a'})})
-    assert call('GET', f'/projects/{p}')['project']['owner'] == 'a'
+    assert _put_then_get(call, 'project', project, p, 'owner', 'a') == 'a'
     # Only `extra` changes: written by us, not by a manager that would
     # invalidate its own entry.
-    call('PUT', f'/sync/resources/project/{p}',
-         json={'resource': project(p, extra={'owner': 'b'})})
-    assert call('GET', f'/projects/{p}')['project']['owner'] == 'b'
+    assert _put_then_get(call, 'project', project, p, 'owner', 'b') == 'b'
     # Re-key: the old id must not be served from the cache.
     r, new = _id(), _id()
     call('PUT', f'/sync/resources/role/{r}', json={'resource': role(r)})
@@ -71,12 +75,8 @@ def test_role_writes_invalidate_the_role(cached_site):
     update goes past the manager."""
     call = _caller(cached_site)
     r = _id()
-    call('PUT', f'/sync/resources/role/{r}',
-         json={'resource': role(r, extra={'colour': 'red'})})
-    assert call('GET', f'/roles/{r}')['role']['colour'] == 'red'
-    call('PUT', f'/sync/resources/role/{r}',
-         json={'resource': role(r, extra={'colour': 'blue'})})
-    assert call('GET', f'/roles/{r}')['role']['colour'] == 'blue'
+    assert _put_then_get(call, 'role', role, r, 'colour', 'red') == 'red'
+    assert _put_then_get(call, 'role', role, r, 'colour', 'blue') == 'blue'
     # Through a batch, item by item (an update) and set-wise (a create).
     r2 = _id()
     call('POST', '/sync/batch', json={'items': [
