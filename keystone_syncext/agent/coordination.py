@@ -22,6 +22,8 @@ by the claims (:mod:`keystone_syncext.agent.claims`).
 """
 
 import logging
+import os
+import socket
 
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import context as context_mod
@@ -37,6 +39,22 @@ def describe(row) -> str:
     return (f'{row.member} (host {row.host}, pid {row.pid}, since '
             f'{row.since:%Y-%m-%d %H:%M:%S} UTC, lease until '
             f'{row.expires_at:%Y-%m-%d %H:%M:%S} UTC)')
+
+
+def gone(row) -> bool:
+    """Whether ``row``'s holder was a process of this host that is no
+    longer running (a crashed agent restarted at once need not wait out
+    its lease). A pid reused since is taken as alive: the lease decides."""
+    if row is None or row.member is None or \
+            row.host != socket.gethostname() or not row.pid:
+        return False
+    try:
+        os.kill(row.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class Solo:
@@ -60,12 +78,14 @@ class Solo:
 
     def lock(self) -> None:
         before = self.claims.holder(AGENT)
-        if not self.claims.acquire(AGENT):
+        if not self.claims.acquire(AGENT, take_over=gone(before)):
             raise SystemExit(
                 f'keystone-sync: another agent already runs on this state '
                 f'database: {describe(self.claims.holder(AGENT))}; stop '
                 f'it first, or configure [coordination] to run several')
-        others = self.live_others()
+        # The claims of the agent this one replaced are not others'.
+        others = [r for r in self.live_others()
+                  if before is None or r.member != before.member]
         if others:
             self.claims.release(AGENT)
             raise SystemExit(
@@ -75,8 +95,9 @@ class Solo:
         if before is not None and before.member not in (
                 None, self.ctx.member_id):
             LOG.warning('took the state database over from agent '
-                        '%(old)s, whose lease ran out (it crashed or hung)',
-                        {'old': describe(before)})
+                        '%(old)s: %(why)s', {'old': describe(before), 'why': (
+                            'its process is gone' if gone(before) else
+                            'its lease ran out (it crashed or hung)')})
 
     def live_others(self) -> list:
         """Claims other members hold under a live lease."""

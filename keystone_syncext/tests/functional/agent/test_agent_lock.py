@@ -2,7 +2,9 @@
 Keystone needed: the hub is unreachable, and the agent holds the state
 database while it retries it): a second agent on the same state database
 is refused at start with one line naming the first; once the first is
-SIGKILLed, its lock blocks only until its lease runs out."""
+SIGKILLed, an agent started at once on the same host takes over (the lease
+running out, for a holder on another host, is judged in
+tests/unit/agent/test_claims.py)."""
 
 import os
 import signal
@@ -17,7 +19,7 @@ from keystone_syncext.agent import state_tables
 from keystone_syncext.testing import sites
 
 AGENT = [sys.executable, '-m', 'keystone_syncext.agent.cli']
-LEASE = 10
+LEASE = 30
 
 
 def _world(tmp_path):
@@ -79,15 +81,10 @@ def test_a_second_agent_is_refused_until_the_first_is_gone(tmp_path):
                                    'runs on this state database: ')
         assert f'host {socket.gethostname()}, pid {first.pid}, since ' \
             in lines[0]
+        # SIGKILLed: restarted at once on this host, the next agent sees
+        # the holder's process gone and need not wait out its lease.
         first.send_signal(signal.SIGKILL)
         first.wait()
-        killed_at = time.monotonic()
-        # Its lease still runs: refused, naming the dead one.
-        third = subprocess.run(cmd, env=env, capture_output=True,
-                               text=True, timeout=LEASE + 60,
-                               stdin=subprocess.DEVNULL)
-        assert f'pid {first.pid}' in third.stderr
-        time.sleep(max(0.0, killed_at + LEASE + 0.5 - time.monotonic()))
         later = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
@@ -96,7 +93,9 @@ def test_a_second_agent_is_refused_until_the_first_is_gone(tmp_path):
         assert later.wait(timeout=60) == 0
         assert _lock_pid(state) is None  # released on a clean stop
         with open(tmp_path / 'agent.log') as f:
-            assert 'whose lease ran out (it crashed or hung)' in f.read()
+            log = f.read()
+        assert 'its process is gone' in log
+        assert f'pid {first.pid}, since' in log
     finally:
         for proc in (first, later):
             if proc is not None and proc.poll() is None:

@@ -3,6 +3,9 @@ whose claim was taken over cannot move a checkpoint, a cursor or a state,
 nothing moves backwards, and the spoke's fencing header is sent and its
 refusal recognised."""
 
+import os
+import socket
+import subprocess
 import time
 import types
 
@@ -176,3 +179,15 @@ def test_batches_carry_the_fence_and_its_refusal_is_told_apart():
     with pytest.raises(client.SiteError) as e:
         claims_mod.fenced_batch(unfenced, [])
     assert not isinstance(e.value, claims_mod.Fenced)
+
+
+def test_a_holder_process_gone_from_this_host_is_seen():
+    proc = subprocess.Popen(['true'])
+    proc.wait()
+    row = types.SimpleNamespace(member='m', host=socket.gethostname(),
+                                pid=proc.pid)
+    assert coordination.gone(row)
+    assert not coordination.gone(types.SimpleNamespace(
+        member='m', host=socket.gethostname(), pid=os.getpid()))
+    assert not coordination.gone(types.SimpleNamespace(
+        member='m', host='another-host', pid=proc.pid))
