@@ -1,7 +1,8 @@
 """Several agents on tooz (Redis at 127.0.0.1:6379) and a shared state
 database (MariaDB or PostgreSQL): the spokes are shared out with no spoke
 held twice, one member leads, a dead member's spokes are taken over once
-its lease and membership ran out, and it cannot write when it wakes."""
+its lease and membership ran out, it cannot write when it wakes, and
+once it is back it rejoins and gets its share again."""
 
 import threading
 import time
@@ -101,6 +102,10 @@ def test_spokes_shared_and_taken_over(st):
         gens = {s.name: s.fence[1] for s in b.ctx.spokes}
         olds = {s.name: s.fence[1] for s in a.ctx.spokes if s.fence}
         assert all(gens[s] > olds[s] for s in lost)
+        # a resumes (as after SIGSTOP/SIGCONT): it rejoins the group, and
+        # the spokes are shared again, none held twice.
+        a.coord.heart.start()
+        _until(shared, LEASE * 4)
     finally:
         for m in (a, b):
             m.ctx.stop.set()
