@@ -50,10 +50,13 @@ def _member(world, conf, log):
 
 
 def _claims(engine):
-    with engine.connect() as conn:
-        return {r.name: r for r in conn.execute(
-            sa.select(state_tables.claim).where(
-                state_tables.claim.c.member.is_not(None)))}
+    try:
+        with engine.connect() as conn:
+            return {r.name: r for r in conn.execute(
+                sa.select(state_tables.claim).where(
+                    state_tables.claim.c.member.is_not(None)))}
+    except sa.exc.DBAPIError:  # not migrated yet
+        return {}
 
 
 def _wait(check, within, what):
