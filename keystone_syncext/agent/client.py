@@ -411,11 +411,11 @@ class Site:
             found |= {t['id'] for t in got['tombstones']}
         return found
 
-    def batch(self, items, origin=None) -> list[dict]:
-        headers = {ORIGIN_HEADER: origin} if origin else None
+    def batch(self, items, origin=None, headers=()) -> list[dict]:
+        headers = dict(headers, **({ORIGIN_HEADER: origin} if origin else {}))
         return self._request('POST', '/sync/batch',
                              json_body={'items': items},
-                             headers=headers)['results']
+                             headers=headers or None)['results']
 
     def rekey(self, type_name, old_id, new_id, origin=None) -> dict:
         headers = {ORIGIN_HEADER: origin} if origin else None

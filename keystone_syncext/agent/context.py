@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import once as once_mod
@@ -64,6 +65,33 @@ class Context:
         # (skipped; each warned of once).
         self.unknown_types: set[str] = set()
         self._unknown_lock = threading.Lock()
+        # This process among the agents sharing the state database, and
+        # what it holds (keystone_syncext.agent.coordination; None before
+        # the run starts: everything).
+        self.member_id = claims_mod.new_member_id()
+        self.membership = None
+
+    # -- who drives what ----------------------------------------------
+
+    def owned_spokes(self) -> list[str]:
+        """The spokes this member drives now (one agent: all)."""
+        return [s.name for s in self.spokes if self.owns(s.name)]
+
+    def owns(self, name: str) -> bool:
+        """Whether this member holds spoke ``name``'s claim now."""
+        return self.membership is None or self.membership.owns(name)
+
+    def is_leader(self) -> bool:
+        """Whether this member reads the hub's feed (one agent: True)."""
+        return self.membership is None or self.membership.is_leader()
+
+    def idle_wait(self) -> float:
+        """The longest a caught-up spoke waits before looking at the
+        outbox again: news from a feed read in another process does not
+        wake it."""
+        if self.membership is None:
+            return self.conf.poll_wait + 5
+        return self.membership.idle_wait()
 
     # -- waiting ------------------------------------------------------
 

@@ -121,6 +121,32 @@ CONFLICTS_OPTS = [
                help='How a conflict outside every authoritative subset is '
                     'resolved: the hub wins either way (doc/security.md).'),
 ]
+COORDINATION_GROUP = cfg.OptGroup(
+    'coordination', title='Several agents',
+    help='Several keystone-sync run processes sharing one state database '
+         '(MariaDB or PostgreSQL) and a tooz coordination backend: the '
+         'spokes are shared out among the live members, one elected '
+         'member reads the hub\'s feed, and a dead member\'s spokes are '
+         'taken over. Without backend_url one agent runs, and a second one '
+         'on the same state database is refused. See doc/agent.md, '
+         '"Several agents (HA)".')
+COORDINATION_OPTS = [
+    cfg.StrOpt('backend_url', secret=True,
+               help='The tooz backend, e.g. redis://127.0.0.1:6379, '
+                    'etcd3+http://127.0.0.1:2379 or zookeeper://host:2181. '
+                    'Unset: one agent.'),
+    cfg.FloatOpt('heartbeat', default=1.0, min=0.1, max=60,
+                 help='Seconds between two looks at the group (members '
+                      'joined or gone, leader) and two renewals of the '
+                      'leases this member holds.'),
+    cfg.FloatOpt('lease', default=30.0, min=2, max=3600,
+                 help='Seconds a claim (the single-agent lock, the feed, a '
+                      'spoke) outlives its holder\'s last renewal: after '
+                      'that, another member (or a new agent) takes it '
+                      'over. Keep it at least the backend\'s membership '
+                      'timeout (tooz\'s redis driver: 30 s) and several '
+                      'heartbeats.'),
+]
 # [spoke:NAME]: the same options for one spoke; each one set there
 # replaces [selection]'s for that spoke.
 SPOKE_GROUP_PREFIX = 'spoke:'
@@ -147,6 +173,8 @@ def register(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(SELECTION_OPTS, group=SELECTION_GROUP)
     conf.register_group(CONFLICTS_GROUP)
     conf.register_opts(CONFLICTS_OPTS, group=CONFLICTS_GROUP)
+    conf.register_group(COORDINATION_GROUP)
+    conf.register_opts(COORDINATION_OPTS, group=COORDINATION_GROUP)
 
 
 def _spoke_group(conf: cfg.ConfigOpts, spoke: str):
@@ -176,6 +204,7 @@ def list_opts():
     return [(None, SITE_OPTS + TUNING_OPTS),
             (SELECTION_GROUP, SELECTION_OPTS),
             (CONFLICTS_GROUP, CONFLICTS_OPTS),
+            (COORDINATION_GROUP, COORDINATION_OPTS),
             (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'example',
                           help='Selection and conflict rules for one '
                                'spoke, here the cloud named "example": one '

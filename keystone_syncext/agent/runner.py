@@ -45,7 +45,9 @@ import threading
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import coordination
 from keystone_syncext.agent import hubfeed as hubfeed_mod
+from keystone_syncext.agent import members
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import seeding as seeding_mod
 from keystone_syncext.agent import spokes as spokes_mod
@@ -79,6 +81,20 @@ class Agent(context_mod.Context):
         """Run until stopped (or, with ``once``, until every spoke
         settled); the exit code."""
         self.state.migrate()
+        # Refused here (SystemExit) when another agent holds the state.
+        membership = members.start(self)
+        beat = threading.Thread(target=coordination.heartbeat_loop,
+                                args=(self, membership), name='heartbeat',
+                                daemon=True)
+        beat.start()
+        try:
+            return self._run()
+        finally:
+            self.stop.set()
+            beat.join(timeout=membership.heartbeat + 10)
+            membership.stop()
+
+    def _run(self) -> int:
         try:
             caps = self._hub_capabilities()
         except context_mod.Stopped:
@@ -86,7 +102,7 @@ class Agent(context_mod.Context):
         if caps is None:
             return self._report()
         self.adopt_hub(caps)
-        if self.state.hub().cursor is None:
+        if self.state.hub().cursor is None and self.is_leader():
             # First run: every spoke is seeded from the hub's listings, so
             # the feed is followed from the head on.
             self.state.restart_feed(caps['head_cursor'])
@@ -96,8 +112,8 @@ class Agent(context_mod.Context):
                   'version': caps['keystone_version'],
                   'protocol': self.hub.protocol_version,
                   'n': len(self.spokes)})
-        for s in self.spokes:
-            self.state.spoke(s.name)
+        for name in self.owned_spokes():
+            self.state.spoke(name)
         threads = self._threads()
         for t in threads:
             t.start()
@@ -114,7 +130,8 @@ class Agent(context_mod.Context):
         """The run's threads, not started: the feed first, then (in
         ``--once``, with types that flow up) the upward one, the spokes',
         and (not ``--once``) each spoke's upward one."""
-        threads = [threading.Thread(target=self.feed.run, name='feed',
+        threads = [threading.Thread(target=self.membership.feed,
+                                    args=(self.feed,), name='feed',
                                     daemon=True)]
         if self.once and self.conf.spoke_originated_types:
             # Spokes' own changes go to the hub side by side with the

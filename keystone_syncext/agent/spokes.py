@@ -16,6 +16,7 @@ import contextlib
 import logging
 import threading
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
@@ -54,16 +55,13 @@ class SpokeSync:
         try:
             while not ctx.stop.is_set():
                 seen = ctx.news()
-                try:
-                    with self.writers, self._selection_scope(site):
-                        progressed = self.sync(site)
-                    failures = self._went_through(name, failures)
-                except context_mod.Stopped:
-                    raise
-                except Exception as e:
-                    failures += 1
-                    if self._failed(site, e, failures):
-                        return
+                if not ctx.owns(name):  # another member drives it
+                    ctx.wait_for_news(seen, ctx.idle_wait())
+                    continue
+                progressed, failures, end = self._attempt(site, failures)
+                if end:
+                    return
+                if progressed is None:
                     continue
                 row = ctx.state.spoke(name)
                 npending = len(ctx.state.pending_for(name))
@@ -76,10 +74,35 @@ class SpokeSync:
                         continue
                 if not progressed:
                     delay = (ctx.backoff(3) if npending
-                             else ctx.conf.poll_wait + 5)
+                             else ctx.idle_wait())
                     ctx.wait_for_news(seen, delay)
         except context_mod.Stopped:
             return
+
+    def _attempt(self, site: client.Site,
+                 failures: int) -> tuple[bool | None, int, bool]:
+        """One pass, a failure handled: (whether it progressed, None
+        when it failed; the failures in a row; whether ``--once`` gave the
+        spoke up)."""
+        try:
+            with self.writers, self._selection_scope(site):
+                progressed = self.sync(site)
+            return progressed, self._went_through(site.name, failures), \
+                False
+        except context_mod.Stopped:
+            raise
+        except (claims_mod.ClaimLost, claims_mod.Fenced) as e:
+            self._lost(site.name, e)
+            return None, failures, False
+        except Exception as e:
+            failures += 1
+            return None, failures, self._failed(site, e, failures)
+
+    def _lost(self, name: str, e: Exception) -> None:
+        """Another member took spoke ``name`` over: stop work on it."""
+        LOG.warning('spoke %(spoke)s: %(err)s', {'spoke': name, 'err': e})
+        if self.ctx.membership is not None:
+            self.ctx.membership.lost(name)
 
     def _went_through(self, name: str, failures: int) -> int:
         """Note a pass that went through; the failures in a row (none)."""

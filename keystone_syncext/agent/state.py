@@ -29,6 +29,13 @@ to it, so a crash re-applies at most one pass, and re-applying is harmless:
 every write is an upsert or delete by id. Outbox rows every spoke has
 applied are pruned.
 
+Fencing: with :attr:`State.claims` set (``keystone-sync run``), every
+write that moves a spoke's checkpoint, cursor or state checks, in its own
+transaction, that this member still holds its claim on the spoke (the
+feed's claim for the hub's cursor), and raises
+:class:`keystone_syncext.agent.claims.ClaimLost` otherwise
+(:mod:`keystone_syncext.agent.claims`).
+
 SQLite by default, or any SQLAlchemy URL; our own alembic tree
 (``keystone_syncext/agent/migrations``, version table
 ``keystone_sync_alembic_version``).
@@ -39,6 +46,7 @@ import json
 from alembic import command as alembic_command
 import sqlalchemy as sa
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import state_conflicts
 from keystone_syncext.agent import state_tables
 
@@ -64,6 +72,18 @@ class State(state_conflicts.ConflictRecords):
         self.engine = state_tables.engine(url)
         self.conflict_retention_days = conflict_retention_days
         self._fingerprint_key = None
+        # This member's claims (keystone-sync run): writes are fenced.
+        self.claims: claims_mod.Claims | None = None
+
+    def _fence(self, conn, name: str | None) -> None:
+        """In ``conn``'s transaction: this member still holds spoke
+        ``name`` (None: the feed), when claims are in force."""
+        if self.claims is None:
+            return
+        if name is not None and name.endswith(up_key('')):
+            name = name[:-len(up_key(''))]  # the spoke's own, to the hub
+        self.claims.check(conn, claims_mod.FEED if name is None
+                          else claims_mod.spoke_claim(name))
 
     def migrate(self, revision: str = 'head') -> None:
         with self.engine.begin() as conn:
@@ -108,6 +128,7 @@ class State(state_conflicts.ConflictRecords):
         """Store changes read from the feed, and the cursor after them, in
         one transaction; returns the newest outbox seq."""
         with self.engine.begin() as conn:
+            self._fence(conn, None)
             if changes:
                 conn.execute(outbox.insert(), [{
                     'cursor': c['cursor'], 'type': c['type'],
@@ -131,6 +152,7 @@ class State(state_conflicts.ConflictRecords):
         so whatever changes at the hub after the head arrives through the
         feed, and nothing that changed before it is missed."""
         with self.engine.begin() as conn:
+            self._fence(conn, None)
             conn.execute(hub.update().values(cursor=cursor, head=cursor))
             conn.execute(spoke.update().where(spoke.c.state != 'new')
                          .values(state='reconcile'))
@@ -162,6 +184,7 @@ class State(state_conflicts.ConflictRecords):
                 oldest = conn.execute(sa.select(sa.func.min(
                     outbox.c.seq))).scalar()
                 if oldest is not None and row.applied_seq < oldest - 1:
+                    self._fence(conn, name)
                     conn.execute(spoke.update()
                                  .where(spoke.c.name == name)
                                  .values(state='reconcile'))
@@ -171,6 +194,7 @@ class State(state_conflicts.ConflictRecords):
 
     def set_site_id(self, name: str, site_id: str) -> None:
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             conn.execute(spoke.update().where(spoke.c.name == name)
                          .values(site_id=site_id))
 
@@ -184,6 +208,7 @@ class State(state_conflicts.ConflictRecords):
         was seeded (or being seeded) is put in state ``reconcile``, as
         after the hub's 410. Returns whether it was."""
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
                 .one()
             changed = rewound or (row.history_id is not None
@@ -206,6 +231,7 @@ class State(state_conflicts.ConflictRecords):
         outbox up to its top, or keep the seq of the one a crash cut
         short; pending items are dropped (the pass rewrites them all)."""
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             row = conn.execute(sa.select(spoke).where(spoke.c.name == name)) \
                 .one()
             if row.state == state:
@@ -222,6 +248,7 @@ class State(state_conflicts.ConflictRecords):
         before the hub's head moved may miss deletes, which that reconcile
         finds."""
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             conn.execute(spoke.update().where(
                 spoke.c.name == name,
                 spoke.c.state.in_(('seeding', 'reconciling'))).values(
@@ -237,6 +264,7 @@ class State(state_conflicts.ConflictRecords):
 
     def finish_reconcile(self, name: str) -> None:
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             values = {'last_reconcile_at': now()}
             conn.execute(spoke.update().where(spoke.c.name == name)
                          .values(**values))
@@ -286,6 +314,7 @@ class State(state_conflicts.ConflictRecords):
         move the checkpoint, all in one transaction."""
         when = now()
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             self._placed(conn, name, written)
             before = {(r.type, r.resource_id): r for r in conn.execute(
                 sa.select(pending.c.type, pending.c.resource_id,
@@ -357,6 +386,7 @@ class State(state_conflicts.ConflictRecords):
 
     def set_upward_cursor(self, name: str, cursor: str) -> None:
         with self.engine.begin() as conn:
+            self._fence(conn, name)
             values = {'cursor': cursor, 'last_read_at': now()}
             if conn.execute(upward.update().where(upward.c.spoke == name)
                             .values(**values)).rowcount == 0:

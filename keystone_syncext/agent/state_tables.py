@@ -124,6 +124,18 @@ upward = sa.Table(
     sa.Column('last_read_at', sa.DateTime),
 )
 
+# Who holds what, under which fencing generation (agent/claims.py).
+claim = sa.Table(
+    'agent_claim', metadata,
+    sa.Column('name', sa.String(255), primary_key=True),
+    sa.Column('member', sa.String(255)),
+    sa.Column('generation', sa.Integer, nullable=False),
+    sa.Column('expires_at', sa.DateTime),
+    sa.Column('host', sa.String(255)),
+    sa.Column('pid', sa.Integer),
+    sa.Column('since', sa.DateTime),
+)
+
 
 def up_key(name: str) -> str:
     """The ``agent_pending.spoke`` key of what the hub refused from

@@ -17,6 +17,7 @@ import concurrent.futures
 import logging
 import threading
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
@@ -129,9 +130,15 @@ class Upward:
         failures = 0
         try:
             while not ctx.stop.is_set():
+                if not ctx.owns(site.name):  # another member drives it
+                    ctx.sleep(ctx.idle_wait())
+                    continue
                 try:
                     self.push(site, wait=ctx.conf.poll_wait)
                     failures = 0
+                except claims_mod.ClaimLost as e:
+                    LOG.warning('spoke %(spoke)s: %(err)s',
+                                {'spoke': site.name, 'err': e})
                 except client.SiteError as e:
                     failures += 1
                     LOG.warning('spoke %(spoke)s: reading its own changes '

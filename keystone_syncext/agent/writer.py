@@ -11,6 +11,7 @@ down to the item, which is returned as refused (the caller parks it as
 pending) while the rest goes in.
 """
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import state as state_mod
@@ -74,6 +75,8 @@ def item_may_be_at_fault(e: client.SiteError) -> bool:
     the request), or a 5xx other than 503 (the site broke on it, after the
     client's retries). Not an unreachable site, a timeout, a 401 or a busy
     database (503): those are the site's state, not an item's."""
+    if isinstance(e, claims_mod.Fenced):  # the member, not an item
+        return False
     if e.status is None or e.status in (401, 408, 429, 503):
         return False
     return not e.transient or e.status >= 500
@@ -182,7 +185,8 @@ class Writer:
 
     def _write_chunk(self, site, chunk, origin, ok, bad, stale):
         try:
-            results = site.batch([c.item() for c in chunk], origin=origin)
+            results = claims_mod.fenced_batch(
+                site, [c.item() for c in chunk], origin=origin)
         except client.SiteError as e:
             if not item_may_be_at_fault(e):
                 raise

@@ -164,6 +164,15 @@ if_none_match = {
 
 write_request_header = {'type': 'object', 'properties': {
     ORIGIN_HEADER: origin}}
+FENCE_HEADER = protocol.FENCE_HEADER
+fence = {
+    'type': 'string', 'pattern': protocol.FENCE_PATTERN,
+    'description': 'The sending agent\'s fencing token, '
+    '"<group>:<generation>": the batch is refused (409, nothing applied) '
+    'when an agent of the group already wrote here under a higher '
+    'generation (it lost its claim on this site). Absent: not fenced.'}
+batch_request_header = {'type': 'object', 'properties': {
+    ORIGIN_HEADER: origin, FENCE_HEADER: fence}}
 delete_request_header = {'type': 'object', 'properties': {
     ORIGIN_HEADER: origin, 'If-Match': if_match}}
 put_request_header = {'type': 'object', 'properties': {

@@ -23,6 +23,7 @@ from keystone_syncext.feed import history
 from keystone_syncext.feed import reading as feed
 from keystone_syncext.resources import base
 from keystone_syncext.writes import batch
+from keystone_syncext.writes import fence
 from keystone_syncext.writes import items as item_writes
 from keystone_syncext.writes import rekey
 
@@ -278,7 +279,7 @@ class ResourceItemResource(flask_restful.Resource):
 class BatchResource(flask_restful.Resource):
     @_guarded
     @validation.enforced('identity:sync:create_batch')
-    @validation.request_header_schema(schemas.write_request_header)
+    @validation.request_header_schema(schemas.batch_request_header)
     @validation.request_body_schema(schemas.batch_request_body)
     @validation.response_body_schema(schemas.batch_response_body)
     def post(self):
@@ -295,9 +296,14 @@ class BatchResource(flask_restful.Resource):
         :status 400: The body does not match the batch schema, has more
             than [sync] max_page_size items, or the origin header is not a
             site id. Nothing is written.
+        :status 409: The fencing header's generation is lower than one an
+            agent of its group already wrote here under (that agent lost
+            its claim on this site). Nothing is written.
         """
-        return {'results': batch.apply(validation.json_body(),
-                                       origin=_origin())}
+        return {'results': batch.apply(
+            validation.json_body(), origin=_origin(),
+            fence=fence.parse(flask.request.headers.get(
+                schemas.FENCE_HEADER)))}
 
 
 class RekeyResource(flask_restful.Resource):

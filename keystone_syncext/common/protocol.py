@@ -24,6 +24,12 @@ ORIGIN_HEADER = 'OpenStack-Sync-Origin'
 SITE_ID_PATTERN = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'
 SITE_ID_FORM = ('letters, digits, "_", "." and "-", at most 64 '
                 'characters')
+# The fencing token an agent sends with a batch: ``<group>:<generation>``,
+# the agent group (one state database) and the generation of the sending
+# member's claim on this spoke. The site refuses (409) a generation lower
+# than the highest it recorded for the group; no header: no fencing.
+FENCE_HEADER = 'OpenStack-Sync-Fence'
+FENCE_PATTERN = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[0-9]{1,18}$'
 
 
 def canonical_json(value) -> bytes:

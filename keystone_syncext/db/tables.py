@@ -133,6 +133,16 @@ digest_state = _table(
               server_default=UtcNow()),
 )
 
+# Per agent group (one state database of the agent): the highest claim
+# generation a batch carried (see keystone_syncext.writes.fence).
+fence = _table(
+    'sync_fence',
+    sa.Column('name', sa.String(64), primary_key=True),
+    sa.Column('generation', sa.BigInteger, nullable=False),
+    sa.Column('updated_at', Timestamp, nullable=False,
+              server_default=UtcNow()),
+)
+
 # Counter rows.
 HEAD = 'position'              # last position handed out by stamp()
 PURGED_THROUGH = 'purged_through'  # positions <= this are gone

@@ -23,6 +23,7 @@ from keystone_syncext import resources
 from keystone_syncext.resources import base
 from keystone_syncext.resources.bulk import creators
 from keystone_syncext.writes import caching
+from keystone_syncext.writes import fence as fence_mod
 from keystone_syncext.writes import items as item_writes
 from keystone_syncext.writes import notify
 from keystone_syncext.writes import transaction
@@ -30,7 +31,7 @@ from keystone_syncext.writes import transaction
 CONF = keystone.conf.CONF
 
 
-def apply(body, origin=None) -> list[dict]:
+def apply(body, origin=None, fence=None) -> list[dict]:
     """Apply many upserts and deletes in dependency order.
 
     A body that is not a batch (its envelope fails the route's schema,
@@ -44,6 +45,11 @@ def apply(body, origin=None) -> list[dict]:
     dependents before what they depend on, so a name freed by a delete
     can be reused by a create in the same batch; then upserts,
     dependencies first (projects parents first).
+
+    ``fence`` (``(group, generation)`` from the agent's fencing header)
+    is checked in the same transaction before any item is written
+    (:func:`keystone_syncext.writes.fence.check`): a superseded one
+    refuses the whole batch with 409.
     """
     items = body['items']
     if len(items) > CONF.sync.max_page_size:
@@ -58,6 +64,7 @@ def apply(body, origin=None) -> list[dict]:
             refused[n] = e
     with transaction.writing(origin) as (session, conn), \
             notify.catalog_read_once():
+        fence_mod.check(conn, fence)
         return _Applier(session, conn, items, refused).run()
 
 

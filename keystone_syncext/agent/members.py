@@ -1,0 +1,162 @@
+"""Several agents on a tooz backend (``[coordination] backend_url``).
+
+See :mod:`keystone_syncext.agent.coordination` for what each member
+does; this is the :class:`Member` that does it through tooz: group
+membership and the partitioner's hash ring share the spokes out, tooz's
+election names the member that reads the hub's feed, and the claims in
+the state database fence every write.
+"""
+
+import logging
+
+import tooz
+from tooz import coordination as tooz_coordination
+
+from keystone_syncext.agent import claims as claims_mod
+from keystone_syncext.agent import client
+from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import coordination
+
+LOG = logging.getLogger(__name__)
+
+
+class Member(coordination.Solo):
+    """One of several agents sharing the spokes."""
+
+    def __init__(self, ctx: context_mod.Context):
+        super().__init__(ctx)
+        self.url = ctx.conf.coordination.backend_url
+        self.group_id = f'keystone-sync.{ctx.hub.name}'.encode()
+        self.coord = None
+        self.partitioner = None
+        self.elected = False
+        self.healthy = False
+
+    def start(self) -> None:
+        if self.ctx.state.engine.dialect.name == 'sqlite':
+            raise SystemExit(
+                'keystone-sync: [coordination] needs a state database every '
+                'member reaches (MariaDB or PostgreSQL), not SQLite; set '
+                '[DEFAULT] state to a mysql+pymysql:// or postgresql:// URL')
+        holder = self.claims.holder(claims_mod.AGENT)
+        if any(r.name == claims_mod.AGENT for r in self.claims.live()):
+            raise SystemExit(
+                f'keystone-sync: an agent without [coordination] runs on '
+                f'this state database: {coordination.describe(holder)}; '
+                f'stop it, or configure [coordination] there too')
+        self.ctx.state.claims = self.claims
+        self.coord = tooz_coordination.get_coordinator(
+            self.url, self.ctx.member_id.encode())
+        self.coord.start(start_heart=True)
+        self.partitioner = self.coord.join_partitioned_group(self.group_id)
+        self.coord.watch_elected_as_leader(self.group_id, self._elected)
+        LOG.info('member %(me)s of agent group %(group)s on %(url)s',
+                 {'me': self.ctx.member_id, 'group': self.group_id.decode(),
+                  'url': self.url.split('://')[0]})
+        self.tick()
+
+    def _elected(self, event) -> None:
+        LOG.info('elected leader: reading the hub\'s feed')
+        self.elected = True
+
+    def tick(self) -> None:
+        """Look at the group (members, leader), renew the leases, claim
+        what the ring gives this member and release the rest; on a
+        backend error, release everything."""
+        try:
+            self.coord.run_watchers()
+            members = self.coord.get_members(self.group_id).get()
+            if self.ctx.member_id.encode() not in members:
+                # Our membership expired (we were cut off or paused).
+                LOG.warning('rejoining the group %s', self.group_id)
+                self.coord.join_group(self.group_id,
+                                      {'weight': 1}).get()
+        except tooz.ToozError as e:
+            self._cut_off(e)
+            return
+        self.healthy = True
+        for name in self.claims.renew():
+            LOG.warning('lost claim %(name)s (this member was paused or '
+                        'cut off past its lease)', {'name': name})
+        self._balance()
+        self._lead()
+
+    def _cut_off(self, error) -> None:
+        if self.healthy:
+            LOG.error('coordination backend unreachable (%(err)s): '
+                      'releasing every spoke until it answers again',
+                      {'err': error})
+        self.healthy = False
+        self.elected = False
+        self.claims.release_all()
+
+    def _balance(self) -> None:
+        """Claim the spokes the ring gives this member; release others."""
+        ready = self.ctx.state.hub() is not None and \
+            self.ctx.state.hub().cursor is not None
+        for site in self.ctx.spokes:
+            name = coordination.spoke_claim(site.name)
+            mine = ready and self.partitioner.belongs_to_self(site.name)
+            if mine and not self.claims.holds(name):
+                if self.claim_spoke(site):
+                    LOG.info('now driving spoke %(spoke)s (generation '
+                             '%(gen)s)', {'spoke': site.name,
+                                          'gen': site.fence[1]})
+                    self.ctx.announce()
+            elif not mine and self.claims.holds(name):
+                self.claims.release(name)
+                LOG.info('spoke %(spoke)s handed over to another member',
+                         {'spoke': site.name})
+
+    def _lead(self) -> None:
+        if self.elected and not self.claims.holds(claims_mod.FEED):
+            if self.claims.acquire(claims_mod.FEED):
+                LOG.info('reading the hub\'s feed (generation %s)',
+                         self.claims.generation(claims_mod.FEED))
+
+    def idle_wait(self) -> float:
+        return self.heartbeat
+
+    def feed(self, feed) -> None:
+        """The feed thread: follow the hub's feed while leader."""
+        ctx = self.ctx
+        try:
+            while not ctx.stop.is_set():
+                if not self.is_leader():
+                    ctx.sleep(self.heartbeat)
+                    continue
+                try:
+                    if ctx.state.hub().cursor is None:
+                        ctx.state.restart_feed(
+                            ctx.hub.capabilities()['head_cursor'])
+                    feed.follow()
+                except claims_mod.ClaimLost as e:
+                    LOG.warning('%s', e)
+                except client.SiteError as e:
+                    LOG.warning('hub %(hub)s: %(err)s',
+                                {'hub': ctx.hub.name, 'err': e})
+                    ctx.sleep(ctx.backoff(3))
+        except context_mod.Stopped:
+            return
+
+    def stop(self) -> None:
+        super().stop()
+        if self.coord is not None:
+            try:
+                self.coord.leave_partitioned_group(self.partitioner)
+                self.coord.stop()
+            except tooz.ToozError as e:
+                LOG.warning('leaving the group: %s', e)
+
+
+def start(ctx: context_mod.Context) -> coordination.Solo:
+    """The membership of this run, started (SystemExit when refused): a
+    :class:`Member` with ``[coordination] backend_url`` (not in
+    ``--once``), else a :class:`coordination.Solo`."""
+    if ctx.conf.coordination.backend_url and not ctx.once:
+        membership = Member(ctx)
+    else:
+        membership = coordination.Solo(ctx)
+    membership.start()
+    ctx.membership = membership
+    return membership

@@ -1,0 +1,112 @@
+"""Several agents on tooz (Redis at 127.0.0.1:6379) and a shared state
+database (MariaDB or PostgreSQL): the spokes are shared out with no spoke
+held twice, one member leads, a dead member's spokes are taken over once
+its lease and membership ran out, it cannot write when it wakes, and
+once it is back it rejoins and gets its share again."""
+
+import threading
+import time
+import types
+import uuid
+
+import pytest
+
+from keystone_syncext.agent import claims as claims_mod
+from keystone_syncext.agent import members
+from keystone_syncext.agent import state as state_mod
+from keystone_syncext.tests import conftest
+
+REDIS = 'redis://127.0.0.1:6379?timeout=3'
+LEASE = 3.0
+SPOKES = [f'spoke{n}' for n in range(6)]
+
+
+@pytest.fixture
+def st(backend):
+    name = conftest.unique_name('agent_members')
+    st = state_mod.State(backend.create(name))
+    st.migrate()
+    st.set_hub('hub', 'hub-site', None)
+    st.restart_feed('c0')
+    yield st
+    st.engine.dispose()
+    backend.drop(name)
+
+
+def _member(st, hub, name):
+    conf = types.SimpleNamespace(
+        coordination=types.SimpleNamespace(heartbeat=0.2, lease=LEASE,
+                                           backend_url=REDIS),
+        poll_wait=1)
+    own = state_mod.State(st.url)
+    ctx = types.SimpleNamespace(
+        conf=conf, state=own, member_id=name, once=False,
+        hub=types.SimpleNamespace(name=hub), stop=threading.Event(),
+        spokes=[types.SimpleNamespace(name=s, fence=None) for s in SPOKES],
+        announce=lambda: None, membership=None)
+    return members.start(ctx)
+
+
+def _owned(m):
+    return {s for s in SPOKES if m.owns(s)}
+
+
+def _until(check, within):
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, 'not within the bound'
+        time.sleep(0.1)
+
+
+def test_sqlite_is_refused(backend):
+    if backend.name != 'sqlite':
+        pytest.skip('the SQLite refusal')
+    name = conftest.unique_name('agent_members')
+    st = state_mod.State(backend.create(name))
+    st.migrate()
+    with pytest.raises(SystemExit, match='not SQLite'):
+        _member(st, 'hub', 'a')
+
+
+def test_spokes_shared_and_taken_over(st):
+    if st.engine.dialect.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    hub = f'hub-{uuid.uuid4().hex[:8]}'
+    a, b = _member(st, hub, 'a'), _member(st, hub, 'b')
+    try:
+        def shared():
+            for m in (a, b):
+                m.tick()
+            return _owned(a) | _owned(b) == set(SPOKES) and \
+                not _owned(a) & _owned(b) and _owned(a) and _owned(b)
+        # A spoke changes hands only once released or its lease ran out.
+        _until(shared, LEASE * 4)
+        assert [a.is_leader(), b.is_leader()].count(True) == 1
+        # a dies (no more heartbeats, no leaving): b takes everything
+        # once a's membership and leases ran out.
+        a.coord.heart.stop()
+        lost = _owned(a)
+        died = time.monotonic()
+
+        def taken():
+            b.tick()
+            return _owned(b) == set(SPOKES) and b.is_leader()
+        _until(taken, LEASE + 3 + 10)
+        took = time.monotonic() - died
+        assert took < LEASE + 3 + 10
+        # a wakes up: every write to a spoke it lost is fenced.
+        spoke = sorted(lost)[0]
+        with pytest.raises(claims_mod.ClaimLost):
+            a.ctx.state.record(spoke, 99, [], [])
+        assert b.ctx.state.spoke(spoke).applied_seq == 0
+        gens = {s.name: s.fence[1] for s in b.ctx.spokes}
+        olds = {s.name: s.fence[1] for s in a.ctx.spokes if s.fence}
+        assert all(gens[s] > olds[s] for s in lost)
+        # a resumes (as after SIGSTOP/SIGCONT): it rejoins the group, and
+        # the spokes are shared again, none held twice.
+        a.coord.heart.start()
+        _until(shared, LEASE * 4)
+    finally:
+        for m in (a, b):
+            m.ctx.stop.set()
+            m.stop()
