@@ -22,8 +22,10 @@ SITE_OPTS = [
                      'hub, and from there to the other spokes, never back '
                      'to where it came from. The hub\'s own changes of '
                      'these types flow down as always. Empty: one-way. '
-                     'Application credentials are the sensible default: '
-                     'users make them where they work. Trusts are not a '
+                     'The default: application credentials (users make '
+                     'them where they work) and token revocation events '
+                     '(a logout or password change at a spoke must reach '
+                     'every site). Trusts are not a '
                      'v1 type (see doc/agent.md, "Two-way sync").'),
     cfg.StrOpt('state_dir', default='~/.local/state/keystone-sync',
                help='Directory for the default SQLite state database.'),

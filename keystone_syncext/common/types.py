@@ -23,6 +23,7 @@ from collections.abc import Iterable
 import copy
 import dataclasses
 
+from keystone_syncext.common import revocation
 from keystone_syncext.common.capture import ROOT_DOMAIN_ID
 from keystone_syncext.common.capture import Cascade
 from keystone_syncext.common.capture import Child
@@ -333,6 +334,24 @@ TABLE = (
             Child('application_credential_access_rule',
                   'application_credential', _APP_CRED_OF,
                   ('application_credential_id',), ('access_rule_id',)))),
+    # Token revocation events: made at every site (a password change, a
+    # disabled user, a logout), honoured at every site. Named by what they
+    # are (common/revocation.py), since Keystone's integer id is each
+    # site's own; never changed in place (every column is in the id), and
+    # deleted by Keystone's own purge of expired events, which is synced
+    # like any delete. They name ids without depending on them (an event
+    # outlives the project it revoked), so no selection rule reaches them.
+    TypeInfo(
+        'revocation_event', flows_up=True,
+        site_local={
+            'integer id column': "Keystone's autoincrement row number at "
+                                 'this site; the synced id is made of the '
+                                 'columns',
+        },
+        capture=(Resource(table='revocation_event',
+                          type_sql="'revocation_event'",
+                          id_parts=revocation.ID_PARTS,
+                          key=revocation.COLUMNS, synced=()),)),
 )
 
 ORDER: tuple[str, ...] = tuple(t.name for t in TABLE)

@@ -245,6 +245,33 @@ class Site:
             futils.create_key_directory()
             futils.initialize_key_repository()
 
+    @property
+    def token_keys(self) -> str:
+        """The site's Fernet token key repository ([fernet_tokens]
+        key_repository)."""
+        return os.path.join(self.dir, 'fernet-keys')
+
+    def share_token_keys(self, repository: str) -> None:
+        """Shared-key mode (doc/install.md): make this site's token key
+        repository a copy of ``repository`` (another site's
+        :attr:`token_keys`), as an operator's configuration management
+        distributes one repository to every site. Keystone reads the
+        repository on each token it issues or validates, so a running
+        site takes the keys without a restart."""
+        names = sorted(os.listdir(repository))
+        for name in os.listdir(self.token_keys):
+            if name not in names:
+                os.remove(os.path.join(self.token_keys, name))
+        for name in names:
+            with open(os.path.join(repository, name), 'rb') as src:
+                key = src.read()
+            path = os.path.join(self.token_keys, name)
+            fd = os.open(path + '.new', os.O_WRONLY | os.O_CREAT |
+                         os.O_TRUNC, 0o600)
+            with os.fdopen(fd, 'wb') as dst:
+                dst.write(key)
+            os.replace(path + '.new', path)
+
     def start(self, timeout: float = 90) -> 'Site':
         env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf,
                    **self.env)

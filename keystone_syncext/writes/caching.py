@@ -23,6 +23,8 @@ from keystone.assignment import core as assignment_core
 from keystone.common import cache
 from keystone.common import provider_api
 from keystone.identity import core as identity_core
+from keystone.revoke import core as revoke_core
+from keystone.token import provider as token_provider
 
 PROVIDERS = provider_api.ProviderAPIs
 
@@ -45,8 +47,23 @@ def computed_assignments() -> tuple:
     return ('region', 'computed_assignments')
 
 
+def revocation_events() -> tuple:
+    """Keystone's revocation events region, which its ``revoke_api``
+    drops on every new event."""
+    return ('region', 'revoke')
+
+
+def validated_tokens() -> tuple:
+    """Keystone's token region: validated tokens and "not revoked"
+    answers, which Keystone drops when a revocation must show at once
+    (a user disabled, a token chain revoked)."""
+    return ('region', 'tokens')
+
+
 _REGIONS = {
     'computed_assignments': assignment_core.COMPUTED_ASSIGNMENTS_REGION,
+    'revoke': revoke_core.REVOKE_REGION,
+    'tokens': token_provider.TOKENS_REGION,
 }
 
 

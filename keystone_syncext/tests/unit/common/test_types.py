@@ -47,7 +47,7 @@ def test_lookup_rank_and_order():
     assert set(types.NAMED) == {'domain', 'project', 'role', 'user', 'group',
                                 'application_credential',
                                 'identity_provider', 'mapping'}
-    assert types.FLOWS_UP == ('application_credential',)
+    assert types.FLOWS_UP == ('application_credential', 'revocation_event')
 
 
 @pytest.mark.parametrize('call', [
