@@ -70,6 +70,7 @@ SLOWEST_FIRST = (
     'test_agent.py',
     'test_agent_reconcile.py',
     'test_agent_conflicts.py',
+    'test_agent_span.py',
     'test_fuzz.py',
     'test_upgrade.py',
     'test_agent_selective.py',
