@@ -184,6 +184,7 @@ class Site:
             version=(3, 0), connect_retries=connect_retries)
         self.site_id = None
         self.protocol_version = None
+        self.keystone_version = None
         # Nodes one POST /sync/digests may carry; None at a site that
         # predates the route (or before its capabilities were read).
         self.max_digests = None
@@ -327,6 +328,7 @@ class Site:
         caps = self._request('GET', '/sync')['sync']
         self.protocol_version = negotiate(self.name, caps, speaks, speaker)
         self.site_id = caps['site_id']
+        self.keystone_version = caps.get('keystone_version')
         most = caps.get('max_digests_per_request')
         self.max_digests = (most if isinstance(most, int)
                             and not isinstance(most, bool) and most > 0

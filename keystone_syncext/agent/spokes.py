@@ -180,7 +180,8 @@ class SpokeSync:
         while not ctx.stop.is_set():
             row = ctx.state.spoke(site.name)
             rows = ctx.state.outbox_after(row.applied_seq, PASS_ROWS)
-            retry = ctx.state.pending_for(site.name) if first else []
+            retry = [c for c in ctx.state.pending_for(site.name)
+                     if not writer_mod.held_back(c, site)] if first else []
             first = False
             if not rows and not retry:
                 break

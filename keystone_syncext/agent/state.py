@@ -301,9 +301,14 @@ class State(state_conflicts.ConflictRecords):
         with self.engine.connect() as conn:
             rows = conn.execute(sa.select(pending)
                                 .where(pending.c.spoke == name)).all()
-        return [Change(r.seq, r.type, r.resource_id, r.op, None,
+        out = []
+        for r in rows:
+            c = Change(r.seq, r.type, r.resource_id, r.op, None,
                        json.loads(r.resource) if r.resource else None,
-                       hash_=r.hash) for r in rows]
+                       hash_=r.hash)
+            c.last_error = r.last_error
+            out.append(c)
+        return out
 
     def record(self, name: str, applied_seq: int | None, done: list,
                failed: list[tuple[Change, str]],

@@ -160,7 +160,7 @@ class Change:
     """One thing to do at a spoke: upsert or delete a resource by id."""
 
     __slots__ = ('seq', 'type', 'id', 'op', 'origin', 'resource',
-                 'changed_at', 'hash', 'if_match')
+                 'changed_at', 'hash', 'if_match', 'last_error')
 
     def __init__(self, seq, type_, id_, op, origin=None, resource=None,
                  changed_at=None, hash_=None, if_match=None):
@@ -173,6 +173,8 @@ class Change:
         # Write only if the site still holds this hash (the base of the
         # three-way conflict check); None: unconditionally.
         self.if_match = if_match
+        # A pending item's: why the spoke refused it last time.
+        self.last_error = None
 
     @property
     def key(self):

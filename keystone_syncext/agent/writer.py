@@ -15,6 +15,7 @@ from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
 from keystone_syncext.agent import state as state_mod
+from keystone_syncext.common import protocol
 from keystone_syncext.common import types as type_table
 
 # Creates go in this order, deletes in reverse: the type table's.
@@ -67,6 +68,28 @@ def refusal(c: state_mod.Change, status: int, err: dict) -> str:
     clash = (f'{NAME_CLASH} {err["existing_id"]}: '
              if status == 409 and err.get('existing_id') else '')
     return f'{c.type} {c.id}: {status} {clash}{err.get("message", "")}'[:500]
+
+
+# Where the release named in an unstorable refusal goes.
+_UNSTORABLE_START = protocol.UNSTORABLE.split('{')[0]
+_UNSTORABLE_END = protocol.UNSTORABLE.split('}')[1]
+
+
+def _unstorable(reason: str) -> bool:
+    """Whether a refusal says the site's release cannot store a field."""
+    start = reason.find(_UNSTORABLE_START)
+    return start >= 0 and _UNSTORABLE_END in reason[start:]
+
+
+def held_back(c: state_mod.Change, site: client.Site) -> bool:
+    """Whether pending item ``c`` was refused by ``site`` for a field its
+    Keystone release cannot store, and the site still runs that release:
+    sending it again cannot help, so it stays pending, visible with its
+    reason, until the site is upgraded (or a newer change replaces it)."""
+    if not c.last_error or not site.keystone_version:
+        return False
+    return protocol.UNSTORABLE.format(
+        release=site.keystone_version) in c.last_error
 
 
 def item_may_be_at_fault(e: client.SiteError) -> bool:
@@ -137,6 +160,9 @@ class Writer:
             done += ok
             written += ok
             stale += changed
+            # What the site's release cannot store is not sent again.
+            failed += [(c, why) for c, why in bad if _unstorable(why)]
+            bad = [(c, why) for c, why in bad if not _unstorable(why)]
             if not bad or not ok or attempt == 2:
                 failed += bad
                 break

@@ -19,6 +19,12 @@ PROTOCOL_VERSIONS = (PROTOCOL_VERSION,)
 
 # The header carrying the site a write comes from (its ``[sync] site_id``).
 ORIGIN_HEADER = 'OpenStack-Sync-Origin'
+
+# How a site's refusal of a field (or resource option) its Keystone
+# release cannot store begins, after the type and id: the agent keeps
+# such an item pending without sending it again until the site reports
+# another release (doc/api.md, "Fields by Keystone release").
+UNSTORABLE = 'this site (Keystone {release}) cannot store'
 # What a site id looks like (``[sync] site_id``, ``hub_site_id`` and the
 # origin header).
 SITE_ID_PATTERN = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$'

@@ -18,6 +18,7 @@ effects written out here, and each type's module says which.
 
 import datetime
 import functools
+import importlib.metadata
 import json
 import threading
 
@@ -45,6 +46,29 @@ def first_line(exc) -> str:
     """The message of a schema error without jsonschema's dump of the
     schema (which is long, and would echo the input back)."""
     return str(exc).split('\n')[0].strip()
+
+
+@functools.cache
+def keystone_release() -> str:
+    """The Keystone release this site runs (``27.1.0``)."""
+    return importlib.metadata.version('keystone')
+
+
+def unstorable(what: str, fields) -> exception.BadRequest:
+    """The refusal of ``fields`` of ``what`` (``project p1``) that this
+    site's Keystone release cannot store: a field of a representation, or
+    a resource option, that another release has (doc/api.md, "Fields by
+    Keystone release"). Its message starts with ``protocol.UNSTORABLE``:
+    the agent keeps the item pending without sending it again until the
+    site runs another release."""
+    names = ', '.join(repr(f) for f in sorted(fields))
+    return exception.BadRequest(
+        f'{what}: '
+        + protocol.UNSTORABLE.format(release=keystone_release())
+        + f' {names}; upgrade this site to a release that has '
+        f'{"them" if len(fields) > 1 else "it"}, or leave '
+        f'{"them" if len(fields) > 1 else "it"} out where the resource '
+        'is made')
 
 
 # Keystone's validator of each request-body schema, built on first use.
@@ -325,6 +349,12 @@ class ResourceType:
         if not isinstance(resource, dict):
             raise exception.BadRequest(
                 f'the {self.name} representation must be a JSON object')
+        props = self.schema.get('properties')
+        if props is not None and \
+                self.schema.get('additionalProperties') is False:
+            unknown = set(resource) - set(props)
+            if unknown:
+                raise unstorable(f'{self.name} {id_}', unknown)
         problem = (schema_problem(self.validator, resource, self.secrets)
                    or nul_problem(resource))
         if problem is not None:

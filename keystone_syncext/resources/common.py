@@ -3,6 +3,7 @@ resource options, existence and name checks."""
 
 import json
 
+from keystone import exception as ks_exception
 import sqlalchemy as sa
 
 from keystone_syncext import exception
@@ -120,6 +121,26 @@ def children(conn, table_name, fk, ids, value_column) -> dict[str, list]:
             sa.select(t.c[fk], t.c[value_column]).where(t.c[fk].in_(ids))):
         out.setdefault(owner, []).append(value)
     return out
+
+
+def check_options(registry, what, options) -> None:
+    """Option names this Keystone knows, values its validators accept
+    (``null`` is not stored by Keystone, so it is not a value here). An
+    option this release does not know is one it cannot store: refused as
+    such (:func:`base.unstorable`), never dropped."""
+    by_name = registry.options_by_name
+    unknown = set(options) - set(by_name)
+    if unknown:
+        raise base.unstorable(f'{what} (options)', unknown)
+    for name, value in options.items():
+        if value is None:
+            raise exception.BadRequest(
+                f'{what}: option {name!r} is null; leave it out instead')
+        try:
+            by_name[name].validator(value)
+        except (TypeError, ValueError, ks_exception.ValidationError):
+            raise exception.BadRequest(
+                f'{what}: invalid value for option {name!r}') from None
 
 
 def options(conn, table_name, fk, ids, registry) -> dict[str, dict]:

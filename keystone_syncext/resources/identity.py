@@ -48,7 +48,6 @@ passwords: :mod:`keystone_syncext.resources.passwords`.
 
 import json
 
-from keystone import exception as ks_exception
 from keystone import notifications
 from keystone.common import provider_api
 import keystone.conf
@@ -252,7 +251,8 @@ class User(common.IdTable, base.ResourceType):
             raise exception.BadRequest(
                 f'user {id_}: federated must be sorted by (idp_id, '
                 'protocol_id, unique_id), without duplicates')
-        _check_options(self.registry, f'user {id_}', resource['options'])
+        common.check_options(self.registry, f'user {id_}',
+                             resource['options'])
 
     def _check(self, conn, id_, resource, old=None):
         """Keystone's rules for a user as given (before writing)."""
@@ -429,26 +429,6 @@ def active_today():
     if CONF.security_compliance.disable_user_account_days_inactive:
         return timeutils.utcnow().date()
     return None
-
-
-def _check_options(registry, what, options):
-    """Option names this Keystone knows, values its validators accept
-    (``null`` is not stored by Keystone, so it is not a value here)."""
-    by_name = registry.options_by_name
-    for name, value in options.items():
-        opt = by_name.get(name)
-        if opt is None:
-            raise exception.BadRequest(
-                f'{what}: unknown option {name!r}; this Keystone knows: '
-                f'{", ".join(sorted(by_name))}')
-        if value is None:
-            raise exception.BadRequest(
-                f'{what}: option {name!r} is null; leave it out instead')
-        try:
-            opt.validator(value)
-        except (TypeError, ValueError, ks_exception.ValidationError):
-            raise exception.BadRequest(
-                f'{what}: invalid value for option {name!r}') from None
 
 
 def _write_options(conn, user_id, old, new, registry):

@@ -67,6 +67,11 @@ class _ProjectTable(common.IdTable):
             t.c.domain_id == domain_id,
             t.c.name == resource['name'].strip())).scalars().all()
 
+    def validate(self, id_, resource):
+        super().validate(id_, resource)
+        common.check_options(self.registry, f'{self.name} {id_}',
+                             resource['options'])
+
     def _mutable_fields(self, resource):
         fields = {'name': resource['name'],
                   'description': resource['description'] or '',

@@ -52,6 +52,11 @@ class Role(common.IdTable, base.ResourceType):
             '_meta': common.meta(r),
         } for r in rows]
 
+    def validate(self, id_, resource):
+        super().validate(id_, resource)
+        common.check_options(role_ro.ROLE_OPTIONS_REGISTRY, f'role {id_}',
+                             resource['options'])
+
     def existing_named(self, conn, resource):
         t = base.table(conn, 'role')
         return conn.execute(sa.select(t.c.id).where(

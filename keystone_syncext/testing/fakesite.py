@@ -104,6 +104,12 @@ class FakeSite:
         # A batch holding one of these ids fails whole with a 500, as a
         # site that breaks on one item.
         self.breaks_on: set[str] = set()
+        # The Keystone release it reports, and per type the fields that
+        # release cannot store (refused as the extension refuses them);
+        # every batch item's (type, id) as received.
+        self.keystone_version = 'fake'
+        self.unstorable: dict[str, set] = {}
+        self.received: list[tuple[str, str]] = []
         self.port = None
 
     # -- data ------------------------------------------------------------
@@ -197,7 +203,7 @@ class FakeSite:
     def _capabilities(self, query, body, headers):
         caps = {
             'protocol_versions': [1], 'protocol_version': 1,
-            'site_id': self.site_id, 'keystone_version': 'fake',
+            'site_id': self.site_id, 'keystone_version': self.keystone_version,
             'resource_types': self.types, 'head_cursor': self.head(),
             'oldest_valid_cursor': str(self.oldest), 'max_page_size': 1000,
             'rekey_types': self.rekey_types, 'history_id': self.history_id}
@@ -299,6 +305,16 @@ class FakeSite:
         results = []
         for n, item in enumerate(body['items']):
             t, id_ = item['type'], item['id']
+            self.received.append((t, id_))
+            cannot = self.unstorable.get(t, set()) & set(
+                item.get('resource') or {})
+            if cannot:
+                results.append({'index': n, 'status': 400, 'error': {
+                    'code': 400, 'message': f'{t} {id_}: ' + (
+                        protocol.UNSTORABLE.format(
+                            release=self.keystone_version))
+                    + ' ' + ', '.join(map(repr, sorted(cannot)))}})
+                continue
             held = self.data[t].get(id_)
             current = content_hash(held) if held is not None else None
             want = (item.get('if_match') or '').strip('"') or None

@@ -3,8 +3,9 @@
 Used by the functional tests, the benchmarks and the demo. A ``Site`` is one
 Keystone deployment: a directory with keystone.conf, fernet and credential
 keys, a database, and a uWSGI process serving Keystone on 127.0.0.1.
-The Keystone release is whatever the given virtualenv holds, so one test can
-run a 30.0 hub beside a 29.1 spoke.
+The Keystone release is whatever the given virtualenv holds (or the one
+named by ``release``, see :data:`RELEASES`), so one test can run a 30.0 hub
+beside spokes on 29.1, 28.1 and 27.1.
 """
 
 import contextlib
@@ -41,6 +42,31 @@ MAX_ACTIVE_KEYS = 3
 KEYSTONE_APP = 'keystone.wsgi.api:application'
 # Ours: Keystone's application plus the /v3/sync routes.
 SYNC_APP = 'keystone_syncext.wsgi.api:application'
+
+# The Keystone releases a site can run (the supported span, doc/install.md),
+# newest first, each -> the environment variable naming the virtualenv that
+# holds it (tools/run-tests sets them; tools/setup-venvs makes the venvs).
+RELEASES = {
+    '30.0': 'KSSYNC_VENV30',
+    '29.1': 'KSSYNC_VENV29',
+    '28.1': 'KSSYNC_VENV28',
+    '27.1': 'KSSYNC_VENV27',
+}
+CURRENT = '30.0'
+
+
+def release_venv(release: str) -> str | None:
+    """The virtualenv holding Keystone ``release`` (a key of
+    :data:`RELEASES`), from its environment variable; for the current
+    release, the running interpreter's when the variable is unset; None
+    when the environment does not say."""
+    if release not in RELEASES:
+        raise ValueError(f'Keystone {release!r}: the harness runs '
+                         f'{", ".join(RELEASES)}')
+    venv = os.environ.get(RELEASES[release])
+    if not venv and release == CURRENT:
+        venv = sys.prefix
+    return venv or None
 
 
 # How a site's uWSGI serves requests: ``processes``, two single-threaded
@@ -99,7 +125,9 @@ class Site:
 
     :param venv: virtualenv holding the Keystone release to run (its
         ``bin/`` has keystone-manage, keystone-syncext-manage and uwsgi);
-        defaults to the running interpreter's.
+        defaults to ``release``'s, else to the running interpreter's.
+    :param release: a key of :data:`RELEASES` (``'27.1'``): run the
+        virtualenv its environment variable names (an error when unset).
     :param capture: run ``keystone-syncext-manage db_sync`` (install the
         extension's schema) after Keystone's own db_sync.
     :param processes: uWSGI worker processes; ``threads``: threads per
@@ -117,7 +145,13 @@ class Site:
                  venv: str | None = None, capture: bool = True,
                  app: str = KEYSTONE_APP, processes: int = 2,
                  threads: int = 1, server: str | None = None,
-                 env: dict | None = None, hub_site_id: str | None = None):
+                 env: dict | None = None, hub_site_id: str | None = None,
+                 release: str | None = None):
+        if venv is None and release is not None:
+            venv = release_venv(release)
+            if venv is None:
+                raise ValueError(f'no virtualenv for Keystone {release}: '
+                                 f'set {RELEASES[release]}')
         if server is not None:
             processes, threads = (SERVERS[server]['processes'],
                                   SERVERS[server]['threads'])

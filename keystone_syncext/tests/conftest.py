@@ -20,11 +20,11 @@ from keystone_syncext.testing import secrets
 from keystone_syncext.testing import sites
 
 VENV30 = os.environ.get('KSSYNC_VENV30', sys.prefix)
-VENV29 = os.environ.get('KSSYNC_VENV29')
 
 
-# Keystone releases an API suite runs against (fixture ``keystone_release``).
-CURRENT, PREVIOUS = '30.0', '29.1'
+# Keystone releases an API suite runs against (fixture ``keystone_release``);
+# the oldest of the supported span (sites.RELEASES has them all).
+CURRENT, PREVIOUS, OLDEST = sites.CURRENT, '29.1', '27.1'
 
 
 def pytest_generate_tests(metafunc):
@@ -70,6 +70,7 @@ SLOWEST_FIRST = (
     'test_agent.py',
     'test_agent_reconcile.py',
     'test_agent_conflicts.py',
+    'test_agent_span.py',
     'test_fuzz.py',
     'test_upgrade.py',
     'test_agent_selective.py',
@@ -102,16 +103,21 @@ def pytest_collection_modifyitems(items):
 
 
 def release_venv(release: str) -> str:
-    """The virtualenv holding Keystone ``release``; fails (never skips)
-    when the environment does not say where it is."""
+    """The virtualenv holding Keystone ``release`` (any of
+    ``sites.RELEASES``); fails (never skips) when the environment does
+    not say where it is."""
     if release == CURRENT:
         return VENV30
-    if not VENV29:
-        pytest.fail('KSSYNC_VENV29 is not set, so there is no Keystone '
-                    f'{PREVIOUS} virtualenv to test with: run the tests '
-                    'through tools/run-tests, which creates it and sets '
-                    'the variable', pytrace=False)
-    return VENV29
+    venv = sites.release_venv(release)
+    if not venv:
+        var = sites.RELEASES[release]
+        how = ('tools/run-tests, which creates it and sets the variable'
+               if release != '28.1' else 'tox -e span (or KSSYNC_SPAN=1 '
+               'tools/run-tests), which creates it and sets the variable')
+        pytest.fail(f'{var} is not set, so there is no Keystone {release} '
+                    f'virtualenv to test with: run the tests through {how}',
+                    pytrace=False)
+    return venv
 
 
 @pytest.fixture(scope='session')

@@ -16,6 +16,7 @@ judge them everywhere (``assert_same_everywhere``,
 """
 
 import concurrent.futures
+import contextlib
 import json
 import os
 import signal
@@ -63,7 +64,8 @@ class World:
         return self._sessions[site.name]
 
     def write_conf(self, path=None, **extra):
-        opts = dict(hub='hub', spokes='spoke1,spoke2', state=self.state,
+        opts = dict(hub='hub', spokes=','.join(s.name for s in self.spokes),
+                    state=self.state,
                     poll_wait=1, retry_initial=0.2, retry_max=2,
                     once_attempts=3, log_file=self.log)
         opts.update(extra)
@@ -163,16 +165,27 @@ TYPES = ('domain', 'project', 'role', 'implied_role', 'user', 'group',
 @pytest.fixture(scope='module')
 def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
           server_kind):
-    workdir = str(tmp_path_factory.mktemp('agent'))
+    specs = [('hub', conftest.CURRENT), ('spoke1', conftest.CURRENT),
+             ('spoke2', conftest.PREVIOUS)]
+    with build_world(secret_scan, str(tmp_path_factory.mktemp('agent')),
+                     backends.get('sqlite', sqlite_dir), schema_template,
+                     specs, server_kind) as w:
+        yield w
+
+
+@contextlib.contextmanager
+def build_world(secret_scan, workdir, db, schema_template, specs,
+                server_kind):
+    """A started, joined and synced world: ``specs`` is ``[(name,
+    Keystone release)]``, the hub first (named ``hub``), each site on its
+    own copy of ``db``'s schema template for its release."""
     # The agent's log and its runs' stderr, each site's Keystone and
     # uWSGI logs: all below the work directory.
     secret_scan.log_dir(workdir)
-    db = backends.get('sqlite', sqlite_dir)
-    specs = [('hub', conftest.VENV30), ('spoke1', conftest.VENV30),
-             ('spoke2', conftest.release_venv(conftest.PREVIOUS))]
     made = []
 
-    def new_site(name, venv):
+    def new_site(name, release):
+        venv = conftest.release_venv(release)
         site, dbname = conftest._new_site(
             db, schema_template(db, venv), f'{workdir}/{name}', name, venv,
             app=sites.SYNC_APP, server_kind=server_kind,
@@ -184,7 +197,7 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
         # Side by side: most of a site's setup is waiting on processes.
         with concurrent.futures.ThreadPoolExecutor(3) as pool:
             hub, *spokes = [f.result() for f in [
-                pool.submit(new_site, name, venv) for name, venv in specs]]
+                pool.submit(new_site, name, rel) for name, rel in specs]]
         w = World(workdir, hub, spokes)
         w.join({'hub': hub.admin_auth()}, secret_scan)
         w.sync()

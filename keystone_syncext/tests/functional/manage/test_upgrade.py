@@ -1,6 +1,8 @@
 """Upgrading Keystone N -> N+1 under the extension, while the site is a
-spoke that a hub on N+1 keeps syncing; and the agent's protocol version
-negotiation with an extension older or newer than itself.
+spoke that a hub on N+1 keeps syncing; a skip-level upgrade (27.1 ->
+29.1, SLURP) the same way, with the agent running all along; and the
+agent's protocol version negotiation with an extension older or newer
+than itself.
 
 A spoke starts on Keystone 29.1 (its own virtualenv, the extension
 installed and ``db_sync``ed), joined to and synced from a hub on 30.0 by
@@ -13,7 +15,10 @@ the same database and keystone.conf, and started on 30.0. Judged: the
 reader's cursor still works and returns exactly the rest of what was
 made before (nothing lost, nothing twice), new writes are captured, and
 the agent keeps syncing the spoke from its checkpoint without seeding it
-again.
+again. The skip-level upgrade starts the spoke on 27.1 and takes it to
+29.1 while ``keystone-sync run`` keeps going in the background (the
+spoke is unreachable for a while, then answers as 29.1): the same
+judgement, the agent's convergence waited for rather than run.
 
 The spoke runs on the first selected backend (``KSSYNC_BACKENDS``; SQLite
 in CI, where a run per backend would cost a minute each: Keystone 29.1 and
@@ -23,8 +28,10 @@ runs it there. The hub, which is not upgraded, is on SQLite.
 """
 
 import concurrent.futures
+import contextlib
 import os
 import re
+import time
 import uuid
 
 import pytest
@@ -51,8 +58,24 @@ def world(backend, tmp_path_factory, sqlite_dir, schema_template):
     backend), joined and synced once. One uWSGI process each: one agent
     is their only client, and every start of a process imports
     Keystone."""
+    with _world(backend, tmp_path_factory, sqlite_dir, schema_template,
+                conftest.PREVIOUS) as w:
+        yield w
+
+
+@pytest.fixture(scope='module')
+def oldest_world(backend, tmp_path_factory, sqlite_dir, schema_template):
+    """The same with the spoke on 27.1, the oldest supported release."""
+    with _world(backend, tmp_path_factory, sqlite_dir, schema_template,
+                conftest.OLDEST) as w:
+        yield w
+
+
+@contextlib.contextmanager
+def _world(backend, tmp_path_factory, sqlite_dir, schema_template,
+           spoke_release):
     workdir = str(tmp_path_factory.mktemp('upgrade'))
-    venv29 = conftest.release_venv(conftest.PREVIOUS)
+    spoke_venv = conftest.release_venv(spoke_release)
     hub_db = backends.get('sqlite', sqlite_dir)
     made = []
 
@@ -66,7 +89,7 @@ def world(backend, tmp_path_factory, sqlite_dir, schema_template):
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
             hub_f = pool.submit(new_site, 'hub', hub_db, conftest.VENV30)
-            spoke_f = pool.submit(new_site, 'spoke', backend, venv29)
+            spoke_f = pool.submit(new_site, 'spoke', backend, spoke_venv)
             hub, spoke = hub_f.result(), spoke_f.result()
         w = test_agent.World(workdir, hub, [spoke])
         sites.write_clouds_yaml(os.path.join(workdir, 'clouds.yaml'), {
@@ -81,13 +104,13 @@ def world(backend, tmp_path_factory, sqlite_dir, schema_template):
         conftest._stop_and_drop(made)
 
 
-def upgrade(site: sites.Site) -> dict:
+def upgrade(site: sites.Site, release: str = conftest.CURRENT) -> dict:
     """The operator's steps of doc/install.md, "Upgrading Keystone under
     the extension", with the site stopped: the new release's
     ``keystone-manage db_sync``, then ours, then our check. Returns each
     step's output; the caller starts the site again."""
     assert site.proc is None, 'stop the site first'
-    site.venv = conftest.VENV30
+    site.venv = conftest.release_venv(release)
     # All of Keystone's expand, migrate and contract phases in one go:
     # the site is down, so there is no rolling upgrade to stage.
     keystone = site.run('keystone-manage', 'db_sync')
@@ -146,16 +169,35 @@ def seeds(world) -> int:
 
 @pytest.mark.first_backend
 def test_upgrade_keeps_the_feed_and_the_sync(world):
+    _upgrade_keeps_the_feed_and_the_sync(world, conftest.PREVIOUS,
+                                         conftest.CURRENT)
+
+
+@pytest.mark.first_backend
+def test_skip_level_upgrade_with_the_agent_running(oldest_world):
+    """27.1 -> 29.1 in one step, ``keystone-sync run`` going on."""
+    _upgrade_keeps_the_feed_and_the_sync(oldest_world, conftest.OLDEST,
+                                         conftest.PREVIOUS, running=True)
+
+
+def _upgrade_keeps_the_feed_and_the_sync(world, old_release, new_release,
+                                         running=False):
+    """The spoke on ``old_release`` upgraded to ``new_release``; with
+    ``running``, the agent runs from before the spoke stops to the end
+    (what it writes to the spoke is told apart from the spoke's own
+    changes by id: the hub made it)."""
     hub, spoke = world.hub, world.spokes[0]
-    assert capabilities(world, spoke)['keystone_version'].startswith('29.1')
-    # Synced through the feed (not only seeded) while on 29.1.
+    assert capabilities(world, spoke)['keystone_version'].startswith(
+        old_release + '.')
+    # Synced through the feed (not only seeded) while on the old release.
     grant = test_agent.make_some(hub)['grant'][0]
     world.sync()
     assert world.session(spoke).get(spoke.url + grant,
                                     raise_exc=False).status_code == 204
     assert seeds(world) == 1
 
-    # Changes made at the spoke on 29.1, and a reader part-way through.
+    # Changes made at the spoke on the old release, and a reader part-way
+    # through.
     start = capabilities(world, spoke)['head_cursor']
     made = local_changes(spoke)
     before, head = follow(world, spoke, start)
@@ -170,32 +212,37 @@ def test_upgrade_keeps_the_feed_and_the_sync(world):
     cursor = read['next']
 
     # A hub change while the spoke is down for its upgrade.
+    agent = world.start_agent() if running else None
     spoke.stop()
     during = test_agent.make_some(hub)
-    out = upgrade(spoke)
+    from_hub = {(t, i) for _, t, i in during.values()}
+    out = upgrade(spoke, new_release)
     assert f'Schema is at {migration.head()}.' in out['ours'].stdout, \
         out['ours'].stdout
     assert out['check'].returncode == 0, (out['check'].stdout,
                                           out['check'].stderr)
     spoke.start()
     caps = capabilities(world, spoke)
-    assert caps['keystone_version'].startswith('30.0')
+    assert caps['keystone_version'].startswith(new_release + '.')
     status = world.session(spoke).get(f'{spoke.url}/sync/status').json()
     assert status['status']['capture_complete'] is True, status
 
     # The reader goes on from its cursor: exactly the rest, then nothing.
     rest, after = follow(world, spoke, cursor)
-    assert rest == before[half:]
-    assert cursors.decode(after).position == cursors.decode(head).position
+    assert [c for c in rest if c[1:3] not in from_hub] == before[half:]
+    if not running:
+        assert cursors.decode(after).position == \
+            cursors.decode(head).position
 
-    # Writes on 30.0 are captured, several types and every op.
+    # Writes on the new release are captured, several types and every op.
     call = personas.admin_caller(spoke)
     new = local_changes(spoke)
     call('DELETE', f'/roles/{made["role"][1]}')
     call('PATCH', f'/users/{made["user"][1]}', json={'user': {
         'email': 'upgraded@example.com'}})
     newer, _ = follow(world, spoke, after)
-    seen = {(t, i, op) for _, t, i, op, _ in newer}
+    seen = {(t, i, op) for _, t, i, op, _ in newer
+            if (t, i) not in from_hub}
     want = {(t, i, 'create') for t, i in new.values()} | {
         ('role', new['role'][1], 'update'),
         ('project', new['project'][1], 'update'),
@@ -209,14 +256,34 @@ def test_upgrade_keeps_the_feed_and_the_sync(world):
     # The agent goes on from its checkpoint: what the hub made while the
     # spoke was down and after, without seeding the spoke again.
     later = test_agent.make_some(hub)
-    world.sync()
-    test_agent.assert_same_everywhere(world, {
-        **{f'during {k}': v for k, v in during.items()},
-        **{f'after {k}': v for k, v in later.items()}})
+    synced = {**{f'during {k}': v for k, v in during.items()},
+              **{f'after {k}': v for k, v in later.items()}}
+    if agent is None:
+        world.sync()
+    else:
+        _converged_while_running(world, agent, synced)
+    test_agent.assert_same_everywhere(world, synced)
     assert seeds(world) == 1
     status = world.status()['spoke']
     assert (status['state'], status['lag_changes'],
             status['pending']) == ('live', 0, 0)
+
+
+def _converged_while_running(world, agent, made, timeout=180):
+    """Wait for the running agent to bring ``made`` to the spoke, then
+    stop it as an operator does (it must exit 0)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                test_agent.assert_same_everywhere(world, made)
+                break
+            except AssertionError:
+                if time.monotonic() > deadline or agent.poll() is not None:
+                    raise
+                time.sleep(1)
+    finally:
+        test_agent.terminate(agent)
 
 
 @pytest.mark.backend_independent

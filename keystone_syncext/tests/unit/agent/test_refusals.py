@@ -3,7 +3,9 @@ joined (its bootstrap roles and admin project clash by name with the
 hub's) makes ``--once`` exit non-zero within the bound, naming the
 clashes and ``keystone-sync join``; after join the next run converges. A
 batch a site breaks on (5xx) is split down to the item at fault, which
-waits in pending with the reason, and the rest is written."""
+waits in pending with the reason, and the rest is written. A field the
+spoke's Keystone release cannot store waits in pending, named, and is
+not sent again until the spoke runs another release."""
 
 import logging
 
@@ -73,3 +75,32 @@ def test_a_batch_a_site_breaks_on_is_split_to_the_item(world, capsys):
                                   fakeworld.run_bound(conf, 10))
     assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
     assert 'p3' in spoke.data['project']
+
+
+def test_a_field_the_spoke_release_cannot_store_waits_unsent(world, capsys):
+    conf = fakeworld.make_conf(once_attempts=3)
+    spoke = world.spokes[0]
+    spoke.keystone_version, spoke.unstorable['project'] = '27.1.0', {'newer'}
+    world.hub.put('project', {'id': 'p9', 'name': 'p9',
+                              'domain_id': 'default', 'newer': True})
+    rc, lines, _ = world.run_once(conf, capsys,
+                                  fakeworld.run_bound(conf, 10))
+    assert rc == 1
+    [line] = lines
+    assert "project p9: 400 project p9: this site (Keystone 27.1.0) " \
+        "cannot store 'newer'" in line, line
+    assert set(spoke.data['project']) == {f'p{n}' for n in range(5)}
+    state = state_mod.State(world.url)
+    assert [c.key for c in state.pending_for('spoke1')] == [('project', 'p9')]
+    # Sent once: the passes after it, and a second run, leave it be.
+    rc, _, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 10))
+    assert rc == 1
+    assert spoke.received.count(('project', 'p9')) == 1, spoke.received
+
+    # The spoke upgraded to a release that stores it: sent, and taken.
+    spoke.keystone_version, spoke.unstorable = '30.0.0', {}
+    rc, lines, _ = world.run_once(conf, capsys,
+                                  fakeworld.run_bound(conf, 10))
+    assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
+    assert spoke.data['project']['p9']['newer'] is True
+    assert state.pending_for('spoke1') == []
