@@ -20,6 +20,7 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import once as once_mod
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import seeding as seeding_mod
 from keystone_syncext.agent import writer as writer_mod
@@ -55,7 +56,8 @@ class SpokeSync:
             while not ctx.stop.is_set():
                 seen = ctx.news()
                 try:
-                    with self.writers, self._selection_scope(site):
+                    with self.writers, self._selection_scope(site), \
+                            passes.one_pass():
                         progressed = self.sync(site)
                     failures = self._went_through(name, failures)
                 except context_mod.Stopped:
