@@ -54,6 +54,21 @@ def get_enforcer() -> oslo_policy.Enforcer:
     return _enforcer
 
 
+def get_tool_enforcer() -> oslo_policy.Enforcer:
+    """Entry point ``oslo.policy.enforcer`` (namespace
+    ``keystone_syncext``): the Enforcer the sync routes use, for
+    ``oslopolicy-policy-generator``, ``oslopolicy-list-redundant`` and
+    ``oslopolicy-validator``.
+
+    As Keystone's own entry point does, it (re)parses the tool's command
+    line into Keystone's CONF, so ``--config-file keystone.conf`` (and its
+    ``[oslo_policy] policy_file``) reaches the Enforcer exactly as it
+    reaches Keystone.
+    """
+    keystone.conf.CONF(project='keystone')
+    return build_enforcer(keystone.conf.CONF)
+
+
 def enforce_call(action: str, target: dict | None = None,
                  enforcer: oslo_policy.Enforcer | None = None) -> None:
     """Authorize the current Flask request for ``action`` or raise.

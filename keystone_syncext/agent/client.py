@@ -1,10 +1,9 @@
 """One Keystone site as the agent sees it: its ``/v3/sync`` API.
 
-A site is a cloud in the user's ``clouds.yaml``, loaded by openstacksdk's
-config loader (``OS_CLIENT_CONFIG_FILE``, TLS options, interfaces and
-regions as every OpenStack client honours them). Requests go through a
-keystoneauth1 session whose credentials must give a system-scoped admin
-token; keystoneauth re-authenticates on a 401 by itself.
+A site is a cloud in the user's ``clouds.yaml`` (openstacksdk's loader:
+``OS_CLIENT_CONFIG_FILE``, TLS, interfaces, regions). Requests go through
+a keystoneauth1 session: system-scoped admin token, re-authenticated on a
+401, with the pass's request id and our User-Agent (passes.py).
 
 Every request is bounded, and outlives what a real site does to it:
 
@@ -38,6 +37,7 @@ import urllib.parse
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
 
+from keystone_syncext.agent import passes
 from keystone_syncext.common import protocol
 
 LOG = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ class Site:
         self.busy_retries = busy_retries
         self.busy_wait_max = busy_wait_max
         cloud = cloud or load_cloud(name)
-        session = cloud.get_session()
+        session = passes.named(cloud.get_session())
         if connections > DEFAULT_CONNECTIONS:
             keep_connections(session, connections)
         retry_authentication(session, connect_retries)
@@ -286,7 +286,7 @@ class Site:
             resp = self.adapter.request(
                 path, method, json=json_body, params=params,
                 headers=headers, raise_exc=False, log=False,
-                timeout=timeout)
+                timeout=timeout, global_request_id=passes.pass_id())
         except ks_exc.ConnectTimeout:
             raise SiteError(self.name, f'{method} {path}: no answer within '
                             f'{timeout:.0f} s') from None

@@ -15,6 +15,7 @@ import logging
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import passes
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ class HubFeed:
         try:
             while not ctx.stop.is_set():
                 try:
-                    more = self.read()
+                    with passes.one_pass():
+                        more = self.read()
                     failures, gone = 0, False
                 except client.Gone as e:
                     if not gone:

@@ -101,8 +101,8 @@ SELECTION_OPTS = [
                      'everything.'),
     cfg.ListOpt('exclude', default=[],
                 help='Rules of what never to write at a spoke '
-                     '(comma-separated), e.g. domain:service-local, '
-                     'name:user:svc-*.'),
+                     '(comma-separated), e.g. ``domain:service-local``, '
+                     '``name:user:svc-*``.'),
 ]
 CONFLICTS_GROUP = cfg.OptGroup(
     'conflicts', title='Conflicts',

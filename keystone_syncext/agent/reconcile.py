@@ -39,6 +39,7 @@ import logging
 import os.path
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer as writer_mod
 
@@ -147,7 +148,8 @@ def _fetch_level(pool, hub, spoke, level):
                  for fn, args, nodes in _digest_jobs(site, wanted)]
     got, cost = {}, {}
     for (i, nodes, _fn, _args), (answers, nbytes, nreq) in zip(
-            jobs, pool.map(lambda j: _run_metered(j[2], j[3]), jobs),
+            jobs, pool.map(passes.carry_pass(
+                lambda j: _run_metered(j[2], j[3])), jobs),
             strict=True):
         weights = [len(json.dumps(a)) for a in answers]
         whole = sum(weights) or 1
@@ -338,8 +340,8 @@ def fetch(hub, diff: _Diff, workers: int = WORKERS) -> tuple[list, int]:
             jobs.append((False, _fetch_one, (hub, diff.type, id_)))
     out, from_hub_only = [], 0
     with futures.ThreadPoolExecutor(workers) as pool:
-        for whole, (got, nbytes, nreq) in pool.map(
-                lambda job: (job[0], _run_metered(job[1], job[2])), jobs):
+        for whole, (got, nbytes, nreq) in pool.map(passes.carry_pass(
+                lambda job: (job[0], _run_metered(job[1], job[2]))), jobs):
             out += got
             from_hub_only += len(got) if whole else 0
             diff.bytes += nbytes

@@ -14,6 +14,7 @@ import sys
 import threading
 
 from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import progress as progress_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer as writer_mod
@@ -69,7 +70,7 @@ class Seeder:
         read one page ahead by a thread of its own; after a type's pages,
         (type, None) ends it."""
         ahead = _ReadAhead()
-        reader = threading.Thread(target=ahead.fill,
+        reader = threading.Thread(target=passes.carry_pass(ahead.fill),
                                   args=(types, self.pages), daemon=True,
                                   name='seed-read')
         reader.start()

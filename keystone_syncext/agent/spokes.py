@@ -21,6 +21,7 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import once as once_mod
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import seeding as seeding_mod
 from keystone_syncext.agent import writer as writer_mod
@@ -85,7 +86,8 @@ class SpokeSync:
         when it failed; the failures in a row; whether ``--once`` gave the
         spoke up)."""
         try:
-            with self.writers, self._selection_scope(site):
+            with self.writers, self._selection_scope(site), \
+                    passes.one_pass():
                 progressed = self.sync(site)
             return progressed, self._went_through(site.name, failures), \
                 False

@@ -21,6 +21,7 @@ from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import upward_recovery
 from keystone_syncext.agent import writer as writer_mod
@@ -157,6 +158,11 @@ class Upward:
             return
 
     def push(self, site: client.Site, wait: float = 0) -> bool:
+        """One pass upward (one request id): :meth:`_push`."""
+        with passes.one_pass():
+            return self._push(site, wait)
+
+    def _push(self, site: client.Site, wait: float = 0) -> bool:
         """One read of spoke ``site``'s feed, for the types that flow up;
         what was made at the spoke itself goes to the hub with the spoke as
         its origin, and what the hub refuses waits in pending (retried

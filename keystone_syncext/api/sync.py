@@ -407,6 +407,17 @@ _ID = json_home.build_v3_extension_parameter_relation(
     extension_name='SYNC', extension_version='1.0', parameter_name='id')
 
 
+def _log_request(response):
+    """One INFO line per sync request. Keystone logs requests only at
+    DEBUG; this line carries the caller's ``X-OpenStack-Request-ID``
+    (oslo.log's context format prints the request context's
+    ``global_request_id``), so one id finds an agent's pass here."""
+    LOG.info('%s %s -> %s', flask.request.method, flask.request.full_path
+             if flask.request.query_string else flask.request.path,
+             response.status_code)
+    return response
+
+
 class SyncAPI(ks_flask.APIBase):
     _name = 'sync'
     _import_name = __name__
@@ -428,6 +439,10 @@ class SyncAPI(ks_flask.APIBase):
         _route(DigestsResource, '/sync/digests', 'sync_digests'),
         _route(TombstonesResource, '/sync/tombstones', 'sync_tombstones'),
     ]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.blueprint.after_request(_log_request)
 
 
 APIs = (SyncAPI,)

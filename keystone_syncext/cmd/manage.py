@@ -110,12 +110,28 @@ class DbVersion(Command):
 
 
 class Checks(upgradecheck.UpgradeCommands):
-    """Is this database ready for sync, and is capture complete?"""
+    """Is this database ready for sync, and is capture complete?
+
+    The checks of both ``keystone-syncext-manage check`` and
+    ``keystone-syncext-status upgrade check`` (cmd/status.py). Without an
+    engine, the checks make one from CONF when they first need it: the
+    status command builds its checks before it parses the configuration.
+    """
 
     display_title = 'keystone-syncext check'
 
-    def __init__(self, engine):
-        self.engine = engine
+    def __init__(self, engine: sa.engine.Engine | None = None):
+        self._engine = engine
+
+    @property
+    def engine(self) -> sa.engine.Engine:
+        if self._engine is None:
+            self._engine = _engine()
+        return self._engine
+
+    def dispose(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
 
     def _keystone_schema(self):
         # Imported here: it drags in eventlet (and its warnings), which
@@ -250,18 +266,26 @@ command_opt = cfg.SubCommandOpt('command', title='Commands',
                                 handler=add_command_parsers)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``keystone-syncext-manage``; returns the exit code."""
-    argv = sys.argv if argv is None else argv
-    # As keystone-manage does: Keystone's options and defaults first, so
-    # keystone.conf parses exactly as it does for Keystone itself.
-    CONF.register_cli_opt(command_opt)
+def register_opts() -> None:
+    """As keystone-manage does: Keystone's options and defaults first, so
+    keystone.conf parses exactly as it does for Keystone itself; then
+    ours."""
     keystone.conf.configure()
     sql.initialize()
     keystone.conf.set_default_for_default_log_levels()
     sync_conf.register_opts(CONF)
-    CONF(args=argv[1:], project='keystone',
-         version=pbr.version.VersionInfo('keystone-syncext').version_string(),
+
+
+def version() -> str:
+    return pbr.version.VersionInfo('keystone-syncext').version_string()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``keystone-syncext-manage``; returns the exit code."""
+    argv = sys.argv if argv is None else argv
+    CONF.register_cli_opt(command_opt)
+    register_opts()
+    CONF(args=argv[1:], project='keystone', version=version(),
          usage='%(prog)s [' + '|'.join(c.name for c in COMMANDS) + ']')
     log.setup(CONF, 'keystone_syncext')
     engine = _engine()

@@ -10,6 +10,7 @@ would; the agent uses a spoke-local account at each spoke.
 
 import os
 import random
+import re
 import signal
 import time
 
@@ -32,6 +33,50 @@ def test_hub_user_logs_in_at_spokes_and_password_change_follows(world):
 def test_application_credential_made_at_a_spoke_reaches_everywhere(world):
     """spoke1 (30.0) makes it; the hub and spoke2 (29.1) get it."""
     flows.spoke_app_cred_reaches_everywhere(world)
+
+
+def _lines_with(path, text):
+    with open(path) as f:
+        return [line for line in f if text in line]
+
+
+def test_one_request_id_finds_a_pass_in_the_agent_and_both_sites_logs(world):
+    """An application credential made at spoke1 goes to the hub in one
+    upward pass (doc/agent.md, "Request ids"): the id the agent's log
+    prints for it is the one spoke1's log prints for the read of its feed
+    and the hub's log for the write, and no other pass used it."""
+    call = personas.admin_caller(world.hub)
+    tag = hex_id()[:8]
+    p = call('POST', '/projects', json={'project': {
+        'name': f'traced-{tag}', 'domain_id': 'default'}}).json()['project']
+    password = remember_secret(f'Tr-{hex_id()}', 'user password')
+    u = call('POST', '/users', json={'user': {
+        'name': f'traced-{tag}', 'domain_id': 'default',
+        'password': password}}).json()['user']
+    role = call('POST', '/roles', json={'role': {
+        'name': f'traced-{tag}'}}).json()['role']
+    call('PUT', f'/projects/{p["id"]}/users/{u["id"]}/roles/{role["id"]}')
+    world.sync()
+    spoke1 = world.spokes[0]
+    base.make_app_cred(spoke1, u['id'], password, p['id'],
+                       f'traced-{hex_id()[:6]}', remember_secret(
+                           f'traced-{hex_id()}', 'app cred secret'))
+    world.sync()
+
+    sent = _lines_with(world.log, 'spoke spoke1: sent 1 of its own changes')
+    assert sent, 'the agent did not log the upward pass'
+    found = re.search(r'\[(req-[0-9a-f-]{36}) ', sent[-1])
+    assert found, sent[-1]
+    pass_id = found.group(1)
+    at_spoke1 = _lines_with(os.path.join(spoke1.dir, 'keystone.log'),
+                            pass_id)
+    at_hub = _lines_with(os.path.join(world.hub.dir, 'keystone.log'),
+                         pass_id)
+    assert any('GET /v3/sync/changes' in line for line in at_spoke1), \
+        at_spoke1
+    assert any('POST /v3/sync/batch' in line for line in at_hub), at_hub
+    spoke2 = os.path.join(world.spokes[1].dir, 'keystone.log')
+    assert not _lines_with(spoke2, pass_id)
 
 
 def test_a_spoke_down_catches_up_and_never_delays_the_other(world):
