@@ -15,11 +15,14 @@ The parts (:mod:`~keystone_syncext.agent.writer`,
 
 from collections.abc import Iterable
 import logging
+import os
 import random
+import socket
 import threading
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
+from keystone_syncext.agent import metrics as metrics_mod
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.common import types as type_table
@@ -64,6 +67,21 @@ class Context:
         # (skipped; each warned of once).
         self.unknown_types: set[str] = set()
         self._unknown_lock = threading.Lock()
+        # This agent among the members sharing the spokes (one agent
+        # alone: hostname:pid, owning every spoke, the leader).
+        self.member_id = f'{socket.gethostname()}:{os.getpid()}'
+        # Counters of this run, and the registry [metrics] listen serves.
+        self.metrics = metrics_mod.Metrics()
+
+    # -- membership (single agent: everything is ours) ----------------
+
+    def owned_spokes(self) -> list[client.Site]:
+        """The spokes this member drives."""
+        return list(self.spokes)
+
+    def is_leader(self) -> bool:
+        """Whether this member reads the hub's feed."""
+        return True
 
     # -- waiting ------------------------------------------------------
 

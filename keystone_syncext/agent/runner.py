@@ -48,6 +48,7 @@ from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import hubfeed as hubfeed_mod
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import seeding as seeding_mod
+from keystone_syncext.agent import service as service_mod
 from keystone_syncext.agent import spokes as spokes_mod
 from keystone_syncext.agent import upward as upward_mod
 from keystone_syncext.agent import writer as writer_mod
@@ -70,6 +71,8 @@ class Agent(context_mod.Context):
         self.spoke_sync = spokes_mod.SpokeSync(self, self.writer,
                                                self.connector, self.seeder)
         self.upward = upward_mod.Upward(self, self.writer, self.connector)
+        # Metrics, systemd notifications, SIGHUP (service.py).
+        self.service = service_mod.Service(self)
 
     def connect(self, site: client.Site) -> None:
         """Connect to spoke ``site`` (:meth:`connect.Connector.connect`)."""
@@ -79,6 +82,13 @@ class Agent(context_mod.Context):
         """Run until stopped (or, with ``once``, until every spoke
         settled); the exit code."""
         self.state.migrate()
+        self.service.start()
+        try:
+            return self._run()
+        finally:
+            self.service.stop()
+
+    def _run(self) -> int:
         try:
             caps = self._hub_capabilities()
         except context_mod.Stopped:
@@ -101,6 +111,7 @@ class Agent(context_mod.Context):
         threads = self._threads()
         for t in threads:
             t.start()
+        self.service.ready()
         try:
             self._wait(threads)
         finally:
@@ -146,6 +157,7 @@ class Agent(context_mod.Context):
             return
         while any(t.is_alive() for t in threads[1:]
                   if t.name.startswith('spoke-')):
+            self.service.tick()
             self.stop.wait(1)
             if self.stop.is_set():
                 break
@@ -160,6 +172,7 @@ class Agent(context_mod.Context):
             except client.SiteError as e:
                 failures += 1
                 self.hub_error(str(e))
+                self.metrics.error(self.hub.name, e)
                 if self.once and (not e.transient or
                                   failures >= self.conf.once_attempts):
                     self.outcomes.hub_failure = str(e)

@@ -134,6 +134,7 @@ class Upward:
                     failures = 0
                 except client.SiteError as e:
                     failures += 1
+                    ctx.metrics.error(site.name, e)
                     LOG.warning('spoke %(spoke)s: reading its own changes '
                                 'for the hub failed (%(n)d in a row): '
                                 '%(err)s', {'spoke': site.name,
