@@ -20,9 +20,14 @@ Throttled so that it never holds live changes back:
   ``audit_interval / spokes driven`` seconds, so a hundred spokes are
   spread over the interval rather than audited at once.
 
-When it last ran, what it found and what it repaired are kept in the
-state database (``keystone-sync status``), logged, and exported as
-metrics (:mod:`keystone_syncext.agent.metrics`).
+Only what the spoke changed counts as found (drift), judged against what
+the agent placed there, as a conflict is: a resource missing at the
+spoke while placed, or changed there from what was placed, or back there
+after the hub deleted it. A hub change the feed has not brought yet
+(the audit reads the hub's current state) is written ahead of the feed
+but is no drift. When it last ran, what it found and the writes it made
+are kept in the state database (``keystone-sync status``), logged, and
+exported as metrics (:mod:`keystone_syncext.agent.metrics`).
 """
 
 import logging
@@ -85,31 +90,36 @@ class Auditor:
         reports = reconcile_mod.reconcile_spoke(ctx, self.writer, site)
         repaired = sum(r.upserts + r.deletes for r in reports)
         refused = sum(r.refused for r in reports)
-        found = repaired + refused
+        found = sum(r.drift for r in reports)
         ctx.state.audited(site.name, found, repaired)
         ctx.metrics.audit(site.name, repaired)
         compared = sum(r.compared for r in reports)
         nbytes = sum(r.bytes for r in reports)
         if not found:
-            LOG.info('audit of spoke %(spoke)s: same as hub %(hub)s '
-                     '(%(cmp)d digest nodes compared, %(bytes)d bytes)',
+            LOG.info('audit of spoke %(spoke)s: no drift from hub %(hub)s '
+                     '(%(ahead)d hub changes on their way written ahead '
+                     'of the feed, %(bad)d refused; %(cmp)d digest nodes '
+                     'compared, %(bytes)d bytes)',
                      {'spoke': site.name, 'hub': ctx.hub.name,
+                      'ahead': repaired, 'bad': refused,
                       'cmp': compared, 'bytes': nbytes})
-            return 0
+            return repaired
         for r in reports:
-            if r.upserts or r.deletes or r.refused:
-                LOG.warning('audit of spoke %(spoke)s: %(type)s: %(miss)d '
-                            'missing, %(diff)d different, %(up)d '
-                            'upserted, %(del)d deleted, %(bad)d refused',
+            if r.drift:
+                LOG.warning('audit of spoke %(spoke)s: %(type)s: %(drift)d '
+                            'changed at the spoke; %(miss)d missing, '
+                            '%(diff)d different, %(up)d upserted, %(del)d '
+                            'deleted, %(bad)d refused',
                             {'spoke': site.name, 'type': r.type,
+                             'drift': r.drift,
                              'miss': r.missing, 'diff': r.differ,
                              'up': r.upserts, 'del': r.deletes,
                              'bad': r.refused})
         LOG.warning('audit of spoke %(spoke)s found %(found)d differences '
-                    'with hub %(hub)s: %(fixed)d repaired, %(bad)d refused '
-                    '(pending); %(cmp)d digest nodes compared, %(bytes)d '
-                    'bytes', {'spoke': site.name, 'found': found,
-                              'hub': ctx.hub.name, 'fixed': repaired,
-                              'bad': refused, 'cmp': compared,
-                              'bytes': nbytes})
+                    'made at the spoke (drift from hub %(hub)s): %(fixed)d '
+                    'writes, %(bad)d refused (pending); %(cmp)d digest '
+                    'nodes compared, %(bytes)d bytes',
+                    {'spoke': site.name, 'found': found,
+                     'hub': ctx.hub.name, 'fixed': repaired,
+                     'bad': refused, 'cmp': compared, 'bytes': nbytes})
         return repaired

@@ -13,8 +13,9 @@ import queue
 import sys
 import threading
 
+import tqdm
+
 from keystone_syncext.agent import context as context_mod
-from keystone_syncext.agent import progress as progress_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer as writer_mod
 
@@ -37,7 +38,8 @@ class Seeder:
         bar = None
         if ctx.conf.progress and sys.stderr.isatty():
             total = sum(ctx.hub.digest(t)['count'] for t in types)
-            bar = progress_mod.Progress(f'seeding {site.name}', total)
+            bar = tqdm.tqdm(total=total, desc=f'seeding {site.name}',
+                            unit=' resources', mininterval=0.2)
         LOG.info('seeding spoke %(spoke)s from hub %(hub)s',
                  {'spoke': site.name, 'hub': ctx.hub.name})
         count = refused = 0
@@ -56,7 +58,7 @@ class Seeder:
             count += len(changes)
             refused += self._apply(site, changes) if changes else 0
             if bar:
-                bar.add(len(changes))
+                bar.update(len(changes))
         if bar:
             bar.close()
         ctx.state.finish_seed(site.name)

@@ -117,3 +117,16 @@ def test_no_audit_in_once_or_when_off(world, once, interval):
     agent.spoke_sync.sync(site)
     agent.spoke_sync.sync(site)
     assert agent.state.spoke(site.name).last_audit_at is None
+
+
+def test_a_hub_change_on_its_way_is_no_drift(world):
+    agent, site = _live(world)
+    _make_due(agent, site.name)
+    # At the hub, not read from its feed yet: the audit sees it first.
+    world.hub.put('role', {'id': 'r9', 'name': 'new', 'domain_id': None})
+    world.hub.put('project', dict(world.hub.data['project']['p1'],
+                                  name='renamed at the hub'))
+    agent.spoke_sync.sync(site)
+    assert world.spokes[0].data['role']['r9']['name'] == 'new'
+    row = agent.state.report()['spokes'][0]
+    assert (row['audit_found'], row['audit_repaired']) == (0, 2)
