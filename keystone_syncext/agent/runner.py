@@ -42,6 +42,8 @@ This module wires them and runs their threads.
 import logging
 import threading
 
+import tenacity
+
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
@@ -163,23 +165,31 @@ class Agent(context_mod.Context):
                 break
 
     def _hub_capabilities(self) -> dict | None:
-        """The hub's capabilities, retried with backoff; None when --once
-        gave the hub up (:class:`context.Stopped` when stopped first)."""
-        failures = 0
-        while True:
-            try:
-                return self.hub.capabilities()
-            except client.SiteError as e:
-                failures += 1
-                self.hub_error(str(e))
-                self.metrics.error(self.hub.name, e)
-                if self.once and (not e.transient or
-                                  failures >= self.conf.once_attempts):
-                    self.outcomes.hub_failure = str(e)
-                    for s in self.spokes:
-                        self.outcomes.outcome[s.name] = once_mod.HUB_UNREAD
-                    return None
-                self.sleep(self.backoff(failures))
+        """The hub's capabilities, retried with backoff (tenacity); None
+        when --once gave the hub up (:class:`context.Stopped` when
+        stopped first)."""
+        def failed(attempt):
+            e = attempt.outcome.exception()
+            self.hub_error(str(e))
+            self.metrics.error(self.hub.name, e)
+
+        def give_up(attempt) -> bool:
+            e = attempt.outcome.exception()
+            return self.once and (not e.transient or
+                                  attempt.attempt_number >=
+                                  self.conf.once_attempts)
+
+        def gave_up(attempt) -> None:
+            self.outcomes.hub_failure = str(attempt.outcome.exception())
+            for s in self.spokes:
+                self.outcomes.outcome[s.name] = once_mod.HUB_UNREAD
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(client.SiteError),
+            after=failed, stop=give_up,
+            wait=lambda attempt: self.backoff(attempt.attempt_number),
+            sleep=self.sleep, retry_error_callback=gave_up,
+        )(self.hub.capabilities)
 
     def _report(self) -> int:
         if not self.once:
