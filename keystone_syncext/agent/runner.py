@@ -118,6 +118,7 @@ class Agent(context_mod.Context):
             self._wait(threads)
         finally:
             self.stop.set()
+            self.service.stopping()
             self.announce()
             for t in threads:
                 t.join(timeout=self.conf.poll_wait + 10)

@@ -41,6 +41,7 @@ class Service:
         usec = os.environ.get('WATCHDOG_USEC', '')
         self._ping_every = int(usec) / 2e6 if usec.isdigit() else None
         self._reloading = threading.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         """Serve the metrics, when ``[metrics] listen`` says where."""
@@ -68,8 +69,15 @@ class Service:
             self._last_ping = now
             self.notifier.notify('WATCHDOG=1')
 
+    def stopping(self) -> None:
+        """The run is ending (its threads finish what is in flight)."""
+        if not self._stopping:
+            self._stopping = True
+            self.notifier.notify('STOPPING=1')
+
     def stop(self) -> None:
-        self.notifier.notify('STOPPING=1')
+        """The run ended: stop serving the metrics."""
+        self.stopping()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -3,7 +3,9 @@ systemd notifications a ``Type=notify`` unit waits for, and SIGHUP
 taking new selection and conflict rules from the config file, or
 keeping the rules in force when the new ones do not parse."""
 
+import configparser
 import os
+import pathlib
 import signal
 import socket
 import threading
@@ -115,3 +117,16 @@ def test_the_signal_runs_the_reload_in_a_thread(world):
         assert done.wait(10)
     finally:
         signal.signal(signal.SIGHUP, old)
+
+
+def test_the_unit_waits_for_ready_and_reloads_with_sighup():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(pathlib.Path(__file__).parents[4] / 'etc' /
+              'keystone-sync.service')
+    service = unit['Service']
+    assert service['Type'] == 'notify'
+    assert service['ExecStart'].split()[-1] == 'run'
+    assert service['ExecReload'] == '/bin/kill -HUP $MAINPID'
+    assert int(service['WatchdogSec']) >= 2     # pinged about every 1 s
+    assert service['NoNewPrivileges'] == 'yes'
