@@ -148,11 +148,12 @@ def _when(value) -> str:
 
 
 def _audit_cell(row) -> str:
-    """The status table's last audit: when, what it found, repaired."""
+    """The status table's last audit: when, the drift it found, the
+    writes it made."""
     if not row['last_audit_at']:
         return '-'
-    return (f'{_when(row["last_audit_at"])}: {row["audit_found"]} found, '
-            f'{row["audit_repaired"]} repaired')
+    return (f'{_when(row["last_audit_at"])}: {row["audit_found"]} drift, '
+            f'{row["audit_repaired"]} written')
 
 
 def do_status(conf) -> int:
