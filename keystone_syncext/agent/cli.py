@@ -128,23 +128,38 @@ def do_run(conf) -> int:
         agent.stop.set()
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    agent.service.on_sighup(_rules_reader(conf, spoke_names))
     return agent.run()
+
+
+def _rules_reader(conf, spoke_names):
+    """What SIGHUP calls: the config files read again (the mutable
+    options: the selection and conflict rules), then the rules built as
+    at the start."""
+    def rules():
+        conf.mutate_config_files()
+        return (_selections(conf, spoke_names),
+                _resolver(conf, spoke_names))
+    return rules
 
 
 def _when(value) -> str:
     return value.strftime('%Y-%m-%d %H:%M:%S') if value else '-'
 
 
+def _audit_cell(row) -> str:
+    """The status table's last audit: when, the drift it found, the
+    writes it made."""
+    if not row['last_audit_at']:
+        return '-'
+    return (f'{_when(row["last_audit_at"])}: {row["audit_found"]} drift, '
+            f'{row["audit_repaired"]} written')
+
+
 def do_status(conf) -> int:
     st = _state(conf)
     st.migrate()
     report = st.report()
-    now = state_mod.now()
-    for row in report['spokes']:
-        oldest = min([t for t in (row['oldest_unapplied'],
-                                  row['pending_since']) if t] or [now])
-        row['lag_seconds'] = round((now - oldest).total_seconds(), 1) \
-            if (row['lag_changes'] or row['pending']) else 0.0
     if conf.command.json:
         print(json.dumps(report, default=str, indent=1, sort_keys=True))
         return 0
@@ -160,7 +175,7 @@ def do_status(conf) -> int:
     table = prettytable.PrettyTable(
         ['spoke', 'state', 'lag (changes)', 'lag (s)', 'pending',
          'conflicts', 'last success (UTC)', 'last reconcile (UTC)',
-         'last error'])
+         'last audit (UTC)', 'last error'])
     table.align = 'l'
     for row in report['spokes']:
         error = (f'{_when(row["last_error_at"])} {row["last_error"]}'
@@ -168,7 +183,8 @@ def do_status(conf) -> int:
         table.add_row([row['spoke'], row['state'], row['lag_changes'],
                        row['lag_seconds'], row['pending'],
                        row['conflicts'], _when(row['last_success_at']),
-                       _when(row['last_reconcile_at']), error[:80]])
+                       _when(row['last_reconcile_at']), _audit_cell(row),
+                       error[:80]])
     print(table)
     for row in report['spokes']:
         if row['pending_reason']:

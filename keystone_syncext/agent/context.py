@@ -21,6 +21,7 @@ import threading
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
+from keystone_syncext.agent import metrics as metrics_mod
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import selection as selection_mod
 from keystone_syncext.common import types as type_table
@@ -70,6 +71,8 @@ class Context:
         # the run starts: everything).
         self.member_id = claims_mod.new_member_id()
         self.membership = None
+        # Counters of this run, and the registry [metrics] listen serves.
+        self.metrics = metrics_mod.Metrics()
 
     # -- who drives what ----------------------------------------------
 

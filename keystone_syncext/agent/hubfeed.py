@@ -103,6 +103,7 @@ class HubFeed:
         the hub up, else after the backoff."""
         ctx = self.ctx
         ctx.state.hub_error(str(e))
+        ctx.metrics.error(ctx.hub.name, e)
         # Lost capture is the hub broken, not busy: loud.
         log = (LOG.error if isinstance(e, client.CaptureIncomplete)
                else LOG.warning)

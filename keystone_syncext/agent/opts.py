@@ -78,6 +78,13 @@ TUNING_OPTS = [
                help='Days a resolved conflict is kept in the state '
                     'database (keystone-sync conflicts); older records are '
                     'pruned by run.'),
+    cfg.IntOpt('audit_interval', default=1200, min=0,
+               help='Seconds between two audits of a spoke: run compares '
+                    'each spoke it drives with the hub by digest in the '
+                    'background (only while the spoke is caught up, one '
+                    'spoke at a time, spread over the interval) and '
+                    'repairs what differs by the reconcile rules. 0: no '
+                    'audit.'),
     cfg.BoolOpt('progress', default=True,
                 help='Show a progress bar while seeding a spoke, when '
                      'standard error is a terminal.'),
@@ -96,10 +103,10 @@ SELECTION_GROUP = cfg.OptGroup(
          'deleted at a spoke by the agent (run and join). See '
          'doc/agent.md, "Selective sync".')
 SELECTION_OPTS = [
-    cfg.ListOpt('include', default=[],
+    cfg.ListOpt('include', default=[], mutable=True,
                 help='Rules of what to sync (comma-separated); empty: '
                      'everything.'),
-    cfg.ListOpt('exclude', default=[],
+    cfg.ListOpt('exclude', default=[], mutable=True,
                 help='Rules of what never to write at a spoke '
                      '(comma-separated), e.g. ``domain:service-local``, '
                      '``name:user:svc-*``.'),
@@ -113,7 +120,7 @@ CONFLICTS_GROUP = cfg.OptGroup(
          '[spoke:NAME] authoritative rules come first. See doc/agent.md, '
          '"Conflicts".')
 CONFLICTS_OPTS = [
-    cfg.StrOpt('strategy', default='hub_wins',
+    cfg.StrOpt('strategy', default='hub_wins', mutable=True,
                choices=[('hub_wins', 'the hub\'s version wins'),
                         ('last_writer_wins',
                          'the times (updated_at, each site\'s clock) are '
@@ -149,15 +156,26 @@ COORDINATION_OPTS = [
                       'timeout (tooz\'s redis driver: 30 s) and several '
                       'heartbeats.'),
 ]
+METRICS_GROUP = cfg.OptGroup(
+    'metrics', title='Prometheus metrics',
+    help='keystone-sync run serves Prometheus metrics over HTTP: each '
+         'spoke\'s lag, pending items, conflicts, writes, errors, last '
+         'success and last audit, and which member owns which spoke. See '
+         'doc/agent.md, "Metrics".')
+METRICS_OPTS = [
+    cfg.StrOpt('listen', default='',
+               help='HOST:PORT to serve /metrics on (e.g. '
+                    '127.0.0.1:9464, [::]:9464); empty: no metrics.'),
+]
 # [spoke:NAME]: the same options for one spoke; each one set there
 # replaces [selection]'s for that spoke.
 SPOKE_GROUP_PREFIX = 'spoke:'
 SPOKE_OPTS = [
-    cfg.ListOpt('include', default=None,
+    cfg.ListOpt('include', default=None, mutable=True,
                 help='Replaces [selection] include for this spoke.'),
-    cfg.ListOpt('exclude', default=None,
+    cfg.ListOpt('exclude', default=None, mutable=True,
                 help='Replaces [selection] exclude for this spoke.'),
-    cfg.ListOpt('authoritative', default=[],
+    cfg.ListOpt('authoritative', default=[], mutable=True,
                 help='What this spoke is authoritative for, as selection '
                      'rules (e.g. domain:emea, project:web): in a conflict '
                      'over a resource inside, this spoke\'s version wins '
@@ -177,6 +195,8 @@ def register(conf: cfg.ConfigOpts) -> None:
     conf.register_opts(CONFLICTS_OPTS, group=CONFLICTS_GROUP)
     conf.register_group(COORDINATION_GROUP)
     conf.register_opts(COORDINATION_OPTS, group=COORDINATION_GROUP)
+    conf.register_group(METRICS_GROUP)
+    conf.register_opts(METRICS_OPTS, group=METRICS_GROUP)
 
 
 def _spoke_group(conf: cfg.ConfigOpts, spoke: str):
@@ -207,6 +227,7 @@ def list_opts():
             (SELECTION_GROUP, SELECTION_OPTS),
             (CONFLICTS_GROUP, CONFLICTS_OPTS),
             (COORDINATION_GROUP, COORDINATION_OPTS),
+            (METRICS_GROUP, METRICS_OPTS),
             (cfg.OptGroup(SPOKE_GROUP_PREFIX + 'example',
                           help='Selection and conflict rules for one '
                                'spoke, here the cloud named "example": one '

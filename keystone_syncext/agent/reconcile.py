@@ -65,6 +65,10 @@ class TypeReport:
     deletes: int = 0         # removed (or, dry run, to remove)
     kept_local: int = 0      # at the spoke only, not placed by the agent
     refused: int = 0         # the spoke refused (kept as pending)
+    # Differences made at the spoke (drift): missing or changed there
+    # while the agent had placed them, or back after the hub deleted
+    # them. The others are hub changes on their way through the feed.
+    drift: int = 0
     bytes: int = 0           # request and response bodies, both sites
     requests: int = 0
 
@@ -78,6 +82,8 @@ class _Diff:
     # id -> the hub's item hash (None when only a bucket told us).
     missing: dict = dataclasses.field(default_factory=dict)
     differ: dict = dataclasses.field(default_factory=dict)
+    # id -> the spoke's item hash, for those that differ (when known).
+    spoke_hash: dict = dataclasses.field(default_factory=dict)
     extra: set = dataclasses.field(default_factory=set)
     # Prefixes the spoke has nothing under: every hub id there is missing.
     hub_only: list = dataclasses.field(default_factory=list)
@@ -238,6 +244,7 @@ def _compare_items(part, prefix, hi, si) -> None:
             wanted.append(id_)
         elif si[id_] != hh:
             part.differ[id_] = hh
+            part.spoke_hash[id_] = si[id_]
             wanted.append(id_)
     part.extra.update(i for i in si if i not in hi)
     if len(wanted) > LEAF_LISTING:
@@ -278,6 +285,7 @@ def _merge(into: _Diff, part: _Diff) -> None:
     into.requests += part.requests
     into.missing.update(part.missing)
     into.differ.update(part.differ)
+    into.spoke_hash.update(part.spoke_hash)
     into.extra.update(part.extra)
     into.hub_only += part.hub_only
     into.leaves += part.leaves
@@ -388,6 +396,7 @@ def reconcile_spoke(agent, writer, site,
                 hash_=env['hash']) for env in envs]
             changes += [state_mod.Change(0, t, id_, 'delete')
                         for id_ in sorted(placed)]
+            rep.drift = _drift(agent.state, site.name, diff, envs, placed)
         rep.bytes, rep.requests = diff.bytes, round(diff.requests)
     if dry_run or not changes:
         return list(reports.values())
@@ -407,6 +416,23 @@ def reconcile_spoke(agent, writer, site,
         rep.bytes += int(meter.bytes * share)
         rep.requests += round(meter.requests * share)
     return list(reports.values())
+
+
+def _drift(state, spoke, diff, envs, deletes) -> int:
+    """How many of the differences the spoke made (the rest are the
+    hub's changes the feed has not brought yet): judged against what
+    the agent placed there (the base), as a conflict is. Missing at the
+    spoke while placed, changed there from what was placed (or never
+    placed), or back there after the hub deleted it (a delete not of
+    the agent's record)."""
+    upserts = {env['id'] for env in envs} | set(diff.differ)
+    base = state.placed_at(spoke, diff.type, upserts)
+    drift = sum(1 for id_ in upserts - set(diff.differ) if id_ in base)
+    drift += sum(1 for id_ in diff.differ
+                 if diff.spoke_hash.get(id_) is None or
+                 base.get(id_) != diff.spoke_hash[id_])
+    placed = set(state.placed_at(spoke, diff.type, deletes))
+    return drift + len(set(deletes) - placed)
 
 
 def _deleted_at_hub(hub, diff, placed) -> set[str]:

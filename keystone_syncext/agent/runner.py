@@ -42,6 +42,8 @@ This module wires them and runs their threads.
 import logging
 import threading
 
+import tenacity
+
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
 from keystone_syncext.agent import context as context_mod
@@ -50,6 +52,7 @@ from keystone_syncext.agent import hubfeed as hubfeed_mod
 from keystone_syncext.agent import members
 from keystone_syncext.agent import once as once_mod
 from keystone_syncext.agent import seeding as seeding_mod
+from keystone_syncext.agent import service as service_mod
 from keystone_syncext.agent import spokes as spokes_mod
 from keystone_syncext.agent import upward as upward_mod
 from keystone_syncext.agent import writer as writer_mod
@@ -72,6 +75,8 @@ class Agent(context_mod.Context):
         self.spoke_sync = spokes_mod.SpokeSync(self, self.writer,
                                                self.connector, self.seeder)
         self.upward = upward_mod.Upward(self, self.writer, self.connector)
+        # Metrics, systemd notifications, SIGHUP (service.py).
+        self.service = service_mod.Service(self)
 
     def connect(self, site: client.Site) -> None:
         """Connect to spoke ``site`` (:meth:`connect.Connector.connect`)."""
@@ -88,8 +93,10 @@ class Agent(context_mod.Context):
                                 daemon=True)
         beat.start()
         try:
+            self.service.start()
             return self._run()
         finally:
+            self.service.stop()
             self.stop.set()
             beat.join(timeout=membership.heartbeat + 10)
             membership.stop()
@@ -117,10 +124,12 @@ class Agent(context_mod.Context):
         threads = self._threads()
         for t in threads:
             t.start()
+        self.service.ready()
         try:
             self._wait(threads)
         finally:
             self.stop.set()
+            self.service.stopping()
             self.announce()
             for t in threads:
                 t.join(timeout=self.conf.poll_wait + 10)
@@ -163,27 +172,37 @@ class Agent(context_mod.Context):
             return
         while any(t.is_alive() for t in threads[1:]
                   if t.name.startswith('spoke-')):
+            self.service.tick()
             self.stop.wait(1)
             if self.stop.is_set():
                 break
 
     def _hub_capabilities(self) -> dict | None:
-        """The hub's capabilities, retried with backoff; None when --once
-        gave the hub up (:class:`context.Stopped` when stopped first)."""
-        failures = 0
-        while True:
-            try:
-                return self.hub.capabilities()
-            except client.SiteError as e:
-                failures += 1
-                self.hub_error(str(e))
-                if self.once and (not e.transient or
-                                  failures >= self.conf.once_attempts):
-                    self.outcomes.hub_failure = str(e)
-                    for s in self.spokes:
-                        self.outcomes.outcome[s.name] = once_mod.HUB_UNREAD
-                    return None
-                self.sleep(self.backoff(failures))
+        """The hub's capabilities, retried with backoff (tenacity); None
+        when --once gave the hub up (:class:`context.Stopped` when
+        stopped first)."""
+        def failed(attempt):
+            e = attempt.outcome.exception()
+            self.hub_error(str(e))
+            self.metrics.error(self.hub.name, e)
+
+        def give_up(attempt) -> bool:
+            e = attempt.outcome.exception()
+            return self.once and (not e.transient or
+                                  attempt.attempt_number >=
+                                  self.conf.once_attempts)
+
+        def gave_up(attempt) -> None:
+            self.outcomes.hub_failure = str(attempt.outcome.exception())
+            for s in self.spokes:
+                self.outcomes.outcome[s.name] = once_mod.HUB_UNREAD
+
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(client.SiteError),
+            after=failed, stop=give_up,
+            wait=lambda attempt: self.backoff(attempt.attempt_number),
+            sleep=self.sleep, retry_error_callback=gave_up,
+        )(self.hub.capabilities)
 
     def _report(self) -> int:
         if not self.once:

@@ -8,14 +8,14 @@ children). A seed copies the hub's version whatever the spoke holds (no
 guard); what the spoke refuses waits in pending.
 """
 
+from concurrent import futures
 import logging
-import queue
 import sys
-import threading
+
+import tqdm
 
 from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import passes
-from keystone_syncext.agent import progress as progress_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer as writer_mod
 
@@ -38,7 +38,8 @@ class Seeder:
         bar = None
         if ctx.conf.progress and sys.stderr.isatty():
             total = sum(ctx.hub.digest(t)['count'] for t in types)
-            bar = progress_mod.Progress(f'seeding {site.name}', total)
+            bar = tqdm.tqdm(total=total, desc=f'seeding {site.name}',
+                            unit=' resources', mininterval=0.2)
         LOG.info('seeding spoke %(spoke)s from hub %(hub)s',
                  {'spoke': site.name, 'hub': ctx.hub.name})
         count = refused = 0
@@ -57,7 +58,7 @@ class Seeder:
             count += len(changes)
             refused += self._apply(site, changes) if changes else 0
             if bar:
-                bar.add(len(changes))
+                bar.update(len(changes))
         if bar:
             bar.close()
         ctx.state.finish_seed(site.name)
@@ -67,24 +68,29 @@ class Seeder:
 
     def prefetched(self, types):
         """(type, page) for every page of the hub's listings of ``types``,
-        read one page ahead by a thread of its own; after a type's pages,
-        (type, None) ends it."""
-        ahead = _ReadAhead()
-        reader = threading.Thread(target=passes.carry_pass(ahead.fill),
-                                  args=(types, self.pages), daemon=True,
-                                  name='seed-read')
-        reader.start()
-        try:
+        read one page ahead by a worker of its own (an executor of one);
+        after a type's pages, (type, None) ends it. An error or a stop in
+        the reader is raised here; leaving early waits for the one read
+        in flight, so no reader is left behind."""
+        items = self.listings(types)
+        with futures.ThreadPoolExecutor(
+                1, thread_name_prefix='seed-read') as pool:
+            read = passes.carry_pass(next)
+            ahead = pool.submit(read, items, None)
             while True:
-                item = ahead.pages.get()
+                item = ahead.result()
                 if item is None:
                     return
-                if isinstance(item, BaseException):
-                    raise item
+                ahead = pool.submit(read, items, None)
                 yield item
-        finally:
-            ahead.done.set()
-            reader.join(timeout=self.ctx.conf.request_timeout + 5)
+
+    def listings(self, types):
+        """(type, page) for every page of ``types``, (type, None) after
+        each type."""
+        for type_name in types:
+            for page in self.pages(type_name):
+                yield type_name, page
+            yield type_name, None
 
     def pages(self, type_name):
         """The non-empty pages of the hub's listing of ``type_name``."""
@@ -103,37 +109,3 @@ class Seeder:
         done, failed, written = self.writer.apply(site, changes, guard=False)
         self.ctx.state.record(site.name, None, done, failed, written)
         return len(failed)
-
-
-class _ReadAhead:
-    """The pages read ahead for a seed: a short queue that a reader
-    thread fills until the seed stops taking pages (``done``)."""
-
-    def __init__(self):
-        self.pages: queue.Queue = queue.Queue(maxsize=2)
-        self.done = threading.Event()
-
-    def put(self, item) -> bool:
-        """False once the seed stopped taking pages."""
-        while not self.done.is_set():
-            try:
-                self.pages.put(item, timeout=0.5)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fill(self, types, pages_of) -> None:
-        """The reader thread: (type, page) for each page ``pages_of``
-        gives, (type, None) after a type, None at the end; an error is
-        put for the consumer to raise again."""
-        try:
-            for type_name in types:
-                for page in pages_of(type_name):
-                    if not self.put((type_name, page)):
-                        return
-                if not self.put((type_name, None)):
-                    return
-            self.put(None)
-        except BaseException as e:   # raised again by the consumer
-            self.put(e)

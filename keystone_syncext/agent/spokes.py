@@ -8,7 +8,8 @@ backs off on its own and never holds the others back. A spoke seen for
 the first time is seeded (:mod:`keystone_syncext.agent.seeding`); one
 marked for a reconcile (the hub's feed restarted, or the spoke lost its
 history) is reconciled by digest (:mod:`keystone_syncext.agent.reconcile`)
-before it follows the outbox again. In ``--once``, the thread ends when
+before it follows the outbox again. A spoke caught up is audited when
+due (:mod:`keystone_syncext.agent.audit`). In ``--once``, the thread ends when
 the spoke settled (:class:`keystone_syncext.agent.once.Outcomes`).
 """
 
@@ -16,6 +17,7 @@ import contextlib
 import logging
 import threading
 
+from keystone_syncext.agent import audit as audit_mod
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import connect as connect_mod
@@ -43,6 +45,8 @@ class SpokeSync:
         # At most max_parallel_spokes spokes write at a time.
         self.writers = threading.BoundedSemaphore(
             ctx.conf.max_parallel_spokes)
+        # The periodic audit, run by a spoke's thread once caught up.
+        self.auditor = audit_mod.Auditor(ctx, writer)
 
     def loop(self, site: client.Site) -> None:
         """Spoke ``site``'s thread: passes until the run stops (in
@@ -125,6 +129,7 @@ class SpokeSync:
             e = client.SiteError(name, f'agent error: '
                                  f'{type(e).__name__}')
         ctx.state.spoke_error(name, str(e))
+        ctx.metrics.error(name, e)
         LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
                     'a row)', {'spoke': name, 'err': e,
                                'n': failures})
@@ -204,6 +209,9 @@ class SpokeSync:
                           'ok': len(done), 'bad': len(failed)})
             if not rows:
                 break
+        if not progressed and not ctx.stop.is_set():
+            # Caught up: the spoke's turn for the audit, if due.
+            wrote = bool(self.auditor.maybe(site)) or wrote
         if wrote:
             # A marker past what the agent just wrote: a restore of the
             # spoke to a backup from before these writes is then caught by

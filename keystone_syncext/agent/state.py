@@ -270,6 +270,14 @@ class State(state_conflicts.ConflictRecords):
                          .values(**values))
         self.finish_seed(name)
 
+    def audited(self, name: str, found: int, repaired: int) -> None:
+        """A periodic audit of ``name`` finished: ``found`` differences,
+        ``repaired`` writes."""
+        with self.engine.begin() as conn:
+            conn.execute(spoke.update().where(spoke.c.name == name)
+                         .values(last_audit_at=now(), audit_found=found,
+                                 audit_repaired=repaired))
+
     def reconciled(self, name: str) -> None:
         """A reconcile outside ``run`` (the command) finished."""
         with self.engine.begin() as conn:
@@ -413,6 +421,10 @@ class State(state_conflicts.ConflictRecords):
     # -- for ``keystone-sync status`` ----------------------------------
 
     def report(self) -> dict:
+        """The hub and, per spoke, what ``keystone-sync status`` and the
+        metrics show: ``lag_seconds`` is the age of the oldest change (or
+        pending item) the spoke has not applied, 0 when it has none."""
+        when = now()
         with self.engine.connect() as conn:
             hub_row = conn.execute(sa.select(hub)).one_or_none()
             rows = conn.execute(sa.select(spoke).order_by(spoke.c.name)) \
@@ -446,7 +458,13 @@ class State(state_conflicts.ConflictRecords):
                             'last_success_at': r.last_success_at,
                             'last_reconcile_at': r.last_reconcile_at,
                             'last_error': r.last_error,
-                            'last_error_at': r.last_error_at})
+                            'last_error_at': r.last_error_at,
+                            'failures': r.failures,
+                            'last_audit_at': r.last_audit_at,
+                            'audit_found': r.audit_found,
+                            'audit_repaired': r.audit_repaired,
+                            'lag_seconds': _lag_seconds(
+                                when, count, npending, oldest, first)})
         return {'hub': dict(hub_row._mapping) if hub_row else None,
                 'spokes': out}
 
@@ -466,3 +484,11 @@ class State(state_conflicts.ConflictRecords):
                 .where(pending.c.spoke == name)
                 .order_by(pending.c.since, pending.c.seq).limit(1)).first()
         return row.last_error if row else None
+
+
+def _lag_seconds(when, count, npending, oldest, pending_since) -> float:
+    """Seconds since the oldest change or pending item not applied."""
+    if not (count or npending):
+        return 0.0
+    since = min([t for t in (oldest, pending_since) if t] or [when])
+    return round((when - since).total_seconds(), 1)

@@ -68,6 +68,10 @@ spoke = sa.Table(
     # (see State.note_history).
     sa.Column('history_id', sa.String(64)),
     sa.Column('history_marker', sa.String(64)),
+    # The last periodic audit: when, differences found, writes made.
+    sa.Column('last_audit_at', sa.DateTime),
+    sa.Column('audit_found', sa.Integer),
+    sa.Column('audit_repaired', sa.Integer),
 )
 
 pending = sa.Table(

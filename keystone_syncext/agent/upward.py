@@ -142,6 +142,7 @@ class Upward:
                                 {'spoke': site.name, 'err': e})
                 except client.SiteError as e:
                     failures += 1
+                    ctx.metrics.error(site.name, e)
                     LOG.warning('spoke %(spoke)s: reading its own changes '
                                 'for the hub failed (%(n)d in a row): '
                                 '%(err)s', {'spoke': site.name,

@@ -200,6 +200,7 @@ class Writer:
                                    as_item=state_mod.Change.item):
             self.ctx.check_stop()
             self._write_chunk(site, chunk, origin, ok, bad, stale)
+        self.ctx.metrics.applied(site.name, len(ok))
         return ok, bad, stale
 
     def max_items(self, site) -> int:

@@ -14,9 +14,12 @@ import re
 import signal
 import time
 
+from keystone_syncext.tests import personas
 from keystone_syncext.tests.functional.agent import flows
 from keystone_syncext.tests.functional.agent import harness as base
+from keystone_syncext.tests.functional.agent.harness import hex_id
 from keystone_syncext.tests.functional.agent.harness import ordinary
+from keystone_syncext.tests.functional.agent.harness import remember_secret
 
 # The three sites (its own instance for this module).
 world = base.world

@@ -6,6 +6,9 @@
 with every kind of failure at each route: 410, 412, 5xx, 401, 503, a
 dropped connection and a timeout."""
 
+import io
+import sys
+
 import pytest
 
 from keystone_syncext.agent import client
@@ -45,6 +48,21 @@ def test_a_new_spoke_is_seeded_then_follows_the_outbox(world):
     assert agent.state.spoke('spoke1').applied_seq == agent.state.top()
     # What the spoke received came from the hub: not an echo of its own.
     assert {c['origin'] for c in spoke.feed} == {world.hub.site_id}
+
+
+def test_a_seed_on_a_terminal_shows_a_progress_bar(world, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    monkeypatch.setattr(sys, 'stderr', Terminal())
+    agent = agentparts.agent_of(world, progress=True)
+    agent.state.restart_feed(world.hub.head())
+    agent.spoke_sync.sync(agent.spokes[0])
+    total = sum(len(items) for t, items in world.hub.data.items()
+                if t in agent.spoke_types['spoke1'])
+    last = sys.stderr.getvalue().rstrip('\n').split('\r')[-1]
+    assert last.startswith('seeding spoke1: 100%'), last
+    assert f'{total}/{total}' in last, last
 
 
 def test_a_spoke_marked_for_reconcile_is_reconciled_by_digest(world):

@@ -12,7 +12,6 @@ import sqlalchemy as sa
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join
-from keystone_syncext.agent import progress
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer
 from keystone_syncext.tests import conftest
@@ -273,14 +272,3 @@ def test_join_natural_keys_and_exclusions():
     assert not join.excluded(['user:svc-*'], 'role', 'svc-nova')
     assert join.excluded([':keystone-sync'], 'user', 'keystone-sync')
     assert not join.excluded([], 'user', 'admin')
-
-
-def test_progress_bar_counts_to_the_total():
-    import io
-    out = io.StringIO()
-    bar = progress.Progress('seeding spoke1', 40, stream=out)
-    bar.add(10)
-    bar.add(30)
-    bar.close()
-    last = out.getvalue().rstrip('\n').split('\r')[-1]
-    assert last == 'seeding spoke1 [' + '#' * 30 + '] 40/40'
