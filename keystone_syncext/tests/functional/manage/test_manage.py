@@ -29,7 +29,7 @@ MANAGE = os.path.join(BIN, 'keystone-syncext-manage')
 # again (it is never modified); made with keystone-manage when absent.
 KEYSTONE_SQLITE = os.environ.get('KSSYNC_KEYSTONE_SQLITE',
                                  '/tmp/ks30/keystone.db')
-HEAD = '0005_capture_revocation_events'
+HEAD = '0006_fence'
 TRIGGER = 'sync_project_ins_v1'
 
 

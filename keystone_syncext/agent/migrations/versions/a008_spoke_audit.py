@@ -5,15 +5,15 @@ spoke with the hub by digest (``audit_interval``); ``audit_found`` the
 differences it found then (missing, different, or placed there and gone
 at the hub) and ``audit_repaired`` the writes that repaired them.
 
-Revision ID: a007
-Revises: a006
+Revision ID: a008
+Revises: a007
 """
 
 from alembic import op
 import sqlalchemy as sa
 
-revision = 'a007'
-down_revision = 'a006'
+revision = 'a008'
+down_revision = 'a007'
 branch_labels = None
 depends_on = None
 

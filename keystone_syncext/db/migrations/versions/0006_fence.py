@@ -1,7 +1,7 @@
 """The agents' fencing record: the highest claim generation per agent group.
 
-Revision ID: 0005_fence
-Revises: 0004_history_id
+Revision ID: 0006_fence
+Revises: 0005_capture_revocation_events
 Create Date: 2026-12-07
 
 A batch carrying ``OpenStack-Sync-Fence: <group>:<generation>`` is refused
@@ -14,8 +14,8 @@ from alembic import op
 
 from keystone_syncext.db import tables
 
-revision = '0005_fence'
-down_revision = '0004_history_id'
+revision = '0006_fence'
+down_revision = '0005_capture_revocation_events'
 branch_labels = None
 depends_on = None
 
