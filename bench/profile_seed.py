@@ -7,12 +7,15 @@ spoke by default). py-spy (``pip install py-spy``) records the spoke's
 uWSGI master and its workers (``--subprocesses``) from the start of the
 seed to its end, and the agent's process (``run --once``) from its start
 to its end, threads apart, in py-spy's collapsed-stack format, kept as
-``--output`` and ``--output``.agent. Printed: the seed's rate, then the share of samples whose
-stack holds each frame (inclusive), for the ``--top`` frames of this
-project's code and of everything. Not part of ``bench/run.py``: it
+``--output`` and ``--output``.agent. Printed: the seed's rate, then per
+process the share of samples whose stack holds each frame (inclusive),
+for the ``--top`` frames of this project's code and of everything; idle
+samples count too (a uWSGI worker waiting for a request, an agent thread
+waiting for an answer). Not part of ``bench/run.py``: it
 explains a figure, it is not one.
 
-    python bench/profile_seed.py --resources 5000 --cache --output /tmp/seed.txt
+    python bench/profile_seed.py --resources 5000 --cache \
+        --output /tmp/seed.txt
 """
 
 import collections
@@ -26,7 +29,6 @@ import tempfile
 
 import agent_bench
 import agent_sync
-
 
 SPY = shutil.which('py-spy') or os.path.join(
     os.path.dirname(sys.executable), 'py-spy')

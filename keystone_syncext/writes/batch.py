@@ -57,7 +57,7 @@ def apply(body, origin=None) -> list[dict]:
         except exception.SyncError as e:
             refused[n] = e
     with transaction.writing(origin) as (session, conn), \
-            notify.catalog_read_once():
+            notify.catalog_read_once(), notify.audits_built_only_if_heard():
         return _Applier(session, conn, items, refused).run()
 
 
