@@ -11,6 +11,10 @@ prints last, and prints, last, one JSON object with:
   with by ``keystone-sync run --once`` (agent_sync.py). Goal >= 1,000.
 - ``seed_vs_native_api_ratio``: that rate / the ordinary API's create rate
   (batch_rate.py's native rounds, in this run). Goal >= 50.
+- ``seed_ceiling_resources_per_s``: the same mix written straight into an
+  empty Keystone database with the capture triggers, through SQLAlchemy
+  Core multi-row inserts (seed_ceiling.py, in this run), and
+  ``seed_vs_ceiling_ratio``: the seed rate / that ceiling. Goal >= 0.25.
 - ``propagation_p50_s``, ``propagation_p99_s``: hub change to every spoke,
   several spokes, steady rate (agent_sync.py). Goal p99 <= 1 s.
 - ``reconcile_bytes_ratio``, ``reconcile_s``: reconcile of a spoke with 10
@@ -48,6 +52,8 @@ QUICK = {
               '--changes', '40', '--rate', '2', '--burst', '1000'],
     'fanout': None,   # the agent run's own burst, with its spokes
     'reconcile': ['--cache', '--resources', '5000'],
+    'ceiling': ['--backend', 'sqlite', '--rounds', '1', '--resources',
+                '2000'],
 }
 FULL = {
     'capture': ['--backend', 'sqlite', '--rounds', '12', '--ops', '2'],
@@ -56,6 +62,8 @@ FULL = {
     'agent': ['--cache', '--spokes', '3', '--resources', '100000',
               '--changes', '100', '--rate', '2'],
     'reconcile': ['--cache', '--resources', '100000'],
+    'ceiling': ['--backend', 'sqlite', '--rounds', '3', '--resources',
+                '20000'],
     # Last: fifty spokes are the most the machine must hold at once.
     # One process of two threads per spoke: the agent's upward long-poll
     # holds one worker of every spoke.
@@ -65,11 +73,12 @@ FULL = {
 }
 SCRIPTS = {'capture': 'capture_overhead.py', 'batch': 'batch_rate.py',
            'agent': 'agent_sync.py', 'fanout': 'agent_sync.py',
-           'reconcile': 'reconcile.py'}
+           'reconcile': 'reconcile.py', 'ceiling': 'seed_ceiling.py'}
 GOALS = {
     'capture_overhead_ratio': ('<=', 1.05),
     'seed_resources_per_s': ('>=', 1000),
     'seed_vs_native_api_ratio': ('>=', 50),
+    'seed_vs_ceiling_ratio': ('>=', 0.25),
     'propagation_p99_s': ('<=', 1.0),
     'reconcile_bytes_ratio': ('<=', 0.01),
     'reconcile_s': ('<=', 10),
@@ -122,11 +131,14 @@ def main(argv=None) -> int:
     fanout = raw.get('fanout', agent)
     reconcile = raw['reconcile']
     seed = agent['seed_resources_per_s_per_spoke']
+    ceiling = raw['ceiling']['ceiling_resources_per_s']
     figures = {
         'capture_overhead_ratio': capture['capture_overhead_ratio']['sqlite'],
         'seed_resources_per_s': seed,
         'seed_vs_native_api_ratio': round(
             seed / batch['native_creates_per_s'], 1),
+        'seed_ceiling_resources_per_s': ceiling,
+        'seed_vs_ceiling_ratio': round(seed / ceiling, 3),
         'propagation_p50_s': agent['propagation_p50_s'],
         'propagation_p99_s': agent['propagation_p99_s'],
         'reconcile_bytes_ratio': reconcile['reconcile_bytes_ratio'],

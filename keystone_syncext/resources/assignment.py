@@ -112,16 +112,11 @@ class RoleAssignment(base.ResourceType):
                     return []
                 # Narrowed by the indexed actor; exact ids below.
                 query = query.where(t.c.actor_id.in_(actors))
-            if marker is not None:
-                query = query.where(base.binary(conn, id_expr) > marker)
-            if prefix:
-                query = query.where(
-                    id_expr.startswith(prefix, autoescape=True))
-            selects.append(query)
+            selects.append(common.id_window(conn, query, id_expr,
+                                            marker=marker, prefix=prefix))
         union = sa.union_all(*selects).subquery()
-        query = sa.select(union).order_by(base.binary(conn, union.c.id))
-        if limit is not None and ids is None and not prefix:
-            query = query.limit(limit)
+        query = common.page(conn, sa.select(union), union.c.id, ids=ids,
+                            limit=limit)
         items = [{
             'id': r.id, 'type': r.type, 'actor_id': r.actor_id,
             'target_id': r.target_id, 'role_id': r.role_id,

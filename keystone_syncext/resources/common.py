@@ -30,6 +30,34 @@ def filter_ids(items, *, ids=None, marker=None, limit=None, prefix=None):
     return out[:limit] if limit is not None else out
 
 
+def id_window(conn, query, id_expr, *, marker=None, prefix=None):
+    """``query`` narrowed in SQL to the ids (``id_expr``) after ``marker``
+    that start with ``prefix``, both compared bytewise as Python compares
+    them. Not LIKE: it ignores case on SQLite and MySQL, so a page cut by
+    LIMIT before a Python re-check would come back short, and every
+    listing keeps its LIMIT in SQL (a reconcile lists whole buckets page
+    by page: without it each page would read every matching row)."""
+    if marker is not None:
+        query = query.where(base.binary(conn, id_expr) > marker)
+    if prefix:
+        query = query.where(base.binary(
+            conn, sa.func.substr(id_expr, 1, len(prefix))) == prefix)
+    return query
+
+
+def page(conn, query, id_expr, *, ids=None, marker=None, limit=None,
+         prefix=None):
+    """``query`` (rows of a synthetic type whose id SQL computes as
+    ``id_expr``) filtered by marker and prefix, ordered by id and cut at
+    ``limit`` in SQL. With ``ids`` the caller has narrowed the rows to
+    those ids' owners and ``filter_ids`` keeps the exact ones."""
+    query = id_window(conn, query, id_expr, marker=marker, prefix=prefix)
+    query = query.order_by(base.binary(conn, id_expr))
+    if limit is not None and ids is None:
+        query = query.limit(limit)
+    return query
+
+
 def pair_filter(query, first, second, ids):
     """``query`` narrowed to the rows whose ``first:second`` is one of
     ``ids`` (synthetic ids of two parts), or None when no id has two."""
@@ -66,13 +94,7 @@ class IdTable:
         query = sa.select(t).where(self.where(t))
         if ids is not None:
             query = query.where(col.in_(list(ids)))
-        if marker is not None:
-            query = query.where(base.binary(conn, col) > marker)
-        if prefix:
-            # Not LIKE: it ignores case on SQLite and MySQL, and a page cut
-            # by LIMIT before a Python re-check would come back short.
-            query = query.where(base.binary(
-                conn, sa.func.substr(col, 1, len(prefix))) == prefix)
+        query = id_window(conn, query, col, marker=marker, prefix=prefix)
         query = query.order_by(base.binary(conn, col))
         if limit is not None:
             query = query.limit(limit)

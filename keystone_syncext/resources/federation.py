@@ -191,6 +191,8 @@ class FederationProtocol(base.ResourceType):
             idp_part = prefix.split(':', 1)[0]
             query = query.where(t.c.idp_id.startswith(
                 idp_part, autoescape=True))
+        query = common.page(conn, query, t.c.idp_id + ':' + t.c.id, ids=ids,
+                            marker=marker, limit=limit, prefix=prefix)
         items = [{'id': f'{r.idp_id}:{r.id}', 'idp_id': r.idp_id,
                   'protocol_id': r.id, 'mapping_id': r.mapping_id,
                   'remote_id_attribute': r.remote_id_attribute,

@@ -107,18 +107,13 @@ class GroupMembership(base.ResourceType):
             if not pairs:
                 return []
             query = query.where(t.c.user_id.in_({u for u, _ in pairs}))
-        if marker is not None:
-            query = query.where(base.binary(conn, id_expr) > marker)
-        if prefix:
-            query = query.where(id_expr.startswith(prefix, autoescape=True))
-        query = query.order_by(base.binary(conn, id_expr))
-        if limit is not None and ids is None and not prefix:
-            query = query.limit(limit)
+        query = common.page(conn, query, id_expr, ids=ids, marker=marker,
+                            limit=limit, prefix=prefix)
         items = [{'id': f'{r.user_id}:{r.group_id}', 'user_id': r.user_id,
                   'group_id': r.group_id, '_meta': common.meta(r)}
                  for r in conn.execute(query)]
-        # Exact id filter, bytewise order and limit in Python (the SQL
-        # above only narrows them down).
+        # The exact id filter in Python (the SQL above narrows ids down
+        # to their users).
         return common.filter_ids(items, ids=ids, marker=marker, limit=limit,
                                  prefix=prefix)
 

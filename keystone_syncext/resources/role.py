@@ -135,6 +135,9 @@ class ImpliedRole(base.ResourceType):
                                        t.c.implied_role_id, ids)
             if query is None:
                 return []
+        query = common.page(
+            conn, query, t.c.prior_role_id + ':' + t.c.implied_role_id,
+            ids=ids, marker=marker, limit=limit, prefix=prefix)
         items = [{'id': f'{r.prior_role_id}:{r.implied_role_id}',
                   'prior_role_id': r.prior_role_id,
                   'implied_role_id': r.implied_role_id,

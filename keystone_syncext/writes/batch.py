@@ -63,7 +63,7 @@ def apply(body, origin=None, fence=None) -> list[dict]:
         except exception.SyncError as e:
             refused[n] = e
     with transaction.writing(origin) as (session, conn), \
-            notify.catalog_read_once():
+            notify.catalog_read_once(), notify.audits_built_only_if_heard():
         fence_mod.check(conn, fence)
         return _Applier(session, conn, items, refused).run()
 
