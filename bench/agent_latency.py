@@ -23,6 +23,7 @@ bench/run.py.
 import argparse
 import contextlib
 import json
+import shutil
 import statistics
 import tempfile
 import threading
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
         lat = sorted(_latencies(hub, spokes, args.changes, args.rate))
         agent.stop.set()
         thread.join(conf.poll_wait + 10)
+    shutil.rmtree(workdir, ignore_errors=True)
     p50, p90 = statistics.median(lat), lat[int(0.9 * (len(lat) - 1))]
     print(f'agent latency: {args.changes} changes at {args.rate}/s to '
           f'{args.spokes} spokes: p50 {p50:.3f} s, p90 {p90:.3f} s, max '
