@@ -168,12 +168,13 @@ class ShowDigest(_SyncCommand, command.ShowOne):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument('type', metavar='<type>', help='the type')
-        parser.add_argument('--prefix', metavar='<prefix>', default='',
-                            help='the ids starting with it (default: all)')
+        parser.add_argument('--bucket', metavar='<prefix>', default='',
+                            help='the bucket (the ids starting with this '
+                            'prefix; default: all)')
         return parser
 
     def sync_action(self, sync, parsed_args):
-        return _record(sync.digest(parsed_args.type, parsed_args.prefix))
+        return _record(sync.digest(parsed_args.type, parsed_args.bucket))
 
 
 class ListDigestBuckets(_SyncCommand, command.Lister):
@@ -183,12 +184,13 @@ class ListDigestBuckets(_SyncCommand, command.Lister):
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument('type', metavar='<type>', help='the type')
-        parser.add_argument('--prefix', metavar='<prefix>', default='',
-                            help='the digest\'s prefix (default: all)')
+        parser.add_argument('--bucket', metavar='<prefix>', default='',
+                            help='the bucket to list the buckets of '
+                            '(default: the top)')
         return parser
 
     def sync_action(self, sync, parsed_args):
-        digest = sync.digest(parsed_args.type, parsed_args.prefix)
+        digest = sync.digest(parsed_args.type, parsed_args.bucket)
         names = ('prefix', 'count', 'hash')
         return names, [tuple(b[n] for n in names)
                        for b in digest['buckets']]
