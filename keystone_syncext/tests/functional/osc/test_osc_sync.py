@@ -91,7 +91,9 @@ def osc(site, monkeypatch, capsys):
         # Each openstack run is a process of its own: its plugin client
         # (cached on the ClientManager class) and the log handlers it
         # adds must not outlive it.
-        clientmanager.ClientManager.sync._handle = None
+        cache = next(vars(c)['sync'] for c in
+                     clientmanager.ClientManager.__mro__ if 'sync' in vars(c))
+        cache._handle = None
         handlers, level = list(root.handlers), root.level
         try:
             rc = shell.main(['--os-cloud', cloud, 'sync', *argv])
