@@ -28,13 +28,20 @@ class _Session:
         return None
 
 
+# A request whose connection failed (a server that closes connections
+# between requests, as uWSGI with --http-socket) is sent again on a fresh
+# one, as often as the agent does by default ([DEFAULT] connect_retries).
+CONNECT_RETRIES = 2
+
+
 class SyncClient(client.Site):
     """``client.Site`` and the reads only an operator asks for."""
 
     @classmethod
     def for_session(cls, name, session, interface=None, region_name=None):
         """The site ``name`` (what its errors are prefixed with)."""
-        return cls(name, cloud=_Session(session, interface, region_name))
+        return cls(name, cloud=_Session(session, interface, region_name),
+                   connect_retries=CONNECT_RETRIES)
 
     def about(self) -> dict:
         """``GET /v3/sync`` as the site says it (no version chosen)."""
