@@ -4,11 +4,20 @@ without the system reader or admin role its policy asks for) is the
 ordinary ``openstack`` error: the site's message, exit 1."""
 
 
+from cliff import columns
 from osc_lib import exceptions
 from osc_lib.cli import format_columns
 from osc_lib.command import command
 
 from keystone_syncext.agent import client
+
+
+class _Values(columns.FormattableColumn):
+    """A list of plain values (names, version numbers) in the order the
+    site gives them: comma-separated in a table, a list otherwise."""
+
+    def human_readable(self):
+        return ', '.join(str(v) for v in self._value)
 
 
 def _column(value):
@@ -19,7 +28,7 @@ def _column(value):
     if isinstance(value, list) and value and isinstance(value[0], dict):
         return format_columns.ListDictColumn(value)
     if isinstance(value, list):
-        return format_columns.ListColumn(value)
+        return _Values(value)
     return value
 
 
