@@ -8,7 +8,9 @@ the roles, admin project and admin user they share by name. Then it
 creates domains, projects, roles, users, groups and assignments at the hub
 through Keystone's ordinary v3 API, runs ``keystone-sync run --once``, and
 shows, side by side, that every site has the same ids. It changes and
-deletes some at the hub, syncs again, and ends by logging in at each spoke
+deletes some at the hub, syncs again, shows ``keystone-sync status`` and
+``openstack sync status show --os-cloud hub`` (the sites' clouds.yaml is
+in the work directory), and ends by logging in at each spoke
 as a user created at the hub, with the hub's password, into the hub's
 project id.
 
@@ -129,10 +131,11 @@ def show_ids(hub, spokes, made) -> bool:
     return all_same
 
 
-def agent(workdir, *argv) -> int:
-    """The real command line, as an operator runs it."""
-    cmd = [os.path.join(sys.prefix, 'bin', 'keystone-sync'), *argv]
-    print('$ ' + ' '.join(['keystone-sync', *argv]), flush=True)
+def agent(workdir, *argv, program='keystone-sync') -> int:
+    """The real command line (``keystone-sync``, or ``openstack``), as an
+    operator runs it, with the sites' clouds.yaml."""
+    cmd = [os.path.join(sys.prefix, 'bin', program), *argv]
+    print('$ ' + ' '.join([program, *argv]), flush=True)
     env = dict(os.environ,
                OS_CLIENT_CONFIG_FILE=os.path.join(workdir, 'clouds.yaml'))
     return subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL).returncode
@@ -237,8 +240,11 @@ def _show(workdir, hub, spokes) -> int:
     same = show_ids(hub, spokes, made)
     _change_and_delete(workdir, run, hub, spokes, made)
 
-    _heading('keystone-sync status')
-    agent(workdir, 'status', '--state', state)
+    _heading('keystone-sync status, and the hub\'s own: openstack sync')
+    agent(workdir, 'status', '--state', state, '-c', 'spoke', '-c', 'state',
+          '-c', 'lag_changes', '-c', 'pending', '-c', 'last_success_at')
+    agent(workdir, 'sync', 'status', 'show', '--os-cloud', 'hub',
+          program='openstack')
 
     _heading('Logging in at the spokes as the hub\'s user')
     for spoke in spokes:
@@ -262,7 +268,8 @@ def main(argv=None) -> int:
         for site in [hub] + spokes:
             site.stop()
         if args.keep or args.workdir:
-            print(f'Sites left in {workdir}')
+            print(f'Sites left in {workdir} (stopped); their clouds.yaml: '
+                  f'OS_CLIENT_CONFIG_FILE={workdir}/clouds.yaml')
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 

@@ -94,7 +94,7 @@ def test_the_agent_dependency_set_has_no_keystone():
     assert 'keystone' in extras['keystone']
     # What the agent's modules import from outside the standard library
     # must come with its set.
-    for needed in ('openstacksdk', 'keystoneauth1', 'prettytable'):
+    for needed in ('openstacksdk', 'keystoneauth1', 'cliff', 'osc-lib'):
         assert needed in extras['agent'], needed
     for needed in ('oslo.config', 'oslo.log', 'sqlalchemy', 'alembic'):
         assert needed in base, needed

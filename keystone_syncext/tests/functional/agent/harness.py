@@ -123,8 +123,8 @@ class World:
             self.agent('join', '--spoke', spoke.name)
 
     def status(self):
-        out = self.agent('status', '--json').stdout
-        return {s['spoke']: s for s in json.loads(out)['spokes']}
+        out = self.agent('status', '-f', 'json').stdout
+        return {s['spoke']: s for s in json.loads(out)}
 
     # -- judging ------------------------------------------------------
 

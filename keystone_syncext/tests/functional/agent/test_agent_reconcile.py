@@ -10,6 +10,7 @@ the transfer is a small part of a full listing.
 """
 
 import datetime
+import json
 import re
 import sqlite3
 
@@ -112,20 +113,21 @@ def test_reconcile_command_dry_run_changes_nothing(world):
     path = f'/roles/{role["id"]}'
     before = {s.name: w.sync_items(s, 'role') for s in w.spokes}
 
-    proc = w.agent('reconcile', '--dry-run')
+    proc = w.agent('reconcile', '--dry-run', '-f', 'json')
+    rows = {(r['spoke'], r['type']): r for r in json.loads(proc.stdout)}
     for spoke in w.spokes:
         assert f'spoke {spoke.name}: would reconcile (dry run) with hub ' \
-            'hub: 1 upserts, 0 deletes' in proc.stdout, proc.stdout
+            'hub: 1 upserts, 0 deletes' in proc.stderr, proc.stderr
         assert base.ordinary(w, spoke, path)[0] == 404
         assert w.sync_items(spoke, 'role') == before[spoke.name]
-    row = re.search(r'^\| role +\| +(\d+) \| +(\d+) \| +(\d+) \| +(\d+) \|',
-                    proc.stdout, re.M)
-    assert row and row.group(2) == '1' and row.group(4) == '1', proc.stdout
+        role = rows[spoke.name, 'role']
+        assert (role['missing'], role['upserts']) == (1, 1), role
+        assert rows[spoke.name, 'total']['upserts'] == 1
 
     proc = w.agent('reconcile')
     for spoke in w.spokes:
         assert f'spoke {spoke.name}: reconciled with hub hub: 1 upserts, ' \
-            '0 deletes' in proc.stdout, proc.stdout
+            '0 deletes' in proc.stderr, proc.stderr
         assert base.ordinary(w, spoke, path)[0] == 200
     w.assert_converged(('role',))
     # What the command wrote is placed: a later delete at the hub found

@@ -379,17 +379,19 @@ def test_join_leaves_a_privileged_spoke_account_alone(world, new_spoke):
         'name': 'ops', 'domain_id': 'default',
         'password': hub_password}}).json()['user']['id']
 
-    plan = world.agent('join', '--spoke', 'spoke3', '--dry-run').stdout
-    line = next(ln for ln in plan.splitlines() if f'| {ops} ' in ln)
-    assert '(left alone)' in line and 'system admin' in line, plan
-    assert 'left alone' in plan
+    plan = json.loads(world.agent('join', '--spoke', 'spoke3', '--dry-run',
+                                  '-f', 'json').stdout)
+    [row] = [r for r in plan if r['spoke_id'] == ops]
+    assert row['outcome'] == 'left alone' and row['hub_id'] is None, plan
+    assert 'system admin' in row['note'], plan
     # The bootstrap admin is system admin at both: it still joins.
-    admin_line = next(ln for ln in plan.splitlines()
-                      if '| admin ' in ln and '| user ' in ln)
-    assert 'the hub account holds as much' in admin_line, plan
+    [admin_row] = [r for r in plan
+                   if r['type'] == 'user' and r['name'] == 'admin']
+    assert admin_row['outcome'] == 'would re-key', plan
+    assert 'the hub account holds as much' in admin_row['note'], plan
     # The agent's own account is never merged (the hub has none named so
     # here, so it is simply not in the plan).
-    assert 'keystone-sync' not in plan
+    assert 'keystone-sync' not in {r['name'] for r in plan}
 
     world.agent('join', '--spoke', 'spoke3')
     # The admin was re-keyed: a new session (by name) sees the result.

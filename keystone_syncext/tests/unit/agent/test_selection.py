@@ -4,7 +4,7 @@ alone because of them (judged on representations, without any site)."""
 from oslo_config import cfg
 import pytest
 
-from keystone_syncext.agent import cli
+from keystone_syncext.agent import cli_base
 from keystone_syncext.agent import join
 from keystone_syncext.agent import opts
 from keystone_syncext.agent import selection as sel
@@ -338,7 +338,7 @@ def test_spoke_groups_replace_the_global_rules(tmp_path):
 def test_a_malformed_rule_stops_the_agent_naming_spoke_and_rule(tmp_path):
     conf = _conf(tmp_path, '[selection]\nexclude = domain:x, type:usr\n')
     with pytest.raises(SystemExit) as e:
-        cli._selections(conf, ['edge1'])
+        cli_base.selections(conf, ['edge1'])
     assert 'spoke edge1' in str(e.value) and "'type:usr'" in str(e.value)
 
 

@@ -1,0 +1,205 @@
+"""``openstack sync ...``: the ``/v3/sync`` API of the site OSC is
+pointed at (``--os-cloud``), read-only. What the site refuses (a caller
+without the system reader or admin role its policy asks for) is the
+ordinary ``openstack`` error: the site's message, exit 1."""
+
+
+from cliff import columns
+from osc_lib import exceptions
+from osc_lib.cli import format_columns
+from osc_lib.command import command
+
+from keystone_syncext.agent import client
+
+
+class _Values(columns.FormattableColumn):
+    """A list of plain values (names, version numbers) in the order the
+    site gives them: comma-separated in a table, a list otherwise."""
+
+    def human_readable(self):
+        return ', '.join(str(v) for v in self._value)
+
+
+def _column(value):
+    """A value as a column: lists and mappings formatted in a table,
+    whole in json and yaml."""
+    if isinstance(value, dict):
+        return format_columns.DictColumn(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict):
+        return format_columns.ListDictColumn(value)
+    if isinstance(value, list):
+        return _Values(value)
+    return value
+
+
+def _record(body: dict):
+    names = tuple(sorted(body))
+    return names, tuple(_column(body[n]) for n in names)
+
+
+class _SyncCommand:
+    """What every sync command shares: the site's client, and its errors
+    (``client.SiteError``) raised as OSC's ``CommandError``."""
+
+    def take_action(self, parsed_args):
+        try:
+            return self.sync_action(self.app.client_manager.sync,
+                                    parsed_args)
+        except client.SiteError as e:
+            raise exceptions.CommandError(str(e)) from None
+
+    def say(self, text):
+        self.app.stderr.write(text + '\n')
+
+
+class ShowCapabilities(_SyncCommand, command.ShowOne):
+    _description = ('The site\'s sync capabilities: protocol versions, '
+                    'site id, types, retention, cursors, limits')
+
+    def sync_action(self, sync, parsed_args):
+        return _record(sync.about())
+
+
+class ShowStatus(_SyncCommand, command.ShowOne):
+    _description = ('The site\'s change capture health (system reader): '
+                    'whether capture is complete, what is missing, the '
+                    'feed\'s cursors')
+
+    def sync_action(self, sync, parsed_args):
+        return _record(sync.status())
+
+
+CHANGE_COLUMNS = ('cursor', 'type', 'id', 'op', 'changed_at', 'origin',
+                  'hash')
+
+
+class ListChanges(_SyncCommand, command.Lister):
+    _description = ('The site\'s change feed, in feed order (system '
+                    'admin); the cursor to continue from is said on '
+                    'stderr')
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('--since', metavar='<cursor>',
+                            help='after this cursor (default: the '
+                            'beginning of the kept history)')
+        parser.add_argument('--type', metavar='<type>', action='append',
+                            dest='types', help='only changes of this '
+                            'type (repeatable)')
+        parser.add_argument('--limit', metavar='<n>', type=int,
+                            default=100, help='at most N changes '
+                            '(default 100; the site caps it)')
+        parser.add_argument('--long', action='store_true',
+                            help='with each resource\'s representation')
+        return parser
+
+    def sync_action(self, sync, parsed_args):
+        if parsed_args.limit < 1:
+            raise exceptions.CommandError('--limit must be at least 1')
+        page = sync.changes(since=parsed_args.since, limit=parsed_args.limit,
+                            types=parsed_args.types)
+        self.say(f'next cursor: {page["next"]}'
+                 + (' (more changes follow)' if page.get('more') else ''))
+        names = CHANGE_COLUMNS + (('resource',) if parsed_args.long else ())
+        return names, [tuple(_column(c.get(n)) for n in names)
+                       for c in page['changes']]
+
+
+RESOURCE_COLUMNS = ('id', 'hash', 'created_at', 'updated_at')
+
+
+class ListResources(_SyncCommand, command.Lister):
+    _description = ('One page of the resources of a type, ordered by id, '
+                    'with their content hashes (system admin)')
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('type', metavar='<type>',
+                            help='a type the site syncs (openstack sync '
+                            'capabilities show -c resource_types)')
+        parser.add_argument('--marker', metavar='<id>',
+                            help='after this id')
+        parser.add_argument('--prefix', metavar='<prefix>',
+                            help='only ids starting with it')
+        parser.add_argument('--limit', metavar='<n>', type=int,
+                            default=1000, help='at most N (default and '
+                            'cap: the site\'s max_page_size)')
+        parser.add_argument('--long', action='store_true',
+                            help='with each representation (secret '
+                            'hashes as the API gives them to system '
+                            'admins)')
+        return parser
+
+    def sync_action(self, sync, parsed_args):
+        if parsed_args.limit < 1:
+            raise exceptions.CommandError('--limit must be at least 1')
+        if parsed_args.prefix:
+            page = sync.listing_prefix(parsed_args.type, parsed_args.prefix,
+                                       parsed_args.marker, parsed_args.limit)
+        else:
+            page = sync.listing(parsed_args.type, parsed_args.marker,
+                                parsed_args.limit)
+        if page.get('next_marker'):
+            self.say(f'more after: --marker {page["next_marker"]}')
+        names = RESOURCE_COLUMNS + (('resource',) if parsed_args.long
+                                    else ())
+        return names, [tuple(_column(i.get(n)) for n in names)
+                       for i in page['items']]
+
+
+class ShowResource(_SyncCommand, command.ShowOne):
+    _description = ('One resource as the site serves it to the agent: its '
+                    'representation and content hash (system admin; '
+                    'secret hashes as the API gives them)')
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('type', metavar='<type>', help='its type')
+        parser.add_argument('id', metavar='<id>', help='its id')
+        return parser
+
+    def sync_action(self, sync, parsed_args):
+        item = sync.envelope(parsed_args.type, parsed_args.id)
+        if item is None:
+            raise exceptions.CommandError(
+                f'no {parsed_args.type} {parsed_args.id} at the site')
+        body = {k: v for k, v in item.items() if k != 'resource'}
+        body.update((k, v) for k, v in item['resource'].items()
+                    if k not in body)
+        return _record(body)
+
+
+class ShowDigest(_SyncCommand, command.ShowOne):
+    _description = ('The digest of a type\'s ids starting with a prefix: '
+                    'count, hash, a bucket per next character, the ids '
+                    'and hashes once 64 or fewer (system admin)')
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('type', metavar='<type>', help='the type')
+        parser.add_argument('--bucket', metavar='<prefix>', default='',
+                            help='the bucket (the ids starting with this '
+                            'prefix; default: all)')
+        return parser
+
+    def sync_action(self, sync, parsed_args):
+        return _record(sync.digest(parsed_args.type, parsed_args.bucket))
+
+
+class ListDigestBuckets(_SyncCommand, command.Lister):
+    _description = ('The buckets of a digest, one per next character of '
+                    'the ids: prefix, count, hash (system admin)')
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        parser.add_argument('type', metavar='<type>', help='the type')
+        parser.add_argument('--bucket', metavar='<prefix>', default='',
+                            help='the bucket to list the buckets of '
+                            '(default: the top)')
+        return parser
+
+    def sync_action(self, sync, parsed_args):
+        digest = sync.digest(parsed_args.type, parsed_args.bucket)
+        names = ('prefix', 'count', 'hash')
+        return names, [tuple(b[n] for n in names)
+                       for b in digest['buckets']]
