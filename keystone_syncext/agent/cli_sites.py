@@ -53,11 +53,11 @@ class Run(command.Command):
             agent.stop.set()
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
-        agent.service.on_sighup(_rules_reader(conf, spoke_names))
+        agent.service.on_sighup(rules_reader(conf, spoke_names))
         return agent.run()
 
 
-def _rules_reader(conf, spoke_names):
+def rules_reader(conf, spoke_names):
     """What SIGHUP calls: the config files read again (the mutable
     options: the selection and conflict rules), then the rules built as
     at the start."""

@@ -14,7 +14,8 @@ import time
 from oslo_config import cfg
 import pytest
 
-from keystone_syncext.agent import cli
+from keystone_syncext.agent import cli_base
+from keystone_syncext.agent import cli_sites
 from keystone_syncext.agent import opts
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
@@ -78,12 +79,12 @@ def test_sighup_takes_the_new_rules(world, tmp_path, caplog):
     path.write_text('[selection]\nexclude = domain:lab\n')
     conf = _conf(path)
     agent = agentparts.agent_of(world, once=False)
-    agent.selections = cli._selections(conf, ['spoke1'])
+    agent.selections = cli_base.selections(conf, ['spoke1'])
     path.write_text('[selection]\nexclude = domain:lab, name:user:svc-*\n'
                     '[spoke:spoke1]\nauthoritative = domain:emea\n'
                     '[DEFAULT]\npoll_wait = 99\n')
     caplog.set_level('INFO')
-    assert agent.service.reload(cli._rules_reader(conf, ['spoke1']))
+    assert agent.service.reload(cli_sites.rules_reader(conf, ['spoke1']))
     assert [r.text for r in agent.selections['spoke1'].exclude] == \
         ['domain:lab', 'name:user:svc-*']
     assert agent.resolver.rules == {'spoke1': ['domain:emea']}
@@ -99,9 +100,9 @@ def test_sighup_keeps_the_rules_when_the_new_ones_are_wrong(
     path.write_text('[selection]\nexclude = domain:lab\n')
     conf = _conf(path)
     agent = agentparts.agent_of(world, once=False)
-    agent.selections = before = cli._selections(conf, ['spoke1'])
+    agent.selections = before = cli_base.selections(conf, ['spoke1'])
     path.write_text('[selection]\nexclude = planet:mars\n')
-    assert not agent.service.reload(cli._rules_reader(conf, ['spoke1']))
+    assert not agent.service.reload(cli_sites.rules_reader(conf, ['spoke1']))
     assert agent.selections is before
     assert 'the rules in force are kept' in caplog.text
     assert 'planet:mars' in caplog.text
