@@ -182,9 +182,7 @@ class Site:
             region_name=cloud.get_region_name('identity'),
             endpoint_override=cloud.get_endpoint('identity'),
             version=(3, 0), connect_retries=connect_retries)
-        self.site_id = None
-        self.protocol_version = None
-        self.keystone_version = None
+        self.site_id = self.protocol_version = self.keystone_version = None
         # Nodes one POST /sync/digests may carry; None at a site that
         # predates the route (or before its capabilities were read).
         self.max_digests = None
