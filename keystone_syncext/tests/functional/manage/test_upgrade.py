@@ -173,6 +173,10 @@ def test_upgrade_keeps_the_feed_and_the_sync(world):
                                          conftest.CURRENT)
 
 
+@pytest.mark.skipif(
+    os.environ.get('KSSYNC_SPAN') != '1',
+    reason='the skip-level upgrade runs in tox -e span (a 27.1 world of '
+           'its own costs CI about 4 minutes; doc/testing.md)')
 @pytest.mark.first_backend
 def test_skip_level_upgrade_with_the_agent_running(oldest_world):
     """27.1 -> 29.1 in one step, ``keystone-sync run`` going on."""
