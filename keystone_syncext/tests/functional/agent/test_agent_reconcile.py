@@ -120,8 +120,8 @@ def test_reconcile_command_dry_run_changes_nothing(world):
             'hub: 1 upserts, 0 deletes' in proc.stderr, proc.stderr
         assert base.ordinary(w, spoke, path)[0] == 404
         assert w.sync_items(spoke, 'role') == before[spoke.name]
-        role = rows[spoke.name, 'role']
-        assert (role['missing'], role['upserts']) == (1, 1), role
+        got = rows[spoke.name, 'role']
+        assert (got['missing'], got['upserts']) == (1, 1), got
         assert rows[spoke.name, 'total']['upserts'] == 1
 
     proc = w.agent('reconcile')
