@@ -6,6 +6,7 @@ loads keystone_syncext is exactly what capture must cover. Prints one JSON
 object: the IDs it made, so the test can judge the change log.
 """
 
+import datetime
 import json
 import sys
 import uuid
@@ -13,6 +14,7 @@ import uuid
 from keystone.common import provider_api
 from keystone.common import sql
 import keystone.conf
+from keystone.models import revoke_model
 from keystone.server import backends
 
 CONF = keystone.conf.CONF
@@ -85,6 +87,17 @@ def run():
     out['identity_provider'] = idp_id
     out['mapping'] = map_id
     out['federation_protocol'] = f'{idp_id}:saml2'
+
+    # A revocation event revoked long ago: Keystone's revoke() records it
+    # and its purge of expired events removes it in the same call. Its id
+    # is its columns (keystone_syncext/common/revocation.py, not imported:
+    # this process never loads keystone_syncext): the two times, an empty
+    # expires_at, seven empty ids, the audit id, an empty audit chain.
+    audit, old = _id()[:22], datetime.datetime(2000, 1, 1)
+    PROVIDERS.revoke_api.revoke(revoke_model.RevokeEvent(
+        audit_id=audit, issued_before=old, revoked_at=old))
+    out['revocation_event'] = ':'.join(
+        ['20000101000000', '20000101000000', ''] + [''] * 7 + [audit, ''])
 
     # And delete them all again, leaves first.
     PROVIDERS.application_credential_api.delete_application_credential(
