@@ -113,6 +113,7 @@ def test_a_member_killed_during_a_burst(world, tmp_path, sqlite_dir):
         names = {f'spoke:{s.name}' for s in world.spokes} | {'feed'}
         _wait(lambda: names <= set(_claims(engine)), 120,
               'the members never held every spoke and the feed')
+        assert all(p.poll() is None for p in procs)  # both members up
         first = _roles(world, 30)
         gone = first[:10]
         _roles(world, 0, delete=gone)
