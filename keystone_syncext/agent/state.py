@@ -87,7 +87,10 @@ class State(state_conflicts.ConflictRecords):
 
     def migrate(self, revision: str = 'head') -> None:
         with self.engine.begin() as conn:
-            alembic_command.upgrade(state_tables.config(conn), revision)
+            # Members of an HA agent starting together: one migrates, the
+            # others wait for it, then find the schema at head.
+            with state_tables.migration_lock(conn):
+                alembic_command.upgrade(state_tables.config(conn), revision)
 
     def downgrade(self, revision: str = 'base') -> None:
         with self.engine.begin() as conn:

@@ -6,6 +6,7 @@ migrations under ``keystone_syncext/agent/migrations`` make them;
 (SQLite made owner-only, in WAL mode).
 """
 
+import contextlib
 import datetime
 import os
 
@@ -203,6 +204,26 @@ def config(conn) -> alembic_config.Config:
         os.path.dirname(os.path.abspath(__file__)), 'migrations'))
     cfg.attributes['connection'] = conn
     return cfg
+
+
+@contextlib.contextmanager
+def migration_lock(conn):
+    """Serialise migrations of one shared state database (MariaDB: a
+    named lock, released after; PostgreSQL: an advisory lock held until
+    the transaction ends; SQLite: one writer at a time anyway)."""
+    name = conn.dialect.name
+    if name in ('mysql', 'mariadb'):
+        conn.execute(sa.text("SELECT GET_LOCK('keystone_sync_migrate', 300)"))
+        try:
+            yield
+        finally:
+            conn.execute(sa.text(
+                "SELECT RELEASE_LOCK('keystone_sync_migrate')"))
+        return
+    if name == 'postgresql':
+        conn.execute(sa.text(
+            "SELECT pg_advisory_xact_lock(hashtext('keystone_sync_migrate'))"))
+    yield
 
 
 def engine(url: str) -> sa.engine.Engine:

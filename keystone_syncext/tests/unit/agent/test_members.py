@@ -110,3 +110,31 @@ def test_spokes_shared_and_taken_over(st):
         for m in (a, b):
             m.ctx.stop.set()
             m.stop()
+
+
+def test_members_starting_together_migrate_once(backend):
+    if backend.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    name = conftest.unique_name('agent_members')
+    url = backend.create(name)
+    states = [state_mod.State(url) for _ in range(3)]
+    errors = []
+
+    def migrate(st):
+        try:
+            st.migrate()
+        except Exception as e:  # noqa: BLE001 - judged below
+            errors.append(e)
+    threads = [threading.Thread(target=migrate, args=(st,))
+               for st in states]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert states[0].claims is None and states[0].hub() is None
+    finally:
+        for st in states:
+            st.engine.dispose()
+        backend.drop(name)
