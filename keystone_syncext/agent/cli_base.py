@@ -34,6 +34,14 @@ def spoke_names(conf, args) -> list[str]:
     return list(names)
 
 
+def site_names(conf, args) -> tuple[str, list[str]]:
+    """The hub's and the spokes' cloud names, checked."""
+    hub, spokes = hub_name(conf, args), spoke_names(conf, args)
+    if hub in spokes:
+        raise SystemExit(f'keystone-sync: {hub} is both hub and spoke')
+    return hub, spokes
+
+
 def open_state(conf, args) -> state_mod.State:
     url = args.cli_state or conf.state
     if url.startswith('sqlite:///~'):

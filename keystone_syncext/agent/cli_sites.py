@@ -34,11 +34,7 @@ class Run(command.Command):
 
     def take_action(self, parsed_args):
         conf = self.app.conf
-        hub_name = cli_base.hub_name(conf, parsed_args)
-        spoke_names = cli_base.spoke_names(conf, parsed_args)
-        if hub_name in spoke_names:
-            raise SystemExit(f'keystone-sync: {hub_name} is both hub and '
-                             'spoke')
+        hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         selections = cli_base.selections(conf, spoke_names)
         agent = runner.Agent(
             conf, cli_base.hub_site(conf, hub_name, spoke_names),
@@ -77,19 +73,35 @@ def _moved(entry) -> str:
                      sorted(entry['references'].items())) or 'none'
 
 
-class Join(lister.Lister):
-    """Re-key a spoke bootstrapped on its own to the hub's ids (roles,
-    admin project and user...) before its first run; lists the plan and
-    what became of each entry."""
+class _SiteReport(lister.Lister):
+    """A report made by talking to the sites (``join``, ``reconcile``):
+    the state and site options, ``--dry-run``, and an exit code of 1
+    when an entry failed, whatever the output format."""
 
     exit_code = 0
+    dry_run_help = 'change nothing'
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         cli_base.add_state(parser)
         cli_base.add_sites(parser)
         parser.add_argument('--dry-run', action='store_true',
-                            help='show the plan and change nothing')
+                            help=self.dry_run_help)
+        return parser
+
+    def run(self, parsed_args):
+        return super().run(parsed_args) or self.exit_code
+
+
+class Join(_SiteReport):
+    """Re-key a spoke bootstrapped on its own to the hub's ids (roles,
+    admin project and user...) before its first run; lists the plan and
+    what became of each entry."""
+
+    dry_run_help = 'show the plan and change nothing'
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
         parser.add_argument('--exclude', action='append',
                             metavar='TYPE:NAME',
                             help='leave matching resources alone (globs, '
@@ -103,17 +115,13 @@ class Join(lister.Lister):
                             'account)')
         return parser
 
-    def run(self, parsed_args):
-        return super().run(parsed_args) or self.exit_code
-
     def _say(self, text):
         self.app.stderr.write(text + '\n')
         self.app.stderr.flush()
 
     def take_action(self, parsed_args):
         conf = self.app.conf
-        hub_name = cli_base.hub_name(conf, parsed_args)
-        spoke_names = cli_base.spoke_names(conf, parsed_args)
+        hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         if len(spoke_names) != 1:
             raise SystemExit('keystone-sync join: one --spoke at a time')
         selection = cli_base.selections(conf, spoke_names)[spoke_names[0]]
@@ -178,31 +186,16 @@ REPORT_FIELDS = ('compared', 'missing', 'differ', 'upserts', 'deletes',
                  'kept_local', 'refused', 'bytes')
 
 
-class Reconcile(lister.Lister):
+class Reconcile(_SiteReport):
     """Compare the hub's and each spoke's digests and repair what differs
     (deletes only what the agent put there); one row per spoke and type,
     and a total per spoke."""
 
-    exit_code = 0
-
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        cli_base.add_state(parser)
-        cli_base.add_sites(parser)
-        parser.add_argument('--dry-run', action='store_true',
-                            help='show what differs and change nothing')
-        return parser
-
-    def run(self, parsed_args):
-        return super().run(parsed_args) or self.exit_code
+    dry_run_help = 'show what differs and change nothing'
 
     def take_action(self, parsed_args):
         conf = self.app.conf
-        hub_name = cli_base.hub_name(conf, parsed_args)
-        spoke_names = cli_base.spoke_names(conf, parsed_args)
-        if hub_name in spoke_names:
-            raise SystemExit(f'keystone-sync: {hub_name} is both hub and '
-                             'spoke')
+        hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         st = cli_base.open_state(conf, parsed_args)
         st.migrate()
         hub = cli_base.hub_site(conf, hub_name, spoke_names)

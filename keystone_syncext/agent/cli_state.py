@@ -80,15 +80,19 @@ def _report(app, args) -> dict:
     return st.report()
 
 
-class Status(lister.Lister):
-    """Each spoke's state, lag, pending items, conflicts and errors, from
-    the state database."""
+class _StateReport:
+    """A report read from the state database, with ``--json``."""
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         cli_base.add_state(parser)
         cli_base.add_json_alias(parser)
         return parser
+
+
+class Status(_StateReport, lister.Lister):
+    """Each spoke's state, lag, pending items, conflicts and errors, from
+    the state database."""
 
     def take_action(self, parsed_args):
         report = _report(self.app, parsed_args)
@@ -100,14 +104,8 @@ class Status(lister.Lister):
         return names, [tuple(r[n] for n in names) for r in rows]
 
 
-class HubStatus(show.ShowOne):
+class HubStatus(_StateReport, show.ShowOne):
     """The hub the agent follows: its feed position and last error."""
-
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        cli_base.add_state(parser)
-        cli_base.add_json_alias(parser)
-        return parser
 
     def take_action(self, parsed_args):
         hub = _report(self.app, parsed_args)['hub']

@@ -169,34 +169,36 @@ class ShowResource(_SyncCommand, command.ShowOne):
         return _record(body)
 
 
-class ShowDigest(_SyncCommand, command.ShowOne):
-    _description = ('The digest of a type\'s ids starting with a prefix: '
-                    'count, hash, a bucket per next character, the ids '
-                    'and hashes once 64 or fewer (system admin)')
+class _DigestCommand(_SyncCommand):
+    """A command about one type's digest: the type, ``--bucket``."""
+
+    bucket_help = ''
 
     def get_parser(self, prog_name):
         parser = super().get_parser(prog_name)
         parser.add_argument('type', metavar='<type>', help='the type')
         parser.add_argument('--bucket', metavar='<prefix>', default='',
-                            help='the bucket (the ids starting with this '
-                            'prefix; default: all)')
+                            help=self.bucket_help)
         return parser
+
+
+class ShowDigest(_DigestCommand, command.ShowOne):
+    _description = ('The digest of a type\'s ids starting with a prefix: '
+                    'count, hash, a bucket per next character, the ids '
+                    'and hashes once 64 or fewer (system admin)')
+
+    bucket_help = 'the bucket (the ids starting with this prefix; ' \
+        'default: all)'
 
     def sync_action(self, sync, parsed_args):
         return _record(sync.digest(parsed_args.type, parsed_args.bucket))
 
 
-class ListDigestBuckets(_SyncCommand, command.Lister):
+class ListDigestBuckets(_DigestCommand, command.Lister):
     _description = ('The buckets of a digest, one per next character of '
                     'the ids: prefix, count, hash (system admin)')
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument('type', metavar='<type>', help='the type')
-        parser.add_argument('--bucket', metavar='<prefix>', default='',
-                            help='the bucket to list the buckets of '
-                            '(default: the top)')
-        return parser
+    bucket_help = 'the bucket to list the buckets of (default: the top)'
 
     def sync_action(self, sync, parsed_args):
         digest = sync.digest(parsed_args.type, parsed_args.bucket)

@@ -4,11 +4,8 @@ connection after its answer, and the token request after a 401 (a re-key
 that revoked the agent's token, during ``join``) went out on such a
 closed connection and ended the command."""
 
-import http.server
-import json
 import socket
 import struct
-import threading
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import session as ks_session
@@ -16,6 +13,7 @@ from keystoneauth1.identity import v3
 import pytest
 
 from keystone_syncext.agent import client
+from keystone_syncext.tests.unit.agent import stubhttp
 
 TOKEN_BODY = {'token': {
     'methods': ['password'], 'expires_at': '2099-01-01T00:00:00.000000Z',
@@ -33,7 +31,7 @@ def site():
     token requests that reached it."""
     calls = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(stubhttp.JsonHandler):
         protocol_version = 'HTTP/1.1'
 
         def do_POST(self):
@@ -46,24 +44,11 @@ def site():
                     struct.pack('ii', 1, 0))
                 self.close_connection = True
                 return
-            body = json.dumps(TOKEN_BODY).encode()
-            self.send_response(201)
-            self.send_header('X-Subject-Token', 'a-token')
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(201, TOKEN_BODY,
+                       headers=[('X-Subject-Token', 'a-token')])
 
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield f'http://127.0.0.1:{httpd.server_address[1]}/v3', calls
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    with stubhttp.serving(Handler) as url:
+        yield url, calls
 
 
 def _session(url):

@@ -3,9 +3,7 @@
 the pass's helper threads; a new pass, a new id; outside a pass, none.
 Every request names keystone-sync and its version in its User-Agent."""
 
-import http.server
 import importlib.metadata
-import json
 import threading
 
 from openstack import config as os_config
@@ -14,6 +12,7 @@ import pytest
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import passes
+from keystone_syncext.tests.unit.agent import stubhttp
 
 
 @pytest.fixture
@@ -22,30 +21,18 @@ def site():
     keeps each request's headers in ``site.seen``."""
     seen = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(stubhttp.JsonHandler):
         def do_GET(self):
             seen.append({k.lower(): v for k, v in self.headers.items()})
-            body = json.dumps({}).encode()
-            self.send_response(200)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, {})
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f'http://127.0.0.1:{server.server_address[1]}/v3'
-    cloud = os_config.OpenStackConfig(load_yaml_config=False).get_one(
-        auth_type='none', auth={'endpoint': url},
-        identity_endpoint_override=url)
-    s = client.Site('stub', cloud=cloud, timeout=5)
-    s.seen = seen
-    yield s
-    server.shutdown()
-    server.server_close()
+    with stubhttp.serving(Handler) as url:
+        cloud = os_config.OpenStackConfig(load_yaml_config=False).get_one(
+            auth_type='none', auth={'endpoint': url},
+            identity_endpoint_override=url)
+        s = client.Site('stub', cloud=cloud, timeout=5)
+        s.seen = seen
+        yield s
 
 
 def _ids(site):
