@@ -13,6 +13,7 @@ from oslo_log import log
 from keystone_syncext.agent import cli_base
 from keystone_syncext.agent import client
 from keystone_syncext.agent import join as join_mod
+from keystone_syncext.agent import passes
 from keystone_syncext.agent import reconcile as reconcile_mod
 from keystone_syncext.agent import runner
 
@@ -90,7 +91,10 @@ class _SiteReport(lister.Lister):
         return parser
 
     def run(self, parsed_args):
-        return super().run(parsed_args) or self.exit_code
+        # One pass (doc/agent.md, "Request ids"): every request of the
+        # command carries one X-OpenStack-Request-ID.
+        with passes.one_pass():
+            return super().run(parsed_args) or self.exit_code
 
 
 class Join(_SiteReport):

@@ -10,6 +10,8 @@ from openstack import config as os_config
 from oslo_context import context as oslo_context
 import pytest
 
+from keystone_syncext.agent import cli
+from keystone_syncext.agent import cli_sites
 from keystone_syncext.agent import client
 from keystone_syncext.agent import passes
 from keystone_syncext.tests.unit.agent import stubhttp
@@ -71,3 +73,19 @@ def test_the_user_agent_names_keystone_sync_and_its_version(site):
     version = importlib.metadata.version('keystone-syncext')
     assert site.seen[0]['user-agent'].startswith(
         f'keystone-sync/{version} ')
+
+
+def test_join_and_reconcile_are_one_pass_each(monkeypatch, tmp_path):
+    """Each command's requests carry one id, a new one per command."""
+    ids = []
+
+    def take_action(self, parsed_args):
+        ids.append(passes.pass_id())
+        return ('spoke',), []
+    for command in (cli_sites.Join, cli_sites.Reconcile):
+        monkeypatch.setattr(command, 'take_action', take_action)
+    for name in ('join', 'reconcile'):
+        assert cli.main(['--log-file', str(tmp_path / 'agent.log'), name,
+                         '--state', f'sqlite:///{tmp_path}/state.db']) == 0
+    assert len(ids) == 2 and all(ids) and ids[0] != ids[1], ids
+    assert passes.pass_id() is None
