@@ -7,10 +7,8 @@ election names the member that reads the hub's feed, and the claims in
 the state database fence every write.
 """
 
+import importlib
 import logging
-
-import tooz
-from tooz import coordination as tooz_coordination
 
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
@@ -45,6 +43,7 @@ class Member(coordination.Solo):
                 f'this state database: {coordination.describe(holder)}; '
                 f'stop it, or configure [coordination] there too')
         self.ctx.state.claims = self.claims
+        tooz_coordination = _tooz_coordination()
         self.coord = tooz_coordination.get_coordinator(
             self.url, self.ctx.member_id.encode())
         self.coord.start(start_heart=True)
@@ -71,7 +70,7 @@ class Member(coordination.Solo):
                 LOG.warning('rejoining the group %s', self.group_id)
                 self.coord.join_group(self.group_id,
                                       {'weight': 1}).get()
-        except tooz.ToozError as e:
+        except _tooz_coordination().ToozError as e:
             self._cut_off(e)
             return
         self.healthy = True
@@ -145,8 +144,16 @@ class Member(coordination.Solo):
             try:
                 self.coord.leave_partitioned_group(self.partitioner)
                 self.coord.stop()
-            except tooz.ToozError as e:
+            except _tooz_coordination().ToozError as e:
                 LOG.warning('leaving the group: %s', e)
+
+
+def _tooz_coordination():
+    """tooz's coordination module, imported only where a member is made:
+    tooz imports futurist, which imports eventlet where it is installed
+    (beside Keystone) and warns about it, at every start of every agent
+    otherwise."""
+    return importlib.import_module('tooz.coordination')
 
 
 def start(ctx: context_mod.Context) -> coordination.Solo:
