@@ -54,6 +54,8 @@ def status_row(row: dict) -> dict:
         'spoke': row.get('spoke'),
         'site_id': row.get('site_id'),
         'state': row.get('state'),
+        # The agent (member) whose claim on the spoke is live.
+        'owner': row.get('owner'),
         'lag_changes': row.get('lag_changes'),
         # State.report() computes it, for the metrics too.
         'lag_seconds': row.get('lag_seconds', 0.0),

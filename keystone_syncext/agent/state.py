@@ -48,6 +48,7 @@ import sqlalchemy as sa
 
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import state_conflicts
+from keystone_syncext.agent import state_report
 from keystone_syncext.agent import state_tables
 
 # The tables and helpers, by the names the rest of the agent uses.
@@ -63,7 +64,7 @@ up_key, now, parse_time = (state_tables.up_key, state_tables.now,
                            state_tables.parse_time)
 
 
-class State(state_conflicts.ConflictRecords):
+class State(state_conflicts.ConflictRecords, state_report.StatusReport):
     """The state database at ``url``; conflict records older than
     ``conflict_retention_days`` (None: kept) go with :meth:`prune`."""
 
@@ -420,78 +421,3 @@ class State(state_conflicts.ConflictRecords):
                 return 0
             return conn.execute(outbox.delete()
                                 .where(outbox.c.seq <= low)).rowcount
-
-    # -- for ``keystone-sync status`` ----------------------------------
-
-    def report(self) -> dict:
-        """The hub and, per spoke, what ``keystone-sync status`` and the
-        metrics show: ``lag_seconds`` is the age of the oldest change (or
-        pending item) the spoke has not applied, 0 when it has none."""
-        when = now()
-        with self.engine.connect() as conn:
-            hub_row = conn.execute(sa.select(hub)).one_or_none()
-            rows = conn.execute(sa.select(spoke).order_by(spoke.c.name)) \
-                .all()
-            out = []
-            for r in rows:
-                behind = (sa.select(sa.func.count(), sa.func.min(
-                    outbox.c.changed_at)).where(outbox.c.seq > r.applied_seq))
-                if r.site_id:
-                    behind = behind.where(sa.or_(
-                        outbox.c.origin.is_(None),
-                        outbox.c.origin != r.site_id))
-                count, oldest = conn.execute(behind).one()
-                mine = pending.c.spoke.in_([r.name, up_key(r.name)])
-                npending, first = conn.execute(
-                    sa.select(sa.func.count(), sa.func.min(pending.c.since))
-                    .where(mine)).one()
-                reason = conn.execute(
-                    sa.select(pending.c.last_error).where(mine)
-                    .order_by(pending.c.since, pending.c.seq).limit(1)
-                ).scalar()
-                nconflicts = conn.execute(
-                    sa.select(sa.func.count()).where(
-                        conflict.c.spoke == r.name)).scalar()
-                out.append({'spoke': r.name, 'site_id': r.site_id,
-                            'state': r.state, 'lag_changes': count,
-                            'oldest_unapplied': oldest,
-                            'pending': npending, 'pending_since': first,
-                            'pending_reason': reason,
-                            'conflicts': nconflicts,
-                            'last_success_at': r.last_success_at,
-                            'last_reconcile_at': r.last_reconcile_at,
-                            'last_error': r.last_error,
-                            'last_error_at': r.last_error_at,
-                            'failures': r.failures,
-                            'last_audit_at': r.last_audit_at,
-                            'audit_found': r.audit_found,
-                            'audit_repaired': r.audit_repaired,
-                            'lag_seconds': _lag_seconds(
-                                when, count, npending, oldest, first)})
-        return {'hub': dict(hub_row._mapping) if hub_row else None,
-                'spokes': out}
-
-    def pending_errors(self, name: str) -> list[str]:
-        """The reasons of spoke ``name``'s refused items, oldest first."""
-        with self.engine.connect() as conn:
-            return list(conn.execute(
-                sa.select(pending.c.last_error)
-                .where(pending.c.spoke == name)
-                .order_by(pending.c.since, pending.c.seq)).scalars())
-
-    def report_pending(self, name: str) -> str | None:
-        """The oldest refused item of spoke ``name``, with its reason."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(pending.c.last_error)
-                .where(pending.c.spoke == name)
-                .order_by(pending.c.since, pending.c.seq).limit(1)).first()
-        return row.last_error if row else None
-
-
-def _lag_seconds(when, count, npending, oldest, pending_since) -> float:
-    """Seconds since the oldest change or pending item not applied."""
-    if not (count or npending):
-        return 0.0
-    since = min([t for t in (oldest, pending_since) if t] or [when])
-    return round((when - since).total_seconds(), 1)

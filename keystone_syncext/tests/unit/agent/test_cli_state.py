@@ -9,6 +9,7 @@ import json
 import pytest
 import yaml
 
+from keystone_syncext.agent import claims
 from keystone_syncext.agent import cli
 from keystone_syncext.agent import conflicts
 from keystone_syncext.agent import state as state_mod
@@ -152,3 +153,20 @@ def test_an_unknown_conflict_exits_1_naming_it(state, run):
     _, url = state
     rc, out, err = run('conflict', 'show', '999', '--state', url)
     assert rc == 1 and 'no conflict 999' in err
+
+
+def test_status_names_the_agent_holding_each_spoke(state, run):
+    """The owner column: the member whose claim on the spoke is live;
+    none once its lease ran out, and none for a spoke never claimed."""
+    st, url = state
+    live = claims.Claims(st.engine, 'vm:4242:aa', lease=30)
+    assert live.acquire(claims.spoke_claim('s1'))
+    rc, out, _ = run('status', '--state', url, '-f', 'json',
+                     '-c', 'spoke', '-c', 'owner')
+    assert rc == 0
+    assert json.loads(out) == [{'spoke': 's1', 'owner': 'vm:4242:aa'},
+                               {'spoke': 's2', 'owner': None}]
+    gone = claims.Claims(st.engine, 'vm:4243:bb', lease=-1)
+    assert gone.acquire(claims.spoke_claim('s2'))
+    assert {r['spoke']: r['owner'] for r in st.report()['spokes']} == {
+        's1': 'vm:4242:aa', 's2': None}
