@@ -42,6 +42,7 @@ import uuid
 
 import agent_bench
 from batch_rate import batch_items
+import requests
 
 from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
@@ -106,6 +107,10 @@ def parse_args(argv):
     parser.add_argument('--changes', type=int, default=60)
     parser.add_argument('--rate', type=float, default=2.0,
                         help='hub changes per second during propagation')
+    parser.add_argument('--revocations', type=int, default=0,
+                        help='then revoke this many tokens at the hub '
+                        '(logouts) at --rate per second and time each '
+                        "revocation event's arrival at every spoke")
     parser.add_argument('--burst', type=int, default=0,
                         help='then make this many changes at once and time '
                         'until every spoke holds them (fan-out)')
@@ -198,7 +203,7 @@ def heads(spokes) -> dict[str, str]:
             .json()['sync']['head_cursor'] for s in spokes}
 
 
-def until_everywhere(spokes, since, wanted, seconds, pause):
+def until_everywhere(spokes, since, wanted, seconds, pause, types='role'):
     """Follow each spoke's feed from ``since`` until ``wanted`` (called
     with the spoke's name and its new changes; true once that spoke holds
     all it waits for) is true at every spoke, or ``seconds`` pass; the
@@ -208,7 +213,7 @@ def until_everywhere(spokes, since, wanted, seconds, pause):
     while left and time.monotonic() < deadline:
         for s in spokes:
             if s.name in left:
-                changes, since[s.name] = feed(s, since[s.name])
+                changes, since[s.name] = feed(s, since[s.name], types)
                 if wanted(s.name, changes):
                     left.discard(s.name)
         if left:
@@ -216,36 +221,58 @@ def until_everywhere(spokes, since, wanted, seconds, pause):
     return left
 
 
-def propagation(hub, spokes, changes, rate):
-    """Make ``changes`` roles at the hub at ``rate`` per second through
-    the ordinary API; the latency of each at each spoke."""
+def make_role(hub, sess):
+    """One role made at the hub through the ordinary API; its id."""
+    return sess.post(f'{hub.url}/roles', json={'role': {
+        'name': f'lat-{uuid.uuid4().hex}'}}).json()['role']['id']
+
+
+def make_revocation(hub, sess):
+    """One revocation event at the hub: a fresh token of the admin,
+    revoked through the ordinary API (a logout); None (the event's id is
+    read from the hub's feed)."""
+    token = requests.post(f'{hub.url}/auth/tokens', json={'auth': {
+        'identity': {'methods': ['password'], 'password': {'user': {
+            'name': sites.ADMIN_USER, 'domain': {'id': 'default'},
+            'password': hub.admin_password}}},
+        'scope': {'system': {'all': True}}}}).headers['X-Subject-Token']
+    sess.delete(f'{hub.url}/auth/tokens',
+                headers={'X-Subject-Token': token}).raise_for_status()
+
+
+def propagation(hub, spokes, changes, rate, make=make_role, types='role'):
+    """Make ``changes`` changes of ``types`` at the hub at ``rate`` per
+    second (``make``: one of them, through the ordinary API); the latency
+    of each at each spoke."""
     since = session(hub).get(f'{hub.url}/sync').json()['sync'][
         'head_cursor']
     spoke_since = heads(spokes)
     s = hub.admin_session()
     s.get_token()
-    t0, made = time.monotonic(), []
+    t0 = time.monotonic()
     for n in range(changes):
         delay = t0 + n / rate - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        made.append(s.post(f'{hub.url}/roles', json={'role': {
-            'name': f'lat-{uuid.uuid4().hex}'}}).json()['role']['id'])
+        make(hub, s)
     hub_at = {c['id']: _time(c['changed_at'])
-              for c in feed(hub, since)[0] if c['op'] == 'create'}
+              for c in feed(hub, since, types)[0] if c['op'] == 'create'}
+    if len(hub_at) < changes:
+        raise SystemExit(f'the hub recorded {len(hub_at)} of {changes} '
+                         f'{types} changes')
     latencies = {s.name: {} for s in spokes}
 
-    def arrived(name, changes):
-        for c in changes:
+    def arrived(name, got):
+        for c in got:
             if c['id'] in hub_at and c['op'] == 'create':
                 latencies[name][c['id']] = \
                     _time(c['changed_at']) - hub_at[c['id']]
-        return len(latencies[name]) == len(made)
+        return len(latencies[name]) == len(hub_at)
 
-    if until_everywhere(spokes, spoke_since, arrived, 120, 1):
+    if until_everywhere(spokes, spoke_since, arrived, 120, 1, types):
         raise SystemExit('changes never reached spokes: ' + str(
-            {k: len(made) - len(v) for k, v in latencies.items()
-             if len(v) != len(made)}))
+            {k: len(hub_at) - len(v) for k, v in latencies.items()
+             if len(v) != len(hub_at)}))
     return [v for per in latencies.values() for v in per.values()]
 
 
@@ -294,6 +321,9 @@ def main(argv=None) -> int:
         runner = agent.start('run')
         time.sleep(3)
         every = propagation(hub, spokes, args.changes, args.rate)
+        revoked = (propagation(hub, spokes, args.revocations, args.rate,
+                               make_revocation, 'revocation_event')
+                   if args.revocations else None)
         fanout_s = fanout(hub, spokes, args.burst) if args.burst else None
     finally:
         if runner:
@@ -306,6 +336,12 @@ def main(argv=None) -> int:
           f'{len(spokes)} spokes: p50 {p50:.3f} s, p99 {p99:.3f} s, max '
           f'{max(every):.3f} s (goal p99 <= {GOAL_P99} s: '
           f'{"met" if p99 <= GOAL_P99 else "MISSED"})')
+    if revoked:
+        print(f'revocation propagation: {args.revocations} logouts at '
+              f'{args.rate}/s to {len(spokes)} spokes: p50 '
+              f'{percentile(revoked, 0.50):.3f} s, p99 '
+              f'{percentile(revoked, 0.99):.3f} s (goal p99 <= '
+              f'{GOAL_P99} s)')
     print('latency distribution (every change at every spoke):')
     for line in histogram(every):
         print('    ' + line)
@@ -321,6 +357,11 @@ def main(argv=None) -> int:
         'propagation_max_s': round(max(every), 3),
         'propagation_mean_s': round(statistics.mean(every), 3),
         'agent_rss_mb': round(rss_mb, 1),
+        'revocations': args.revocations or None,
+        'revocation_p50_s': (round(percentile(revoked, 0.50), 3)
+                             if revoked else None),
+        'revocation_p99_s': (round(percentile(revoked, 0.99), 3)
+                             if revoked else None),
         'fanout_changes': args.burst or None,
         'fanout_converge_s': (round(fanout_s, 2) if fanout_s is not None
                               else None),
