@@ -4,8 +4,8 @@ configuration management would distribute it (doc/install.md), and the
 agent syncs revocation events both ways.
 
 A token issued at one site is accepted at every site; after a logout, a
-password change, a disabled user or a deleted project at one site, and
-one agent pass, every other site refuses it. Each event arrives with its
+password change, a disabled user, a removed role or a deleted project
+at one site, and one agent pass, every other site refuses it. Each event arrives with its
 original times (the same content hash, which covers them), is never
 echoed back to the site it came from, and syncing again writes nothing.
 """
@@ -149,6 +149,30 @@ def test_a_deleted_project_revokes_its_tokens_everywhere(world, shared):
     made = _revoked_everywhere(world, world.hub, token, lambda: call(
         'DELETE', f'/projects/{project["id"]}'))
     assert any(f':{project["id"]}:' in i for i in made), made
+
+
+def test_a_removed_role_refuses_its_tokens_everywhere(world, shared):
+    """The user's only role on a project is removed at the hub: a token
+    for that project, issued at spoke2 and accepted everywhere, is
+    refused everywhere once the agent has passed (the removal's
+    revocation event where Keystone makes one, and the assignment's
+    delete at every spoke)."""
+    call = shared['call']
+    project = call('POST', '/projects', json={'project': {
+        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
+    role = call('GET', '/roles?name=member').json()['roles'][0]
+    grant = (f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
+             f'{role["id"]}')
+    call('PUT', grant)
+    world.sync()
+    token = _token(world.spokes[1], dict(shared, project=project['id']))
+    assert set(_statuses(world, token, world.every()).values()) == {200}
+    call('DELETE', grant)
+    assert _validates(world, world.hub, token) == 404
+    # Not synced yet: the spokes still hold the role.
+    assert set(_statuses(world, token, world.spokes).values()) == {200}
+    world.sync()
+    assert set(_statuses(world, token, world.every()).values()) == {404}
 
 
 def test_a_logout_at_a_spoke_reaches_the_hub_and_the_other_spoke(
