@@ -75,6 +75,8 @@ SLOWEST_FIRST = (
     'test_upgrade.py',
     'test_agent_selective.py',
     'test_agent_join.py',
+    'test_osc_sync.py',
+    'test_agent_lock.py',
     'test_resources_identity.py',
     'test_resources_app_creds.py',
     'test_resources_assignments.py',
