@@ -76,15 +76,16 @@ class Agent:
         return AGENT + ['--config-file', self.conf, *argv]
 
     def __call__(self, *argv) -> str:
-        """Run one command to its end; its output (stops the bench if it
-        fails)."""
+        """Run one command to its end; its output, stdout then stderr,
+        where ``join`` and ``reconcile`` say their summaries (stops the
+        bench if it fails)."""
         proc = subprocess.run(self._cmd(argv), env=self.env,
                               stdin=subprocess.DEVNULL,
                               capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f'keystone-sync {" ".join(argv)} failed:\n'
                              f'{proc.stdout}\n{proc.stderr[-3000:]}')
-        return proc.stdout
+        return proc.stdout + proc.stderr
 
     def start(self, *argv) -> subprocess.Popen:
         """Start a command that runs until stopped."""
