@@ -5,17 +5,24 @@ agent syncs revocation events both ways.
 
 A token issued at one site is accepted at every site; after a logout, a
 password change, a disabled user, a removed role or a deleted project
-at one site, and one agent pass, every other site refuses it. Each
-event arrives with its original times (the same content hash, which
-covers them), is never echoed back to the site it came from, and
-syncing again writes nothing.
+at the hub, and one agent pass, every other site refuses it. The same
+from a spoke: a logout at spoke1, and a logout and a password change at
+spoke2 (29.1), reach the hub and the other spoke. Each event arrives
+with its original times (the same content hash, which covers them), is
+never echoed back to the site it came from, and syncing again writes
+nothing. An expired event goes everywhere with Keystone's own purge of
+it at one site. What a spoke changes of the hub's data stays a local
+difference the agent repairs: a role removed at a spoke makes no event
+and is not sent up (doc/install.md, "Shared-key mode").
 """
 
+import datetime
 import os
 
 import pytest
 import sqlalchemy as sa
 
+from keystone_syncext.common import revocation
 from keystone_syncext.db import tables
 from keystone_syncext.tests import personas
 from keystone_syncext.tests.functional.agent import harness as base
@@ -196,6 +203,102 @@ def test_a_logout_at_a_spoke_reaches_the_hub_and_the_other_spoke(
     for id_ in made:
         # At the hub it is spoke1's (so the feed never sends it back).
         assert _changes(world.hub, id_) == [('create', 'spoke1')]
+
+
+def _plant_expired_event(site):
+    """An event revoked long ago, in ``site``'s table as Keystone recorded
+    it then (its capture triggers log it): expired under any ``[token]
+    expiration``, so Keystone's next revocation at a site purges it.
+    Returns its id."""
+    old = datetime.datetime(2000, 1, 1)
+    event = {'issued_before': old, 'revoked_at': old,
+             'audit_id': hex_id()[:22]}
+    with site.engine().begin() as conn:
+        table = sa.Table('revocation_event', sa.MetaData(),
+                         autoload_with=conn)
+        conn.execute(table.insert().values(**event))
+    return revocation.identity(event)
+
+
+def test_a_logout_at_spoke2_reaches_the_others_with_its_purge(
+        world, shared):
+    """A logout at spoke2 (29.1) is refused at the hub and spoke1 after
+    one pass. Keystone purged an expired event at spoke2 as it recorded
+    the logout: that delete goes up and out as well, so every site purges
+    by the same rule at once, and it is not echoed back either."""
+    spoke2 = world.spokes[1]
+    expired = _plant_expired_event(world.hub)
+    world.sync()
+    for site in world.every():
+        assert expired in world.sync_items(site, TYPE), site.name
+    token = _token(spoke2, shared)
+    made = _revoked_everywhere(
+        world, spoke2, token, lambda: personas.admin_caller(
+            spoke2, world.session(spoke2))(
+                'DELETE', '/auth/tokens', headers={'X-Subject-Token': token}))
+    for id_ in made:
+        assert _changes(world.hub, id_) == [('create', 'spoke2')]
+    for site in world.every():
+        assert expired not in world.sync_items(site, TYPE), site.name
+    # Purged by Keystone at spoke2, sent up once, never sent back down.
+    assert _changes(spoke2, expired) == [('create', 'hub'),
+                                         ('delete', None)]
+    assert _changes(world.hub, expired) == [('create', None),
+                                            ('delete', 'spoke2')]
+    assert [op for op, _ in _changes(world.spokes[0], expired)] == [
+        'create', 'delete']
+
+
+def _reconcile(world, spoke):
+    world.agent('reconcile', '--spoke', spoke.name)
+
+
+def test_a_password_change_at_spoke2_revokes_everywhere(world, shared):
+    """The event goes up; the password does not (users are the hub's,
+    doc/security.md): it is a difference made at the spoke, which the
+    agent's audit or a reconcile puts back to the hub's."""
+    spoke2 = world.spokes[1]
+    token = _token(spoke2, shared)
+    new = remember_secret(hex_id(), 'revocation suite spoke2 password')
+    _revoked_everywhere(world, spoke2, token, lambda: personas.admin_caller(
+        spoke2, world.session(spoke2))(
+            'PATCH', f'/users/{shared["user"]}',
+            json={'user': {'password': new}}))
+    at_spoke2 = dict(shared, password=new)
+    _token(spoke2, at_spoke2)
+    assert issue_token(world.hub, password_identity(
+        shared['user'], new)).status_code == 401
+    _reconcile(world, spoke2)
+    assert issue_token(spoke2, password_identity(
+        shared['user'], new)).status_code == 401
+    _token(spoke2, shared)
+
+
+def test_a_role_removed_at_spoke2_stays_there(world, shared):
+    """Keystone makes no revocation event for a removed role, and an
+    assignment is the hub's: the removal refuses the token at spoke2
+    only, is not sent up, and the reconcile puts the assignment back
+    (the token is then accepted there again, nothing revoked it)."""
+    call, spoke2 = shared['call'], world.spokes[1]
+    project = call('POST', '/projects', json={'project': {
+        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
+    role = call('GET', '/roles?name=member').json()['roles'][0]
+    grant = (f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
+             f'{role["id"]}')
+    call('PUT', grant)
+    world.sync()
+    token = _token(spoke2, dict(shared, project=project['id']))
+    assert set(_statuses(world, token, world.every()).values()) == {200}
+    before = {s.name: set(world.sync_items(s, TYPE))
+              for s in world.every()}
+    personas.admin_caller(spoke2, world.session(spoke2))('DELETE', grant)
+    world.sync()
+    assert _statuses(world, token, world.every()) == {
+        'hub': 200, 'spoke1': 200, 'spoke2': 404}
+    assert {s.name: set(world.sync_items(s, TYPE))
+            for s in world.every()} == before
+    _reconcile(world, spoke2)
+    assert set(_statuses(world, token, world.every()).values()) == {200}
 
 
 def test_syncing_again_writes_nothing(world, shared):
