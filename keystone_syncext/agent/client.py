@@ -14,7 +14,7 @@ Every request is bounded, and outlives what a real site does to it:
   whose repetition is not harmless (``join`` resumes instead);
 - a 503 (the site's database is busy; nothing was applied) is waited out
   as its ``Retry-After`` says, each wait capped at ``busy_wait_max``, at
-  most ``busy_retries`` times;
+  most ``busy_retries`` times (tenacity, :class:`_Retries`);
 - a 401 is retried once more, a second later, with a fresh token: a token
   the site revoked (writing the agent's own user there does) is refused,
   and so is one issued in the same second (Keystone's revocation has
@@ -36,6 +36,7 @@ import urllib.parse
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
+import tenacity
 
 from keystone_syncext.agent import passes
 from keystone_syncext.common import protocol
@@ -241,29 +242,14 @@ class Site:
 
     def _answer(self, method, path, json_body, params, headers, timeout):
         """The site's answer once the 503s are waited out (bounded) and a
-        401 retried once with a fresh token."""
-        busy = 0
-        reauthed = False
-        while True:
-            resp = self._send(method, path, json_body, params, headers,
-                              timeout)
-            if resp.status_code == 503 and busy < self.busy_retries:
-                busy += 1
-                delay = self._retry_after(resp, busy)
-                LOG.warning('%s: %s %s answered 503 (busy); retrying in '
-                            '%.1f s (%d of %d)', self.name, method, path,
-                            delay, busy, self.busy_retries)
-                time.sleep(delay)
-                continue
-            if resp.status_code == 401 and not reauthed:
-                reauthed = True
-                LOG.info('%s: %s %s answered 401; retrying in %.0f s with '
-                         'a new token', self.name, method, path,
-                         REAUTH_DELAY)
-                time.sleep(REAUTH_DELAY)
-                self.adapter.invalidate()
-                continue
-            return resp
+        401 retried once with a fresh token (tenacity; :class:`_Retries`
+        says when and how long)."""
+        retries = _Retries(self, method, path)
+        return tenacity.Retrying(
+            retry=tenacity.retry_if_result(retries.again),
+            wait=retries.wait, before_sleep=retries.before_sleep,
+            sleep=time.sleep,
+        )(self._send, method, path, json_body, params, headers, timeout)
 
     def _retry_after(self, resp, busy: int) -> float:
         """The wait a 503 asks for (``Retry-After``: seconds or a date),
@@ -429,6 +415,52 @@ class Site:
                              json_body={'type': type_name, 'from': old_id,
                                         'to': new_id},
                              headers=headers)['rekey']
+
+
+class _Retries:
+    """When one request is sent again, and after how long: a 503 up to
+    the site's ``busy_retries`` times, waiting what its ``Retry-After``
+    asks (capped: :meth:`Site._retry_after`); a 401 once, after
+    ``REAUTH_DELAY``, with a new token. Any other answer, or the last of
+    either, is the request's answer; an exception ends it as it is."""
+
+    def __init__(self, site: Site, method: str, path: str):
+        self.site, self.method, self.path = site, method, path
+        self.busy = 0
+        self.reauthed = False
+        # What the last answer asked for: 'busy' or 'reauth'.
+        self.kind = None
+        self.delay = 0.0
+
+    def again(self, resp) -> bool:
+        site = self.site
+        if resp.status_code == 503 and self.busy < site.busy_retries:
+            self.busy += 1
+            self.kind = 'busy'
+            self.delay = site._retry_after(resp, self.busy)
+            return True
+        if resp.status_code == 401 and not self.reauthed:
+            self.reauthed = True
+            self.kind = 'reauth'
+            self.delay = REAUTH_DELAY
+            return True
+        return False
+
+    def wait(self, retry_state) -> float:
+        return self.delay
+
+    def before_sleep(self, retry_state) -> None:
+        site = self.site
+        if self.kind == 'busy':
+            LOG.warning('%s: %s %s answered 503 (busy); retrying in '
+                        '%.1f s (%d of %d)', site.name, self.method,
+                        self.path, self.delay, self.busy, site.busy_retries)
+        else:
+            LOG.info('%s: %s %s answered 401; retrying in %.0f s with '
+                     'a new token', site.name, self.method, self.path,
+                     self.delay)
+            # The next attempt logs in again (after the wait).
+            site.adapter.invalidate()
 
 
 def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,
