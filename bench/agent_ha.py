@@ -32,11 +32,18 @@ import socket
 import time
 import uuid
 
+import redis
 import sqlalchemy as sa
 
 from keystone_syncext.agent import state_tables
 from keystone_syncext.testing import backends
 
+# The members' tooz backend. Each run's members use a Redis namespace of
+# their own (the state database's name): the group is named after the
+# hub's cloud only (keystone-sync.hub), and anything else on this Redis
+# with a hub cloud of that name -- the unit suite's test_members.py, tox
+# -e ha, another bench -- would otherwise join the same hash ring, own
+# some of the spokes in it and leave them undriven here.
 REDIS = 'redis://127.0.0.1:6379'
 
 
@@ -97,7 +104,7 @@ def free_port() -> int:
 class Members:
     """``n`` ``keystone-sync run`` members of one group."""
 
-    def __init__(self, agent, workdir, n, args, tag):
+    def __init__(self, agent, workdir, n, args, tag, namespace):
         self.procs, self.ports = [], []
         for i in range(n):
             port = free_port()
@@ -105,7 +112,8 @@ class Members:
             with open(conf, 'w') as f:
                 f.write(f'[DEFAULT]\nlog_file = {workdir}/member-{tag}-{i}'
                         f'.log\n[coordination]\nbackend_url = {REDIS}'
-                        f'?timeout={args.lease:g}\nheartbeat = '
+                        f'?timeout={args.lease:g}&namespace={namespace}'
+                        f'\nheartbeat = '
                         f'{args.heartbeat:g}\nlease = {args.lease:g}\n'
                         f'[metrics]\nlisten = 127.0.0.1:{port}\n')
             self.procs.append(agent.start('run', conf=[conf]))
@@ -132,9 +140,21 @@ class Members:
                 p.wait()
 
 
+def joined(namespace: str) -> int:
+    """Members in the tooz group (tooz's Redis layout: a hash per group
+    under the namespace, a field per member)."""
+    client = redis.Redis.from_url(REDIS)
+    try:
+        return len([k for k in client.hkeys(
+            f'{namespace}_group:keystone-sync.hub') if k != b'__created__'])
+    finally:
+        client.close()
+
+
 def settled(db, members, spokes, heartbeat, within=180) -> dict:
-    """Wait until every spoke's claim and the feed's are held by the
-    members, unchanged for 4 heartbeats (at least 2 s); the claims."""
+    """Wait until every member joined the group and every spoke's claim
+    and the feed's are held by the members, unchanged for 6 heartbeats
+    (at least 3 s); the claims."""
     names = {f'spoke:{s.name}' for s in spokes} | {'feed'}
     pids = {p.pid for p in members.procs}
     deadline = time.monotonic() + within
@@ -142,11 +162,12 @@ def settled(db, members, spokes, heartbeat, within=180) -> dict:
     while time.monotonic() < deadline:
         members.check()
         held = {k: v for k, v in db.claims().items() if k in names}
-        if set(held) != names or {v[1] for v in held.values()} - pids:
+        if set(held) != names or {v[1] for v in held.values()} - pids \
+                or joined(db.name) != len(pids):
             last = None
         elif held != last:
             last, since = held, time.monotonic()
-        elif time.monotonic() - since >= max(2.0, 4 * heartbeat):
+        elif time.monotonic() - since >= max(3.0, 6 * heartbeat):
             return held
         time.sleep(heartbeat / 2)
     raise SystemExit(f'the members never settled on the spokes: '
@@ -172,7 +193,7 @@ def run(args, agent, workdir, db, hub, spokes, fanout, make_role,
            'spokes_per_member': {}}
     try:
         for n in out['members']:
-            members = Members(agent, workdir, n, args, f'{n}')
+            members = Members(agent, workdir, n, args, f'{n}', db.name)
             if scraper:
                 scraper.targets = members.targets
             try:
@@ -196,7 +217,7 @@ def run(args, agent, workdir, db, hub, spokes, fanout, make_role,
 def failover(args, agent, workdir, db, hub, spokes, make_role, session,
              until_everywhere, heads, scraper) -> dict:
     n = max(max(counts(args.members)), 2)
-    members = Members(agent, workdir, n, args, 'failover')
+    members = Members(agent, workdir, n, args, 'failover', db.name)
     if scraper:
         scraper.targets = members.targets
     try:

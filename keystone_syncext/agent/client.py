@@ -14,7 +14,7 @@ Every request is bounded, and outlives what a real site does to it:
   whose repetition is not harmless (``join`` resumes instead);
 - a 503 (the site's database is busy; nothing was applied) is waited out
   as its ``Retry-After`` says, each wait capped at ``busy_wait_max``, at
-  most ``busy_retries`` times (tenacity, :class:`_Retries`);
+  most ``busy_retries`` times (tenacity: :mod:`retries`);
 - a 401 is retried once more, a second later, with a fresh token: a token
   the site revoked (writing the agent's own user there does) is refused,
   and so is one issued in the same second (Keystone's revocation has
@@ -27,7 +27,6 @@ path, status and time taken are logged here.
 """
 
 import contextlib
-import email.utils
 import json
 import logging
 import threading
@@ -36,9 +35,9 @@ import urllib.parse
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
-import tenacity
 
 from keystone_syncext.agent import passes
+from keystone_syncext.agent import retries
 from keystone_syncext.common import protocol
 
 LOG = logging.getLogger(__name__)
@@ -118,9 +117,8 @@ def load_cloud(name: str):
         raise SystemExit(f'keystone-sync: cloud {name!r}: {e}') from None
 
 
-# Seconds before a 401 is retried with a fresh token: past the second in
-# which the old one was revoked.
-REAUTH_DELAY = 1.0
+# Seconds before a 401 is retried with a fresh token (retries.py).
+REAUTH_DELAY = retries.REAUTH_DELAY
 # Connection retries and the delay keystoneauth starts them with (it then
 # doubles): the figures the bound of a request in doc/agent.md uses.
 CONNECT_RETRY_DELAY = 0.5
@@ -242,27 +240,11 @@ class Site:
 
     def _answer(self, method, path, json_body, params, headers, timeout):
         """The site's answer once the 503s are waited out (bounded) and a
-        401 retried once with a fresh token (tenacity; :class:`_Retries`
-        says when and how long)."""
-        retries = _Retries(self, method, path)
-        return tenacity.Retrying(
-            retry=tenacity.retry_if_result(retries.again),
-            wait=retries.wait, before_sleep=retries.before_sleep,
-            sleep=time.sleep,
-        )(self._send, method, path, json_body, params, headers, timeout)
-
-    def _retry_after(self, resp, busy: int) -> float:
-        """The wait a 503 asks for (``Retry-After``: seconds or a date),
-        capped at ``busy_wait_max``; doubling from a second without it."""
-        value = resp.headers.get('Retry-After', '')
-        try:
-            delay = float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value \
-                else None
-            delay = (when.timestamp() - time.time() if when
-                     else 2.0 ** (busy - 1))
-        return min(max(delay, 0.0), self.busy_wait_max)
+        401 retried once with a fresh token (:mod:`retries`)."""
+        return retries.answer(
+            self, method, path, LOG,
+            lambda: self._send(method, path, json_body, params, headers,
+                               timeout))
 
     def _send(self, method, path, json_body, params, headers, timeout):
         start = time.monotonic()
@@ -415,52 +397,6 @@ class Site:
                              json_body={'type': type_name, 'from': old_id,
                                         'to': new_id},
                              headers=headers)['rekey']
-
-
-class _Retries:
-    """When one request is sent again, and after how long: a 503 up to
-    the site's ``busy_retries`` times, waiting what its ``Retry-After``
-    asks (capped: :meth:`Site._retry_after`); a 401 once, after
-    ``REAUTH_DELAY``, with a new token. Any other answer, or the last of
-    either, is the request's answer; an exception ends it as it is."""
-
-    def __init__(self, site: Site, method: str, path: str):
-        self.site, self.method, self.path = site, method, path
-        self.busy = 0
-        self.reauthed = False
-        # What the last answer asked for: 'busy' or 'reauth'.
-        self.kind = None
-        self.delay = 0.0
-
-    def again(self, resp) -> bool:
-        site = self.site
-        if resp.status_code == 503 and self.busy < site.busy_retries:
-            self.busy += 1
-            self.kind = 'busy'
-            self.delay = site._retry_after(resp, self.busy)
-            return True
-        if resp.status_code == 401 and not self.reauthed:
-            self.reauthed = True
-            self.kind = 'reauth'
-            self.delay = REAUTH_DELAY
-            return True
-        return False
-
-    def wait(self, retry_state) -> float:
-        return self.delay
-
-    def before_sleep(self, retry_state) -> None:
-        site = self.site
-        if self.kind == 'busy':
-            LOG.warning('%s: %s %s answered 503 (busy); retrying in '
-                        '%.1f s (%d of %d)', site.name, self.method,
-                        self.path, self.delay, self.busy, site.busy_retries)
-        else:
-            LOG.info('%s: %s %s answered 401; retrying in %.0f s with '
-                     'a new token', site.name, self.method, self.path,
-                     self.delay)
-            # The next attempt logs in again (after the wait).
-            site.adapter.invalidate()
 
 
 def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,
