@@ -60,10 +60,10 @@ class Agent:
     and ``spokes``, its state database and log in ``workdir``."""
 
     def __init__(self, workdir: str, spokes: list[str], debug: bool,
-                 extra: str = ''):
+                 extra: str = '', state_url: str | None = None):
         self.env = dict(os.environ,
                         OS_CLIENT_CONFIG_FILE=f'{workdir}/clouds.yaml')
-        self.state_url = f'sqlite:///{workdir}/state.sqlite'
+        self.state_url = state_url or f'sqlite:///{workdir}/state.sqlite'
         self.conf = f'{workdir}/keystone-sync.conf'
         self.clouds = f'{workdir}/clouds.yaml'
         with open(self.conf, 'w') as f:
@@ -72,8 +72,10 @@ class Agent:
                     f'log_file = {workdir}/agent.log\n' + extra
                     + ('debug = true\n' if debug else ''))
 
-    def _cmd(self, argv) -> list[str]:
-        return AGENT + ['--config-file', self.conf, *argv]
+    def _cmd(self, argv, conf=()) -> list[str]:
+        return AGENT + ['--config-file', self.conf,
+                        *[a for c in conf for a in ('--config-file', c)],
+                        *argv]
 
     def __call__(self, *argv) -> str:
         """Run one command to its end; its output, stdout then stderr,
@@ -87,9 +89,11 @@ class Agent:
                              f'{proc.stdout}\n{proc.stderr[-3000:]}')
         return proc.stdout + proc.stderr
 
-    def start(self, *argv) -> subprocess.Popen:
-        """Start a command that runs until stopped."""
-        return subprocess.Popen(self._cmd(argv), env=self.env,
+    def start(self, *argv, conf=()) -> subprocess.Popen:
+        """Start a command that runs until stopped; ``conf``: more
+        configuration files, read after the agent's own (a member's
+        ``[coordination]``, ``[metrics]`` and log file)."""
+        return subprocess.Popen(self._cmd(argv, conf), env=self.env,
                                 stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL)
 

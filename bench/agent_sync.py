@@ -21,6 +21,12 @@ joined with ``keystone-sync join``; the agent is the real command line.
 3. **Fan-out** (``--burst N``): N roles are made at the hub at once
    (through its batch route) while the agent runs; the time from the
    burst until every spoke holds all of them. Goal: <= 60 s.
+4. **Several agents** (``--members 1,2,3``, with ``--burst``): the agent's
+   state is then on MariaDB, and after the above the same fan-out is
+   timed with 1, 2, 3 ``keystone-sync run`` members on Redis (tooz)
+   sharing the spokes, side by side, then the failover time after a
+   member's SIGKILL (agent_ha.py says how). Ratios: fan-out with N
+   members / with the first count.
 
 The agent's peak memory (maximum resident set of the ``run --once``
 process that seeds every spoke) is reported as ``agent_rss_mb``.
@@ -28,6 +34,8 @@ process that seeds every spoke) is reported as ``agent_rss_mb``.
 The last line of output is one JSON object with the figures.
 
     python bench/agent_sync.py --spokes 3 --resources 3000 --changes 60
+    python bench/agent_sync.py --cache --spokes 3 --resources 2000 \
+        --changes 20 --burst 1000 --members 1,2,3
 """
 
 import argparse
@@ -41,6 +49,7 @@ import time
 import uuid
 
 import agent_bench
+import agent_ha
 from batch_rate import batch_items
 import requests
 
@@ -129,7 +138,11 @@ def parse_args(argv):
                         help="the agent's batch_bytes; the spokes here "
                         'accept bodies up to 64 MiB')
     agent_bench.add_options(parser)
-    return parser.parse_args(argv)
+    agent_ha.add_options(parser)
+    args = parser.parse_args(argv)
+    if args.members and not args.burst:
+        parser.error('--members needs --burst (the fan-out it times)')
+    return args
 
 
 def make_sites(args, workdir):
@@ -308,13 +321,16 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     workdir = tempfile.mkdtemp(prefix='kssync-bench-agent-')
     hub, spokes = make_sites(args, workdir)
+    # Several members need a state database every one of them reaches.
+    state = agent_ha.StateDB(workdir) if args.members else None
     agent = agent_bench.Agent(
         workdir, [s.name for s in spokes], args.debug,
         # The spokes take bodies up to 64 MiB (EXTRA_CONFIG), so the
         # agent may send batches as large as they allow.
         f'batch_items = {args.batch_items}\n'
-        f'batch_bytes = {args.batch_bytes}\n')
-    runner = None
+        f'batch_bytes = {args.batch_bytes}\n',
+        state_url=state.url if state else None)
+    runner = ha = None
     try:
         join(agent, hub, spokes, args.cache)
         total, seed_s, rss_mb = seed(agent, hub, spokes, args.resources)
@@ -325,11 +341,20 @@ def main(argv=None) -> int:
                                make_revocation, 'revocation_event')
                    if args.revocations else None)
         fanout_s = fanout(hub, spokes, args.burst) if args.burst else None
+        if args.members:
+            runner.terminate()
+            runner.wait(timeout=60)
+            runner = None
+            ha = agent_ha.run(args, agent, workdir, state, hub, spokes,
+                              fanout, make_role, session, until_everywhere,
+                              heads)
     finally:
         if runner:
             runner.terminate()
             runner.wait(timeout=60)
         agent_bench.clean_up([hub] + spokes, workdir, args.keep)
+        if state:
+            state.drop()
     rate = total / seed_s
     p50, p99 = percentile(every, 0.50), percentile(every, 0.99)
     print(f'propagation: {args.changes} changes at {args.rate}/s to '
@@ -345,6 +370,35 @@ def main(argv=None) -> int:
     print('latency distribution (every change at every spoke):')
     for line in histogram(every):
         print('    ' + line)
+    figures = {}
+    if ha:
+        first = ha['members'][0]
+        print(f'several agents: fan-out of {args.burst} changes to '
+              f'{len(spokes)} spokes (lease {args.lease:g} s):')
+        for n in ha['members']:
+            print(f'    {n} member(s): {ha["fanout_s"][n]:.1f} s, '
+                  f'{ha["fanout_s"][n] / ha["fanout_s"][first]:.2f}x of '
+                  f'{first} (spokes per member '
+                  f'{ha["spokes_per_member"][n]})')
+        print(f'    failover after SIGKILL: {ha["failover_s"]:.1f} s '
+              f'(lease {args.lease:g} s; seen by the bench after '
+              f'{ha["failover_seen_s"]:.1f} s)')
+        figures = {
+            'ha_members': ha['members'],
+            'ha_fanout_s': {str(n): round(t, 2)
+                            for n, t in ha['fanout_s'].items()},
+            'ha_fanout_ratio': {
+                str(n): round(t / ha['fanout_s'][first], 3)
+                for n, t in ha['fanout_s'].items()},
+            'ha_spokes_per_member': {
+                str(n): v for n, v in ha['spokes_per_member'].items()},
+            'ha_lease_s': args.lease, 'ha_heartbeat_s': args.heartbeat,
+            'failover_s': ha['failover_s'],
+            'failover_seen_s': ha['failover_seen_s'],
+            'failover_members': ha['failover_members'],
+            'failover_victim_spokes': ha['failover_victim_spokes'],
+            'failover_victim_was_leader': ha['failover_victim_was_leader'],
+        }
     print(json.dumps({
         'spokes': len(spokes), 'keystone_cache': args.cache,
         'seed_resources': total,
@@ -365,6 +419,7 @@ def main(argv=None) -> int:
         'fanout_changes': args.burst or None,
         'fanout_converge_s': (round(fanout_s, 2) if fanout_s is not None
                               else None),
+        **figures,
     }))
     return 0
 

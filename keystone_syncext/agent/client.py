@@ -14,7 +14,7 @@ Every request is bounded, and outlives what a real site does to it:
   whose repetition is not harmless (``join`` resumes instead);
 - a 503 (the site's database is busy; nothing was applied) is waited out
   as its ``Retry-After`` says, each wait capped at ``busy_wait_max``, at
-  most ``busy_retries`` times;
+  most ``busy_retries`` times (tenacity: :mod:`retries`);
 - a 401 is retried once more, a second later, with a fresh token: a token
   the site revoked (writing the agent's own user there does) is refused,
   and so is one issued in the same second (Keystone's revocation has
@@ -27,7 +27,6 @@ path, status and time taken are logged here.
 """
 
 import contextlib
-import email.utils
 import json
 import logging
 import threading
@@ -38,6 +37,7 @@ from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
 
 from keystone_syncext.agent import passes
+from keystone_syncext.agent import retries
 from keystone_syncext.common import protocol
 
 LOG = logging.getLogger(__name__)
@@ -117,9 +117,8 @@ def load_cloud(name: str):
         raise SystemExit(f'keystone-sync: cloud {name!r}: {e}') from None
 
 
-# Seconds before a 401 is retried with a fresh token: past the second in
-# which the old one was revoked.
-REAUTH_DELAY = 1.0
+# Seconds before a 401 is retried with a fresh token (retries.py).
+REAUTH_DELAY = retries.REAUTH_DELAY
 # Connection retries and the delay keystoneauth starts them with (it then
 # doubles): the figures the bound of a request in doc/agent.md uses.
 CONNECT_RETRY_DELAY = 0.5
@@ -241,42 +240,11 @@ class Site:
 
     def _answer(self, method, path, json_body, params, headers, timeout):
         """The site's answer once the 503s are waited out (bounded) and a
-        401 retried once with a fresh token."""
-        busy = 0
-        reauthed = False
-        while True:
-            resp = self._send(method, path, json_body, params, headers,
-                              timeout)
-            if resp.status_code == 503 and busy < self.busy_retries:
-                busy += 1
-                delay = self._retry_after(resp, busy)
-                LOG.warning('%s: %s %s answered 503 (busy); retrying in '
-                            '%.1f s (%d of %d)', self.name, method, path,
-                            delay, busy, self.busy_retries)
-                time.sleep(delay)
-                continue
-            if resp.status_code == 401 and not reauthed:
-                reauthed = True
-                LOG.info('%s: %s %s answered 401; retrying in %.0f s with '
-                         'a new token', self.name, method, path,
-                         REAUTH_DELAY)
-                time.sleep(REAUTH_DELAY)
-                self.adapter.invalidate()
-                continue
-            return resp
-
-    def _retry_after(self, resp, busy: int) -> float:
-        """The wait a 503 asks for (``Retry-After``: seconds or a date),
-        capped at ``busy_wait_max``; doubling from a second without it."""
-        value = resp.headers.get('Retry-After', '')
-        try:
-            delay = float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value) if value \
-                else None
-            delay = (when.timestamp() - time.time() if when
-                     else 2.0 ** (busy - 1))
-        return min(max(delay, 0.0), self.busy_wait_max)
+        401 retried once with a fresh token (:mod:`retries`)."""
+        return retries.answer(
+            self, method, path, LOG,
+            lambda: self._send(method, path, json_body, params, headers,
+                               timeout))
 
     def _send(self, method, path, json_body, params, headers, timeout):
         start = time.monotonic()

@@ -129,10 +129,20 @@ class Metrics:
         self.counters['audit_repaired'].labels(spoke).inc(repaired)
 
     def watch(self, ctx) -> None:
-        """Export the state gauges of ``ctx``'s run (once)."""
+        """Export the state gauges of ``ctx``'s run (once), and start the
+        counters of its sites at 0: a series that first appears at its
+        first increment (a seed's 1,000 writes) shows no increase to
+        ``rate()`` and ``increase()``, so the dashboard's "Applied per
+        second" missed the first batch of every spoke."""
         if self._collector is None:
             self._collector = StateCollector(ctx)
             self.registry.register(self._collector)
+        spokes = [s.name for s in ctx.spokes]
+        for site in [ctx.hub.name] + spokes:
+            self.counters['applied'].labels(site)
+        for spoke in spokes:
+            self.counters['audits'].labels(spoke)
+            self.counters['audit_repaired'].labels(spoke)
 
     def text(self) -> bytes:
         """The exposition, as a scrape reads it."""

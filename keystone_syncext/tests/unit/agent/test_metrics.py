@@ -93,6 +93,19 @@ def test_ownership_and_leadership_come_from_the_context(world):
     assert _value(fams, 'keystone_sync_leader', member='host-b:42') == 0
 
 
+def test_the_counters_of_every_site_start_at_zero(world):
+    """Before anything is written: else a counter's first sample is
+    already its first batch, and rate() shows nothing of it."""
+    agent = agentparts.agent_of(world, once=False)
+    agent.metrics.watch(agent)
+    fams = _families(agent.metrics.text())
+    for site in ('hub', 'spoke1'):
+        assert _value(fams, 'keystone_sync_applied_total', site=site) == 0
+    assert _value(fams, 'keystone_sync_audits_total', spoke='spoke1') == 0
+    assert _value(fams, 'keystone_sync_audit_repaired_total',
+                  spoke='spoke1') == 0
+
+
 def test_failures_are_counted_by_site_and_kind(world):
     agent = agentparts.agent_of(world, once=False)
     world.spokes[0].fail('batch', 503, retry_after='0')

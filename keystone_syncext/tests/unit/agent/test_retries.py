@@ -47,6 +47,34 @@ def test_busy_retries_are_bounded(world):
     assert world.hub.calls['capabilities'] == 3
 
 
+def test_retry_after_is_honoured_and_each_wait_logged(world, caplog):
+    """The wait a 503 asks for is taken as it is (under the cap), and
+    every retry is logged, as operators grep for these lines."""
+    conf = fakeworld.make_conf(busy_retries=3, busy_wait_max=5)
+    world.hub.fail('capabilities', 503, times=2, retry_after='0.4')
+    hub, _ = _sites(world, conf)
+    start = time.monotonic()
+    with caplog.at_level('INFO', logger=client.__name__):
+        assert hub.capabilities()['site_id'] == world.hub.site_id
+    assert 0.8 <= time.monotonic() - start < 4
+    assert world.hub.calls['capabilities'] == 3
+    assert [r.getMessage() for r in caplog.records
+            if r.name == client.__name__] == [
+        'hub: GET /sync answered 503 (busy); retrying in 0.4 s (1 of 3)',
+        'hub: GET /sync answered 503 (busy); retrying in 0.4 s (2 of 3)']
+
+
+def test_a_401_retry_is_logged(world, caplog):
+    conf = fakeworld.make_conf()
+    world.hub.fail('capabilities', 401, times=2)
+    hub, _ = _sites(world, conf)
+    with caplog.at_level('INFO', logger=client.__name__):
+        hub.capabilities()
+    assert [r.getMessage() for r in caplog.records
+            if r.name == client.__name__] == [
+        'hub: GET /sync answered 401; retrying in 1 s with a new token']
+
+
 def test_a_revoked_token_is_retried_once_a_second_later(world):
     conf = fakeworld.make_conf()
     # Refused, and so is keystoneauth's immediate new token.
