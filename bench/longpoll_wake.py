@@ -53,9 +53,15 @@ def follow(url, headers, since, stop, arrived):
     """Long-poll from ``since`` until ``stop`` is set; ``arrived``: role
     id -> (arrival time, changed_at)."""
     while not stop.is_set():
-        page = requests.get(f'{url}/sync/changes', headers=headers, params={
-            'since': since, 'types': 'role', 'wait': 30, 'limit': 500},
-            timeout=60).json()
+        try:
+            page = requests.get(f'{url}/sync/changes', headers=headers,
+                                params={'since': since, 'types': 'role',
+                                        'wait': 30, 'limit': 500},
+                                timeout=60).json()
+        except requests.ConnectionError:
+            if stop.is_set():   # the site stopped under the last poll
+                return
+            raise
         now = time.time()
         for c in page['changes']:
             if c['op'] == 'create':

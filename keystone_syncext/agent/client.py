@@ -10,7 +10,8 @@ Every request is bounded, and outlives what a real site does to it:
 - a request that went out on a kept connection the server had closed
   meanwhile (uWSGI's ``--http-socket`` closes each one after its response
   without saying so; the reset or the empty answer comes at once) is sent
-  again at once on a new connection, once (:class:`ClosedConnectionRetry`);
+  again at once on a new connection, once per send
+  (:class:`ClosedConnectionRetry`);
 - a refused connection, a timeout, or a closed connection again, is
   retried on a fresh connection after keystoneauth's delays
   (``connect_retries``: 0.5 s, doubling), for every request; a re-key

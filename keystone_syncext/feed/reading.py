@@ -29,11 +29,13 @@ CONF = keystone.conf.CONF
 # How often a waiting long-poll looks for new changes made by other
 # processes. A look is one indexed read (changes.news), so it can be
 # frequent; the stamp, a write, runs only when there is something to
-# stamp. On SQLite a look is first a ``PRAGMA data_version`` on the open
-# connection (no statement for SQLAlchemy, no transaction; microseconds),
-# so it looks five times as often there.
+# stamp. A write of the long-poll's own process wakes it at once
+# (COMMITS); the looks are for other processes' writes. Looking every
+# 10 ms on SQLite (a look there is a PRAGMA) was tried and not kept: at
+# the loads of doc/benchmarks.md ("Propagation: closed connections")
+# bench/longpoll_wake.py could not tell it from noise, and in a threaded
+# server each look is a thread taking the GIL from the requests.
 POLL_INTERVAL = 0.05
-SQLITE_POLL_INTERVAL = 0.01
 
 
 class _Commits:
@@ -117,8 +119,7 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
 def _wait_for_news(cursor, limit, names, page, deadline):
     """Look for news until there is some or the deadline passes: at once
     when a session of this process commits (:data:`COMMITS`), else every
-    ``POLL_INTERVAL`` (``SQLITE_POLL_INTERVAL`` on SQLite); then read the
-    feed again.
+    ``POLL_INTERVAL``; then read the feed again.
 
     The looks share one connection, kept for the whole wait: a new one
     per look would, on SQLite (oslo.db gives it no pool), reconnect and
@@ -133,12 +134,10 @@ def _wait_for_news(cursor, limit, names, page, deadline):
         engine = session.get_bind()
     COMMITS.listen()
     version = None
-    interval = (SQLITE_POLL_INTERVAL if engine.dialect.name == 'sqlite'
-                else POLL_INTERVAL)
     seen = COMMITS.count()
     with engine.connect() as conn:
         while not page.rows and time.monotonic() < deadline:
-            COMMITS.wait(seen, min(interval, max(
+            COMMITS.wait(seen, min(POLL_INTERVAL, max(
                 0.0, deadline - time.monotonic())))
             # Taken before the look: a commit during it wakes the next
             # wait at once.
