@@ -131,6 +131,11 @@ def parse_args(argv):
                         'needs 2 workers in all, as the agent keeps a '
                         'long-poll open at each (for what flows upward) '
                         'and would otherwise hold its only worker')
+    parser.add_argument('--keepalive', action='store_true',
+                        help="serve every site through uWSGI's HTTP router "
+                        'with keep-alive (--http --http-keepalive) instead '
+                        'of --http-socket, which closes each connection '
+                        'after its answer')
     parser.add_argument('--batch-items', type=int, default=1000,
                         help="the agent's batch_items (the spokes' "
                         'max_page_size, 1000, caps it)')
@@ -155,11 +160,12 @@ def make_sites(args, workdir):
     template.write_config()
     template.sync_schema()
     hub = sites.Site('hub', f'{workdir}/hub', db.clone('template', 'hub'),
-                     app=sites.SYNC_APP)
+                     app=sites.SYNC_APP, keepalive=args.keepalive)
     spokes = [sites.Site(f'spoke{n}', f'{workdir}/spoke{n}',
                          db.clone('template', f'spoke{n}'),
                          app=sites.SYNC_APP, processes=args.processes,
-                         threads=args.threads, hub_site_id='hub')
+                         threads=args.threads, hub_site_id='hub',
+                         keepalive=args.keepalive)
               for n in range(1, args.spokes + 1)]
     return hub, spokes
 
@@ -401,6 +407,7 @@ def main(argv=None) -> int:
         }
     print(json.dumps({
         'spokes': len(spokes), 'keystone_cache': args.cache,
+        'keepalive': args.keepalive,
         'seed_resources': total,
         'seed_s': round(seed_s, 2),
         'seed_resources_per_s_per_spoke': round(rate, 1),

@@ -62,11 +62,14 @@ TUNING_OPTS = [
                       'its wait to this).'),
     cfg.IntOpt('connect_retries', default=2, min=0, max=10,
                help='Times a request is sent again on a fresh connection '
-                    'after the connection failed or timed out (a server '
-                    'that closes connections between requests, as uWSGI '
-                    'with --http-socket, a restart). A re-key that applied '
-                    'before its answer was lost is recognised as done by '
-                    'join.'),
+                    'after the connection failed or timed out (a restart, '
+                    'an outage), 0.5 s after the first failure and '
+                    'doubling. Besides these, with any retries at all, a '
+                    'request that went out on a kept connection the '
+                    'server had closed (uWSGI with --http-socket closes '
+                    'each one after its answer) is sent again at once. A '
+                    're-key that applied before its answer was lost is '
+                    'recognised as done by join.'),
     cfg.IntOpt('busy_retries', default=5, min=0, max=100,
                help='Times a request answered 503 (the site\'s database '
                     'is busy; nothing was applied) is sent again after '

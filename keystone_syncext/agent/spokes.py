@@ -33,6 +33,14 @@ LOG = logging.getLogger(__name__)
 # Outbox rows a spoke takes in one pass.
 PASS_ROWS = 5000
 
+# A running spoke that wrote checks its history (connect.py) once no news
+# came for this long, not after every pass: the check is two requests,
+# each validating the agent's token at the spoke, and a change arriving
+# during it waited for both (at two changes a second, most passes were
+# followed by one). ``--once`` checks after every pass that wrote, as
+# before; a run checks at least every connect.HISTORY_CHECK_SECONDS too.
+CHECK_QUIET_SECONDS = 1.0
+
 
 class SpokeSync:
     """The spokes' threads of one run (a :class:`context.Context`)."""
@@ -47,6 +55,11 @@ class SpokeSync:
             ctx.conf.max_parallel_spokes)
         # The periodic audit, run by a spoke's thread once caught up.
         self.auditor = audit_mod.Auditor(ctx, writer)
+        # Spokes written to since their last history check, and those
+        # whose owed check is due (no news for CHECK_QUIET_SECONDS); each
+        # name is touched only by its spoke's thread.
+        self._check_owed: set[str] = set()
+        self._check_due: set[str] = set()
 
     def loop(self, site: client.Site) -> None:
         """Spoke ``site``'s thread: passes until the run stops (in
@@ -78,11 +91,23 @@ class SpokeSync:
                     if step == 'again':
                         continue
                 if not progressed:
-                    delay = (ctx.backoff(3) if npending
-                             else ctx.idle_wait())
-                    ctx.wait_for_news(seen, delay)
+                    self._idle(name, seen, npending)
         except context_mod.Stopped:
             return
+
+    def _idle(self, name: str, seen: int, npending: int) -> None:
+        """After a pass that applied nothing: wait for news (``seen``:
+        the generation before the pass). A spoke owed a history check
+        waits only CHECK_QUIET_SECONDS, and the check is due at the next
+        pass if no news came."""
+        ctx = self.ctx
+        if name in self._check_owed and not ctx.once:
+            ctx.wait_for_news(seen, CHECK_QUIET_SECONDS)
+            if ctx.news() == seen:
+                self._check_due.add(name)
+            return
+        delay = ctx.backoff(3) if npending else ctx.idle_wait()
+        ctx.wait_for_news(seen, delay)
 
     def _attempt(self, site: client.Site,
                  failures: int) -> tuple[bool | None, int, bool]:
@@ -213,11 +238,17 @@ class SpokeSync:
             # Caught up: the spoke's turn for the audit, if due.
             wrote = bool(self.auditor.maybe(site)) or wrote
         if wrote:
-            # A marker past what the agent just wrote: a restore of the
-            # spoke to a backup from before these writes is then caught by
-            # the next check (the marker is above the restored head, or
-            # names another change), whenever the restore happens.
+            self._check_owed.add(site.name)
+        if site.name in self._check_owed and (
+                ctx.once or site.name in self._check_due):
+            # A marker past what the agent wrote: a restore of the spoke
+            # to a backup from before these writes is then caught by the
+            # next check (the marker is above the restored head, or names
+            # another change), whenever the restore happens. In a run it
+            # waits for a quiet moment (CHECK_QUIET_SECONDS).
             self.connector.check_history(site)
+            self._check_owed.discard(site.name)
+        self._check_due.discard(site.name)
         return progressed
 
     def reconcile(self, site: client.Site) -> None:

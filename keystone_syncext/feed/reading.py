@@ -6,12 +6,14 @@ covers every change committed before it; a cursor this log cannot
 continue is refused with 410 (``keystone_syncext.feed.history``).
 """
 
+import threading
 import time
 import typing
 
 from keystone.common import sql
 import keystone.conf
 import sqlalchemy as sa
+from sqlalchemy import orm
 
 from keystone_syncext import exception
 from keystone_syncext import reads
@@ -24,10 +26,57 @@ from keystone_syncext.resources import base
 
 CONF = keystone.conf.CONF
 
-# How often a long-poll looks for new changes. A look is one indexed read
-# (changes.news), so it can be frequent; the stamp, a write, runs only
-# when there is something to stamp.
+# How often a waiting long-poll looks for new changes made by other
+# processes. A look is one indexed read (changes.news), so it can be
+# frequent; the stamp, a write, runs only when there is something to
+# stamp. A write of the long-poll's own process wakes it at once
+# (COMMITS); the looks are for other processes' writes. Looking every
+# 10 ms on SQLite (a look there is a PRAGMA) was tried and not kept: at
+# the loads of doc/benchmarks.md ("Propagation: closed connections")
+# bench/longpoll_wake.py could not tell it from noise, and in a threaded
+# server each look is a thread taking the GIL from the requests.
 POLL_INTERVAL = 0.05
+
+
+class _Commits:
+    """Commits of this process's database sessions, counted: a waiting
+    long-poll is woken by a write of its own process (another thread of
+    a threaded server: Keystone's API, a batch) when it commits, not at
+    its next look. Writes by other processes (uWSGI's other workers,
+    ``keystone-manage``, another node) are still found by the looks.
+
+    Counted at the ORM session's ``after_commit`` (the commit done and
+    visible): every Keystone and extension write goes through an
+    ``enginefacade`` writer session, and readers do not commit."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._count = 0
+        self._listening = False
+
+    def listen(self) -> None:
+        with self._cond:
+            if not self._listening:
+                sa.event.listen(orm.Session, 'after_commit', self._commit)
+                self._listening = True
+
+    def _commit(self, session) -> None:
+        with self._cond:
+            self._count += 1
+            self._cond.notify_all()
+
+    def count(self) -> int:
+        with self._cond:
+            return self._count
+
+    def wait(self, seen: int, timeout: float) -> None:
+        """Until a commit after ``seen`` (:meth:`count`), or ``timeout``
+        seconds."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._count != seen, timeout)
+
+
+COMMITS = _Commits()
 
 
 def _parse_types(types) -> list[str] | None:
@@ -68,25 +117,31 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
 
 
 def _wait_for_news(cursor, limit, names, page, deadline):
-    """Look for news every ``POLL_INTERVAL`` until there is some or the
-    deadline passes; then read the feed again.
+    """Look for news until there is some or the deadline passes: at once
+    when a session of this process commits (:data:`COMMITS`), else every
+    ``POLL_INTERVAL``; then read the feed again.
 
     The looks share one connection, kept for the whole wait: a new one
     per look would, on SQLite (oslo.db gives it no pool), reconnect and
-    parse the whole schema, triggers included, twenty times a second for
-    every waiting long-poll, which costs an idle site a large share of a
-    core. Each look ends its read transaction, so no writer waits behind
-    it and the next look sees what committed meanwhile (REPEATABLE READ
-    would otherwise keep showing the first snapshot). On SQLite a look
-    first asks whether anything committed at all.
+    parse the whole schema, triggers included, at every look for every
+    waiting long-poll, which costs an idle site a large share of a core.
+    Each look ends its read transaction, so no writer waits behind it and
+    the next look sees what committed meanwhile (REPEATABLE READ would
+    otherwise keep showing the first snapshot). On SQLite a look first
+    asks whether anything committed at all.
     """
     with sql.session_for_read() as session:
         engine = session.get_bind()
+    COMMITS.listen()
     version = None
+    seen = COMMITS.count()
     with engine.connect() as conn:
         while not page.rows and time.monotonic() < deadline:
-            time.sleep(min(POLL_INTERVAL,
-                           max(0.0, deadline - time.monotonic())))
+            COMMITS.wait(seen, min(POLL_INTERVAL, max(
+                0.0, deadline - time.monotonic())))
+            # Taken before the look: a commit during it wakes the next
+            # wait at once.
+            seen = COMMITS.count()
             if conn.dialect.name == 'sqlite':
                 # Changes only when another connection commits: a look
                 # without a statement for SQLAlchemy or a transaction.

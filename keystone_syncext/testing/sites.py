@@ -139,6 +139,10 @@ class Site:
         this process's own).
     :param hub_site_id: at a spoke, its hub's site id (``[sync]
         hub_site_id``): writes with that origin are the hub's.
+    :param keepalive: serve through uWSGI's HTTP router with keep-alive
+        (``--http --http-keepalive``, as behind a proxy that keeps client
+        connections) instead of ``--http-socket``, whose workers close
+        every connection after its answer without saying so.
     """
 
     def __init__(self, name: str, workdir: str, db_url: str,
@@ -146,7 +150,7 @@ class Site:
                  app: str = KEYSTONE_APP, processes: int = 2,
                  threads: int = 1, server: str | None = None,
                  env: dict | None = None, hub_site_id: str | None = None,
-                 release: str | None = None):
+                 release: str | None = None, keepalive: bool = False):
         if venv is None and release is not None:
             venv = release_venv(release)
             if venv is None:
@@ -166,6 +170,7 @@ class Site:
         self.processes = processes
         self.threads = threads
         self.env = dict(env or {})
+        self.keepalive = keepalive
         self.port = free_port()
         self.admin_password = secrets.token_hex(16)
         self.instance = f'{name}-{secrets.token_hex(8)}'
@@ -309,8 +314,10 @@ class Site:
     def start(self, timeout: float = 90) -> 'Site':
         env = dict(os.environ, OS_KEYSTONE_CONFIG_FILES=self.conf,
                    **self.env)
-        cmd = [self.bin('uwsgi'),
-               '--http-socket', f'127.0.0.1:{self.port}',
+        listen = (['--http', f'127.0.0.1:{self.port}', '--http-keepalive']
+                  if self.keepalive else
+                  ['--http-socket', f'127.0.0.1:{self.port}'])
+        cmd = [self.bin('uwsgi'), *listen,
                '--module', self.app,
                '--master', '--die-on-term', '--need-app',
                '--processes', str(self.processes),

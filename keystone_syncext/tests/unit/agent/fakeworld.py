@@ -37,7 +37,10 @@ def make_conf(**overrides):
 
 def request_bound(conf) -> float:
     """The longest one request of the agent takes (doc/agent.md)."""
-    sends = (conf.connect_retries + 1) * conf.request_timeout + \
+    # The first send and keystoneauth's retries, each followed (with any
+    # retries at all) by an immediate resend of a closed connection.
+    sends = (conf.connect_retries + 1) * (1 + min(conf.connect_retries, 1)) \
+        * conf.request_timeout + \
         client.CONNECT_RETRY_DELAY * (2 ** conf.connect_retries - 1)
     return ((conf.busy_retries + 2) * sends +
             conf.busy_retries * conf.busy_wait_max + client.REAUTH_DELAY)

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from keystone_syncext.agent import client
+from keystone_syncext.agent import spokes as spokes_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
@@ -148,3 +149,51 @@ def test_a_failure_that_passes_does_not_stop_the_run(world, capsys, kind):
     rc, lines, _ = fakeworld.run_agent(world.agent(conf), capsys,
                                        fakeworld.run_bound(conf, 4))
     assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
+
+
+def _role(world, agent, id_):
+    world.hub.put('role', {'id': id_, 'name': id_, 'domain_id': None})
+    agent.feed.read()
+
+
+def test_a_running_spoke_checks_its_history_once_quiet(world, monkeypatch):
+    """Not after every pass that wrote, where a change arriving during
+    the check (two requests at the spoke) waited for it: once no news
+    came for CHECK_QUIET_SECONDS, with a marker past every write."""
+    monkeypatch.setattr(spokes_mod, 'CHECK_QUIET_SECONDS', 0.05)
+    agent = agentparts.agent_of(world, once=False)
+    agent.state.restart_feed(world.hub.head())
+    site, spoke = agent.spokes[0], world.spokes[0]
+    sync, ctx = agent.spoke_sync, agent.spoke_sync.ctx
+    checks = spoke.calls['capabilities']
+    sync.sync(site)                          # the seed
+    _role(world, agent, 'r2')
+    assert sync.sync(site) is True
+    assert spoke.data['role']['r2']
+    assert spoke.calls['capabilities'] == checks
+    # News during the quiet wait: another pass first, still no check.
+    seen = ctx.news()
+    _role(world, agent, 'r3')
+    sync._idle(site.name, seen, 0)
+    assert sync.sync(site) is True
+    assert spoke.calls['capabilities'] == checks
+    # Quiet: the next pass checks, once, after the writes.
+    sync._idle(site.name, ctx.news(), 0)
+    assert sync.sync(site) is False
+    assert spoke.calls['capabilities'] == checks + 1
+    marker = agent.state.spoke('spoke1').history_marker
+    assert marker == spoke.head()
+    sync._idle(site.name, ctx.news(), 0)
+    sync.sync(site)
+    assert spoke.calls['capabilities'] == checks + 1
+
+
+def test_once_checks_history_after_every_pass_that_wrote(world):
+    agent = agentparts.agent_of(world, once=True)
+    agent.state.restart_feed(world.hub.head())
+    site, spoke = agent.spokes[0], world.spokes[0]
+    agent.spoke_sync.sync(site)
+    checks = spoke.calls['capabilities']
+    _role(world, agent, 'r2')
+    agent.spoke_sync.sync(site)
+    assert spoke.calls['capabilities'] == checks + 1

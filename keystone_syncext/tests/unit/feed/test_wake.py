@@ -1,0 +1,67 @@
+"""A waiting long-poll is woken by a commit of its own process at once,
+not at its next look (``feed.reading.COMMITS``): in a threaded server
+(one process, several threads, as Keystone often runs) a write and the
+long-poll waiting for it share the process. A session that only read
+(oslo.db's readers do not commit) wakes nobody."""
+
+import threading
+import time
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+from keystone_syncext.feed import reading
+
+# Far beyond what a wake-up takes: a waiter that sleeps it out failed.
+TIMEOUT = 10.0
+
+
+def _waiter(seen):
+    woke = []
+
+    def wait():
+        reading.COMMITS.wait(seen, TIMEOUT)
+        woke.append(time.monotonic())
+    t = threading.Thread(target=wait, daemon=True)
+    t.start()
+    time.sleep(0.2)   # waiting
+    return t, woke
+
+
+def test_a_commit_wakes_a_waiting_long_poll_at_once(tmp_path):
+    engine = sa.create_engine(f'sqlite:///{tmp_path}/db')
+    reading.COMMITS.listen()
+    t, woke = _waiter(reading.COMMITS.count())
+    start = time.monotonic()
+    with orm.Session(engine) as session:
+        session.execute(sa.text('CREATE TABLE t (a INTEGER)'))
+        session.execute(sa.text('INSERT INTO t VALUES (1)'))
+        session.commit()
+    t.join(TIMEOUT + 1)
+    assert woke and woke[0] - start < TIMEOUT / 10
+
+
+def test_a_read_that_does_not_commit_wakes_nobody(tmp_path):
+    engine = sa.create_engine(f'sqlite:///{tmp_path}/db')
+    reading.COMMITS.listen()
+    seen = reading.COMMITS.count()
+    with orm.Session(engine) as session:
+        session.execute(sa.text('SELECT 1')).all()
+    assert reading.COMMITS.count() == seen
+    start = time.monotonic()
+    reading.COMMITS.wait(seen, 0.3)
+    assert time.monotonic() - start >= 0.29
+
+
+def test_a_commit_before_the_wait_is_not_missed(tmp_path):
+    """Counted, not signalled: a commit between the count and the wait
+    (during a look) ends the next wait at once."""
+    engine = sa.create_engine(f'sqlite:///{tmp_path}/db')
+    reading.COMMITS.listen()
+    seen = reading.COMMITS.count()
+    with orm.Session(engine) as session:
+        session.execute(sa.text('CREATE TABLE t (a INTEGER)'))
+        session.commit()
+    start = time.monotonic()
+    reading.COMMITS.wait(seen, TIMEOUT)
+    assert time.monotonic() - start < TIMEOUT / 10
