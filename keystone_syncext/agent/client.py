@@ -11,7 +11,7 @@ Every request is bounded, and outlives what a real site does to it:
   meanwhile (uWSGI's ``--http-socket`` closes each one after its response
   without saying so; the reset or the empty answer comes at once) is sent
   again at once on a new connection, once per send
-  (:class:`ClosedConnectionRetry`);
+  (:class:`retries.ClosedConnectionRetry`);
 - a refused connection, a timeout, or a closed connection again, is
   retried on a fresh connection after keystoneauth's delays
   (``connect_retries``: 0.5 s, doubling), for every request; a re-key
@@ -32,7 +32,6 @@ path, status and time taken are logged here.
 """
 
 import contextlib
-import http.client
 import json
 import logging
 import threading
@@ -41,8 +40,6 @@ import urllib.parse
 
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
-from urllib3 import exceptions as urllib3_exc
-from urllib3.util import retry as urllib3_retry
 
 from keystone_syncext.agent import passes
 from keystone_syncext.agent import retries
@@ -147,84 +144,6 @@ def keep_connections(session, connections: int) -> None:
         mounted.init_poolmanager(connections, connections)
 
 
-# What a request meets on a kept connection the server closed after its
-# previous answer: the request is written into a socket whose peer has
-# gone, and the answer is a reset (the peer's RST) or nothing at all (its
-# FIN), at once. urllib3 checks a kept connection for a close before
-# using it, but a server that closes only after its worker finished the
-# request (uWSGI's http-socket: logging, the app's clean-up) loses that
-# race whenever the client asks again right away, as the agent does.
-_CLOSED = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
-           http.client.RemoteDisconnected)
-
-
-def closed_by_server(error) -> bool:
-    """Whether urllib3's ``error`` is a connection the server closed
-    (:data:`_CLOSED`), not a refusal, a timeout or a TLS failure."""
-    return (isinstance(error, urllib3_exc.ProtocolError)
-            and any(isinstance(a, _CLOSED) for a in error.args))
-
-
-class ClosedConnectionRetry(urllib3_retry.Retry):
-    """urllib3's retries for the agent's sessions: a request whose
-    connection the server had closed (:func:`closed_by_server`) is sent
-    again at once, on a new connection, ``total`` times; every other
-    error is raised as requests' own default (``Retry(0, read=False)``)
-    raises it, for keystoneauth's ``connect_retries`` and their delays.
-
-    Without it keystoneauth waited its first retry delay (0.5 s) for what
-    is no outage: against a uWSGI ``--http-socket`` site, every few
-    requests, and a spoke's next change waited behind it.
-
-    Sending again is what keystoneauth's own retry does after its delay,
-    so no request is repeated that was not before: the sync writes are
-    upserts and deletes of explicit ids (a repeated conditional write
-    meets its own hash and is settled as done), digests and tombstones
-    are reads, and a repeated re-key answers 404, which ``join`` takes
-    as done. Responses are never retried (no status, no
-    ``Retry-After``): the agent waits out a 503 itself."""
-
-    def is_retry(self, method, status_code, has_retry_after=False):
-        return False
-
-    def increment(self, method=None, url=None, response=None, error=None,
-                  _pool=None, _stacktrace=None):
-        if error is not None and self.total and closed_by_server(error):
-            LOG.debug('%s %s: the server had closed the connection (%r); '
-                      'sending again on a new one', method, url,
-                      error.args[-1])
-            return self.new(total=self.total - 1, history=self.history + (
-                urllib3_retry.RequestHistory(method, url, error, None,
-                                             None),))
-        return _NO_RETRY.increment(method, url, response, error, _pool,
-                                   _stacktrace)
-
-
-# requests' default for its adapters: no retry, read errors raised as is.
-_NO_RETRY = urllib3_retry.Retry(0, read=False)
-
-
-def _quiet_resend(record) -> bool:
-    """Leave out urllib3's warning about a resend of ours (it is logged
-    above, at debug level): one per few requests to a site that closes
-    its connections is no news."""
-    return not (record.args and isinstance(record.args[0],
-                                           ClosedConnectionRetry))
-
-
-logging.getLogger('urllib3.connectionpool').addFilter(_quiet_resend)
-
-
-def resend_on_closed(session, connect_retries: int) -> None:
-    """Mount :class:`ClosedConnectionRetry` on ``session``'s adapters
-    (keystoneauth; their pools and TCP keepalive are kept) when
-    ``connect_retries`` allows retrying at all: the first retry of a
-    closed connection is then immediate, keystoneauth's follow."""
-    if connect_retries > 0:
-        for mounted in session.session.adapters.values():
-            mounted.max_retries = ClosedConnectionRetry(total=1)
-
-
 def retry_authentication(session, connect_retries: int) -> None:
     """Let the requests ``session``'s auth plugin makes itself (a token
     at start and after a 401) be retried on a fresh connection too.
@@ -260,7 +179,7 @@ class Site:
         if connections > DEFAULT_CONNECTIONS:
             keep_connections(session, connections)
         retry_authentication(session, connect_retries)
-        resend_on_closed(session, connect_retries)
+        retries.resend_on_closed(session, connect_retries)
         self.adapter = adapter.Adapter(
             session=session,
             service_type='identity',
