@@ -16,6 +16,13 @@ Throttled so that it never holds live changes back:
   to apply (the spoke is caught up with the outbox), so it never races
   the spoke's outbox writes; changes arriving meanwhile are applied
   right after it, and they are newer than what it read;
+- and only while the hub's feed is read to its head (the outbox holds
+  everything the hub had at the last read: its cursor is the head it
+  gave). A spoke caught up with an outbox that is itself behind (a
+  start, a burst being read page by page) would otherwise write the
+  feed's backlog through the audit's slower digest walk, and hold the
+  next live change behind it: seen as a spoke that stopped receiving
+  for as long as that walk took, on a busy machine minutes;
 - one spoke at a time in this process, and audits start at most one per
   ``audit_interval / spokes driven`` seconds, so a hundred spokes are
   spread over the interval rather than audited at once.
@@ -61,6 +68,9 @@ class Auditor:
         """Whether spoke ``row`` (its state row) is to be audited now."""
         if not self.interval or row.state != 'live':
             return False
+        feed = self.ctx.state.hub()
+        if feed.cursor is None or feed.cursor != feed.head:
+            return False    # the feed's backlog first (module docstring)
         if row.last_audit_at is None:
             return True
         age = (state_mod.now() - row.last_audit_at).total_seconds()

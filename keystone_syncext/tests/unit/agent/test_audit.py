@@ -97,6 +97,26 @@ def test_no_audit_while_the_spoke_has_changes_to_apply(world):
     assert world.spokes[0].calls['digests'] == digests + 1
 
 
+def test_no_audit_while_the_feed_is_behind_the_hub(world):
+    """A spoke caught up with an outbox that is itself behind the hub
+    (the feed read a full page, more to come) is not audited: the
+    backlog comes through the feed, not through the audit's walk."""
+    agent, site = _live(world, feed_page_size=1)
+    _make_due(agent, site.name)
+    world.hub.put('role', {'id': 'r8', 'name': 'one', 'domain_id': None})
+    world.hub.put('role', {'id': 'r9', 'name': 'two', 'domain_id': None})
+    agent.feed.read()                              # one of two: behind
+    digests = world.spokes[0].calls['digests']
+    assert agent.spoke_sync.sync(site) is True     # applied r8
+    assert agent.spoke_sync.sync(site) is False    # caught up, feed behind
+    assert world.spokes[0].calls['digests'] == digests
+    assert 'r9' not in world.spokes[0].data['role']
+    agent.feed.read()                              # the rest: at the head
+    assert agent.spoke_sync.sync(site) is True     # applied r9
+    agent.spoke_sync.sync(site)                    # now audited
+    assert world.spokes[0].calls['digests'] == digests + 1
+
+
 def test_one_audit_at_a_time_and_spread_over_the_interval(world):
     agent, site = _live(world)
     auditor = agent.spoke_sync.auditor
