@@ -24,7 +24,7 @@ class Member(coordination.Solo):
     def __init__(self, ctx: context_mod.Context):
         super().__init__(ctx)
         self.url = ctx.conf.coordination.backend_url
-        self.group_id = f'keystone-sync.{ctx.hub.name}'.encode()
+        self.group_id = None
         self.coord = None
         self.partitioner = None
         self.elected = False
@@ -43,6 +43,12 @@ class Member(coordination.Solo):
                 f'this state database: {coordination.describe(holder)}; '
                 f'stop it, or configure [coordination] there too')
         self.ctx.state.claims = self.claims
+        # One tooz group per state database (its agent group id), not per
+        # hub name: two agent groups on one backend, whose hubs are both
+        # called "hub" in their clouds.yaml, would otherwise share one
+        # ring and one election, and leave spokes undriven.
+        self.group_id = (f'keystone-sync.{self.ctx.hub.name}.'
+                         f'{self.claims.group()}').encode()
         tooz_coordination = _tooz_coordination()
         self.coord = tooz_coordination.get_coordinator(
             self.url, self.ctx.member_id.encode())
