@@ -144,6 +144,26 @@ def test_two_agent_groups_on_one_backend_do_not_mix(st, backend):
         backend.drop(name)
 
 
+def test_backend_refusing_connections_is_a_cut_off(st):
+    """Redis refusing connections (tooz lets redis' own ConnectionError
+    through, not a ToozError): the member releases everything at its
+    next heartbeat, the heartbeat does not fail, and stopping works."""
+    if st.engine.dialect.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    import redis
+    a = _member(st, f'hub-{uuid.uuid4().hex[:8]}', 'a')
+    try:
+        _until(lambda: a.tick() or _owned(a) == set(SPOKES), LEASE * 4)
+        a.coord._client = redis.Redis(host='127.0.0.1', port=1,
+                                      socket_connect_timeout=1)
+        a.tick()
+        assert _owned(a) == set() and not a.is_leader()
+        assert not a.healthy
+    finally:
+        a.ctx.stop.set()
+        a.stop()
+
+
 def test_members_starting_together_migrate_once(backend):
     if backend.name == 'sqlite':
         pytest.skip('several agents need MariaDB or PostgreSQL')
