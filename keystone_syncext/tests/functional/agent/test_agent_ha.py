@@ -60,6 +60,8 @@ CONVERGE = 180
 # ordered by their timestamps: the line is written after the batch
 # commits, by any of the site's workers.
 JITTER = datetime.timedelta(milliseconds=50)
+KILLED_WITHIN = datetime.timedelta(seconds=10)
+IN_FLIGHT = datetime.timedelta(seconds=5)
 SPECS = [('hub', conftest.CURRENT), ('spoke1', conftest.CURRENT),
          ('spoke2', conftest.PREVIOUS), ('spoke3', conftest.CURRENT),
          ('spoke4', conftest.CURRENT), ('spoke5', conftest.PREVIOUS),
@@ -70,6 +72,7 @@ _STAMP = r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) '
 SENT = re.compile(_STAMP + r'\d+ DEBUG \S+ \[(\S+) .*?\] (\S+) POST '
                   r'/sync/batch -> (\d+) in ')
 TOOK = re.compile(_STAMP + r'.*now driving spoke (\S+) \(generation (\d+)\)')
+PASS = re.compile(_STAMP.rstrip(' ') + r' \d+ \w+ \S+ \[(req-\S+) ')
 # A spoke's own log: one INFO line per sync request, with the caller's
 # request id.
 GOT = re.compile(_STAMP + r'\d+ INFO keystone_syncext\.api\.sync \[(\S+) '
@@ -202,6 +205,8 @@ class Cluster:
         self.names = {f'spoke:{s.name}' for s in world.spokes} | {'feed'}
         self.started = _now()
         self.events = []  # (what, when), for the report
+        self.kills = []  # (member, when)
+        self.unlogged = collections.Counter()
 
     def start(self, netns=None):
         name = f'm{len(self.members) + 1}'
@@ -278,6 +283,7 @@ class Cluster:
         member.proc.send_signal(sig)
         member.proc.wait()
         self.events.append((f'{member.name} SIGKILLed', _now()))
+        self.kills.append((member, _now()))
 
 
 class Burst:
@@ -497,20 +503,24 @@ def test_d_partition_from_redis(ha):
             ns.redis_link(up=False)
             cut_at = _now()
             ha.events.append((f'{cut.name} cut off from Redis', cut_at))
+
+            def noticed():
+                with open(cut.log) as f:
+                    assert 'coordination backend unreachable' in f.read()
+                return True
+            _wait(noticed, 4 * LEASE + 30, 'the cut-off member never noticed')
             ha.wait_held_by(root, 4 * LEASE + 30,
                             'the cut-off member\'s spokes were not taken')
             since = _now()
             _wait(lambda: ha.written_by_others(had, cut, since),
                   CONVERGE, 'the new holders never wrote the spokes')
             ns.redis_link(up=True)
-            ha.events.append((f'{cut.name} reconnected', _now()))
+            back_at = _now()
+            ha.events.append((f'{cut.name} reconnected', back_at))
             time.sleep(2)
-        with open(cut.log) as f:
-            text = f.read()
-        assert 'coordination backend unreachable' in text
         _converged(ha)
         assert cut.alive()
-        ha.partition = (cut, cut_at)
+        ha.partition = (cut, cut_at, back_at)
         base.terminate(cut.proc)
 
 
@@ -526,6 +536,11 @@ def _member_requests(cluster):
                 if sent:
                     by_id[sent.group(2)] = (m, sent.group(3))
                     continue
+                # Any line of a pass carries its id: a batch sent just
+                # before a SIGKILL has no request line of its own.
+                passed = PASS.match(line)
+                if passed:
+                    by_id.setdefault(passed.group(2), (m, None))
                 took = TOOK.match(line)
                 if took:
                     tenures[m.name][took.group(2)].append(
@@ -547,6 +562,18 @@ def _spoke_writes(cluster, spoke, by_id, strict=True):
                 int(got.group(3))
             if rid in by_id:
                 out.append((when, by_id[rid][0], status))
+                continue
+            # A pass that logged nothing before its member was SIGKILLed
+            # (or a batch the spoke finished after the sender died): the
+            # member that held the spoke then, killed within seconds.
+            _, tenures = _member_requests(cluster) if strict else ({}, {})
+            dying = [m for m, k in cluster.kills
+                     if when - IN_FLIGHT <= k <= when + KILLED_WITHIN and any(
+                         since <= when for since, _ in
+                         tenures.get(m.name, {}).get(spoke.name, []))]
+            if dying:
+                out.append((when, dying[0], status))
+                cluster.unlogged[dying[0].name] += 1
             elif when > cluster.started and strict:
                 unknown.append(line)
     assert not unknown, (spoke.name, unknown[:3])
@@ -602,15 +629,18 @@ def test_z_no_spoke_written_by_two_members_at_once(ha, record_property):
             for (g, m), (a, b) in ordered) +
             (f'; 409 refused: {dict(refused)}' if refused else ''))
     # The partitioned member wrote nothing after its lease ran out.
-    cut, cut_at = ha.partition
+    # (Once the link is back, it rejoins and may claim spokes again.)
+    cut, cut_at, back_at = ha.partition
     for spoke in ha.world.spokes:
         late = [(w, s) for w, m, s in _spoke_writes(ha, spoke, by_id)
                 if m is cut and s == 200 and
-                cut_at + datetime.timedelta(seconds=LEASE) < w]
+                cut_at + datetime.timedelta(seconds=LEASE) < w < back_at]
         assert not late, (spoke.name, cut.name, 'wrote after its lease',
                           late)
     summary = '\n'.join(report + [
         f'409 (fenced) by member: {dict(total_refused)}',
+        f'batches of passes cut short by a SIGKILL (no line logged, '
+        f'attributed to the killed holder): {dict(ha.unlogged)}',
         *(f'{what} at {when:%H:%M:%S.%f}' for what, when in ha.events)])
     with open(os.path.join(ha.dir, 'ha-report.txt'), 'w') as f:
         f.write(summary + '\n')
