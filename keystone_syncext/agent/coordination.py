@@ -8,7 +8,8 @@ first (host, pid, since when). A lock whose lease ran out (the first
 agent crashed or hung) is taken over, with a warning.
 
 :class:`Member` (``[coordination] backend_url`` set): the members join a
-tooz group named after the hub; tooz's partitioner (a consistent hash
+tooz group named after the hub and the state database's agent group
+id; tooz's partitioner (a consistent hash
 ring over the live members) gives each spoke to one member, which claims
 it (a new fencing generation) once the claim is free or its lease ran
 out, and releases the spokes the ring gives to another. The member

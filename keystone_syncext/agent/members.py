@@ -24,7 +24,7 @@ class Member(coordination.Solo):
     def __init__(self, ctx: context_mod.Context):
         super().__init__(ctx)
         self.url = ctx.conf.coordination.backend_url
-        self.group_id = f'keystone-sync.{ctx.hub.name}'.encode()
+        self.group_id = None
         self.coord = None
         self.partitioner = None
         self.elected = False
@@ -43,6 +43,12 @@ class Member(coordination.Solo):
                 f'this state database: {coordination.describe(holder)}; '
                 f'stop it, or configure [coordination] there too')
         self.ctx.state.claims = self.claims
+        # One tooz group per state database (its agent group id), not per
+        # hub name: two agent groups on one backend, whose hubs are both
+        # called "hub" in their clouds.yaml, would otherwise share one
+        # ring and one election, and leave spokes undriven.
+        self.group_id = (f'keystone-sync.{self.ctx.hub.name}.'
+                         f'{self.claims.group()}').encode()
         tooz_coordination = _tooz_coordination()
         self.coord = tooz_coordination.get_coordinator(
             self.url, self.ctx.member_id.encode())
@@ -70,7 +76,11 @@ class Member(coordination.Solo):
                 LOG.warning('rejoining the group %s', self.group_id)
                 self.coord.join_group(self.group_id,
                                       {'weight': 1}).get()
-        except _tooz_coordination().ToozError as e:
+        except Exception as e:  # noqa: BLE001 - the backend, any error
+            # tooz wraps most of its backend's errors in ToozError, not
+            # all: the Redis driver lets a refused connection through as
+            # redis' own ConnectionError. Either way the member is cut
+            # off; letting it through skipped the release below.
             self._cut_off(e)
             return
         self.healthy = True
@@ -144,7 +154,7 @@ class Member(coordination.Solo):
             try:
                 self.coord.leave_partitioned_group(self.partitioner)
                 self.coord.stop()
-            except _tooz_coordination().ToozError as e:
+            except Exception as e:  # noqa: BLE001 - see tick()
                 LOG.warning('leaving the group: %s', e)
 
 

@@ -66,6 +66,7 @@ def pytest_generate_tests(metafunc):
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
     'test_bench_quick.py',
+    'test_agent_ha.py',
     'test_faults.py',
     'test_agent.py',
     'test_agent_reconcile.py',

@@ -119,8 +119,12 @@ class World:
         sites.write_clouds_yaml(os.path.join(self.dir, 'clouds.yaml'),
                                 clouds)
         self.write_conf()
-        for spoke in self.spokes:
-            self.agent('join', '--spoke', spoke.name)
+        # Side by side: each join only reads the hub and re-keys at its
+        # own spoke, and most of it is waiting on the sites.
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
+            for f in [pool.submit(self.agent, 'join', '--spoke', s.name)
+                      for s in self.spokes]:
+                f.result()
 
     def status(self):
         out = self.agent('status', '-f', 'json').stdout
@@ -175,10 +179,12 @@ def world(secret_scan, tmp_path_factory, sqlite_dir, schema_template,
 
 @contextlib.contextmanager
 def build_world(secret_scan, workdir, db, schema_template, specs,
-                server_kind):
+                server_kind, sync=True):
     """A started, joined and synced world: ``specs`` is ``[(name,
     Keystone release)]``, the hub first (named ``hub``), each site on its
-    own copy of ``db``'s schema template for its release."""
+    own copy of ``db``'s schema template for its release. ``sync=False``:
+    joined, not synced (the caller's agents seed the spokes; the spokes'
+    admin password is the hub's only once they did)."""
     # The agent's log and its runs' stderr, each site's Keystone and
     # uWSGI logs: all below the work directory.
     secret_scan.log_dir(workdir)
@@ -200,7 +206,8 @@ def build_world(secret_scan, workdir, db, schema_template, specs,
                 pool.submit(new_site, name, rel) for name, rel in specs]]
         w = World(workdir, hub, spokes)
         w.join({'hub': hub.admin_auth()}, secret_scan)
-        w.sync()
+        if sync:
+            w.sync()
         for spoke in spokes:
             # Joined and synced: the spoke's admin is the hub's admin.
             spoke.admin_password = hub.admin_password

@@ -112,6 +112,58 @@ def test_spokes_shared_and_taken_over(st):
             m.stop()
 
 
+def test_two_agent_groups_on_one_backend_do_not_mix(st, backend):
+    """Two HA agents (two state databases) on one Redis, their hubs both
+    called ``hub`` in their clouds.yaml (as in most deployments): each
+    is a group of its own, so each one's member drives all its spokes and
+    leads. One tooz group per hub name shared a ring and an election
+    between them: each member got a part of the spokes, and one of them
+    no leader."""
+    if backend.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    name = conftest.unique_name('agent_members')
+    other = state_mod.State(backend.create(name))
+    other.migrate()
+    other.set_hub('hub', 'hub-site', None)
+    other.restart_feed('c0')
+    hub = f'hub-{uuid.uuid4().hex[:8]}'  # the same name for both
+    a, b = _member(st, hub, 'a'), _member(other, hub, 'b')
+    try:
+        def alone():
+            for m in (a, b):
+                m.tick()
+            return _owned(a) == _owned(b) == set(SPOKES) and \
+                a.is_leader() and b.is_leader()
+        _until(alone, LEASE * 4)
+        assert a.group_id != b.group_id
+    finally:
+        for m in (a, b):
+            m.ctx.stop.set()
+            m.stop()
+        other.engine.dispose()
+        backend.drop(name)
+
+
+def test_backend_refusing_connections_is_a_cut_off(st):
+    """Redis refusing connections (tooz lets redis' own ConnectionError
+    through, not a ToozError): the member releases everything at its
+    next heartbeat, the heartbeat does not fail, and stopping works."""
+    if st.engine.dialect.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    import redis
+    a = _member(st, f'hub-{uuid.uuid4().hex[:8]}', 'a')
+    try:
+        _until(lambda: a.tick() or _owned(a) == set(SPOKES), LEASE * 4)
+        a.coord._client = redis.Redis(host='127.0.0.1', port=1,
+                                      socket_connect_timeout=1)
+        a.tick()
+        assert _owned(a) == set() and not a.is_leader()
+        assert not a.healthy
+    finally:
+        a.ctx.stop.set()
+        a.stop()
+
+
 def test_members_starting_together_migrate_once(backend):
     if backend.name == 'sqlite':
         pytest.skip('several agents need MariaDB or PostgreSQL')
