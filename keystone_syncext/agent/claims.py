@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 
 import sqlalchemy as sa
@@ -99,6 +100,11 @@ class Claims:
         self.member_id = member_id
         self.lease = lease
         self.held: dict[str, int] = {}
+        # When each claim held was last claimed or renewed (monotonic,
+        # taken before the transaction that did it): a claim is this
+        # member's only until its lease, counted from then, runs out,
+        # whether or not the renewal that should follow could be made.
+        self.renewed: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def group(self) -> str:
@@ -130,20 +136,30 @@ class Claims:
             return self.held.get(name)
 
     def holds(self, name: str) -> bool:
+        """Whether ``name`` is this member's now: claimed, and renewed
+        less than a lease ago. A member whose heartbeat hangs (its
+        coordination backend cut off, the process starved) stops
+        driving what it held when its lease runs out, as the other
+        members, who then take it over, count it; it does not wait for
+        the heartbeat that would tell it so."""
         with self._lock:
-            return name in self.held
+            return name in self.held and \
+                time.monotonic() - self.renewed.get(name, float('-inf')) \
+                < self.lease
 
     def acquire(self, name: str, take_over: bool = False) -> bool:
         """Claim ``name`` under a new generation: when it is free
         (released, never held, its lease ran out), already this member's,
         or ``take_over``. False when another member holds a live lease."""
-        when = state_tables.now()
+        when, started = state_tables.now(), time.monotonic()
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(claim).where(
                 claim.c.name == name).with_for_update()).one_or_none()
             if row is not None and row.member == self.member_id and \
                     self.held.get(name) == row.generation:
                 self._renew(conn, name, row.generation, when)
+                with self._lock:
+                    self.renewed[name] = started
                 return True
             if row is not None and row.member is not None and \
                     row.expires_at is not None and row.expires_at > when \
@@ -171,6 +187,7 @@ class Claims:
                                   'gen': generation})
         with self._lock:
             self.held[name] = generation
+            self.renewed[name] = started
         return True
 
     def forget(self, name: str) -> None:
@@ -208,15 +225,18 @@ class Claims:
     def renew(self) -> list[str]:
         """Renew every lease held; the names found lost meanwhile (no
         longer held)."""
-        when = state_tables.now()
-        lost = []
+        when, started = state_tables.now(), time.monotonic()
+        lost, kept = [], []
         with self.engine.begin() as conn:
             for name, generation in list(self.held.items()):
-                if not self._renew(conn, name, generation, when):
-                    lost.append(name)
+                (kept if self._renew(conn, name, generation, when)
+                 else lost).append(name)
         with self._lock:
             for name in lost:
                 self.held.pop(name, None)
+            for name in kept:
+                if name in self.held:
+                    self.renewed[name] = started
         return lost
 
     def _renew(self, conn, name, generation, when) -> bool:

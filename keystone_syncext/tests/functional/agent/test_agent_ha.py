@@ -641,11 +641,12 @@ def test_z_no_spoke_written_by_two_members_at_once(ha, record_property):
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    'product gap, found by this suite: a member whose tooz call hangs '
-    '(Redis link down) does not stop its spoke threads when its lease '
-    'runs out; a batch can land after the lease (before the new holder '
-    'wrote, so the fence lets it through). Owns() should check the '
-    'lease locally.'))
+    'found by this suite, narrowed since: a member whose tooz call hangs '
+    '(Redis link down) now starts no pass once its lease runs out '
+    'lease runs out (claims.Claims.holds counts the lease locally); a '
+    'the pass under way then can still land a batch after the lease, '
+    'before the new holder wrote (the fence refuses it only after), '
+    'so this stricter check can still fail'))
 def test_zz_partitioned_member_silent_after_its_lease(ha):
     by_id, _ = _member_requests(ha)
     # (Once the link is back, it rejoins and may claim spokes again.)

@@ -68,6 +68,23 @@ def test_a_live_claim_is_not_taken_and_an_expired_one_is(st, clock):
     assert not a.holds(name)
 
 
+def test_a_claim_not_renewed_within_its_lease_is_not_held(st, monkeypatch):
+    """A member whose heartbeat hangs (its coordination backend cut off)
+    stops driving when its lease runs out, as the others count it: it
+    does not wait for a renewal to tell it so."""
+    at = [1000.0]
+    monkeypatch.setattr(claims_mod.time, 'monotonic', lambda: at[0])
+    a, _ = _members(st, lease=5.0)
+    name = claims_mod.spoke_claim('s1')
+    assert a.acquire(name)
+    at[0] += 4.9
+    assert a.holds(name)
+    at[0] += 0.2                  # no renewal: the lease ran out here
+    assert not a.holds(name)
+    assert a.renew() == []        # the database still says it is a's
+    assert a.holds(name)
+
+
 def test_a_release_keeps_the_generation(st):
     a, b = _members(st)
     name = claims_mod.spoke_claim('s1')
