@@ -68,13 +68,15 @@ class Auditor:
         """Whether spoke ``row`` (its state row) is to be audited now."""
         if not self.interval or row.state != 'live':
             return False
+        if row.last_audit_at is not None and (
+                state_mod.now() - row.last_audit_at).total_seconds() < \
+                self.interval:
+            return False
+        # Due by time; the hub row is read only then, not on every pass
+        # that found the spoke caught up. The feed's backlog first
+        # (module docstring).
         feed = self.ctx.state.hub()
-        if feed.cursor is None or feed.cursor != feed.head:
-            return False    # the feed's backlog first (module docstring)
-        if row.last_audit_at is None:
-            return True
-        age = (state_mod.now() - row.last_audit_at).total_seconds()
-        return age >= self.interval
+        return feed.cursor is not None and feed.cursor == feed.head
 
     def maybe(self, site: client.Site) -> int:
         """Audit ``site`` if it is due and no other audit holds the turn
