@@ -72,6 +72,22 @@ def _token(site, ctx):
     return resp.headers['X-Subject-Token']
 
 
+def _member_token(world, shared, site):
+    """A new project at the hub with the shared user a member of it,
+    synced; (its id, the grant's path, a token for it issued at
+    ``site``)."""
+    call = shared['call']
+    project = call('POST', '/projects', json={'project': {
+        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
+    role = call('GET', '/roles?name=member').json()['roles'][0]
+    grant = (f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
+             f'{role["id"]}')
+    call('PUT', grant)
+    world.sync()
+    return project['id'], grant, _token(
+        site, dict(shared, project=project['id']))
+
+
 def _validates(world, site, token) -> int:
     """The status of validating ``token`` at ``site`` (200: accepted)."""
     return world.session(site).get(
@@ -155,17 +171,10 @@ def test_a_disabled_user_stays_revoked_when_enabled_again(world, shared):
 
 def test_a_deleted_project_revokes_its_tokens_everywhere(world, shared):
     call = shared['call']
-    project = call('POST', '/projects', json={'project': {
-        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
-    role = call('GET', '/roles?name=member').json()['roles'][0]
-    call('PUT', f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
-                f'{role["id"]}')
-    world.sync()
-    ctx = dict(shared, project=project['id'])
-    token = _token(world.spokes[0], ctx)
+    project, _, token = _member_token(world, shared, world.spokes[0])
     made = _revoked_everywhere(world, world.hub, token, lambda: call(
-        'DELETE', f'/projects/{project["id"]}'))
-    assert any(f':{project["id"]}:' in i for i in made), made
+        'DELETE', f'/projects/{project}'))
+    assert any(f':{project}:' in i for i in made), made
 
 
 def test_a_removed_role_refuses_its_tokens_everywhere(world, shared):
@@ -175,14 +184,7 @@ def test_a_removed_role_refuses_its_tokens_everywhere(world, shared):
     revocation event where Keystone makes one, and the assignment's
     delete at every spoke)."""
     call = shared['call']
-    project = call('POST', '/projects', json={'project': {
-        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
-    role = call('GET', '/roles?name=member').json()['roles'][0]
-    grant = (f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
-             f'{role["id"]}')
-    call('PUT', grant)
-    world.sync()
-    token = _token(world.spokes[1], dict(shared, project=project['id']))
+    _, grant, token = _member_token(world, shared, world.spokes[1])
     assert set(_statuses(world, token, world.every()).values()) == {200}
     call('DELETE', grant)
     assert _validates(world, world.hub, token) == 404
@@ -279,15 +281,8 @@ def test_a_role_removed_at_spoke2_stays_there(world, shared):
     assignment is the hub's: the removal refuses the token at spoke2
     only, is not sent up, and the reconcile puts the assignment back
     (the token is then accepted there again, nothing revoked it)."""
-    call, spoke2 = shared['call'], world.spokes[1]
-    project = call('POST', '/projects', json={'project': {
-        'name': hex_id(), 'domain_id': 'default'}}).json()['project']
-    role = call('GET', '/roles?name=member').json()['roles'][0]
-    grant = (f'/projects/{project["id"]}/users/{shared["user"]}/roles/'
-             f'{role["id"]}')
-    call('PUT', grant)
-    world.sync()
-    token = _token(spoke2, dict(shared, project=project['id']))
+    spoke2 = world.spokes[1]
+    _, grant, token = _member_token(world, shared, spoke2)
     assert set(_statuses(world, token, world.every()).values()) == {200}
     before = {s.name: set(world.sync_items(s, TYPE))
               for s in world.every()}
