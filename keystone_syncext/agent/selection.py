@@ -285,37 +285,39 @@ class Judge:
     def included(self, type_name, id_, depth=0) -> bool:
         if not self.selection.include:
             return True
-        key = (type_name, id_)
-        if key in self._included:
-            return self._included[key]
-        self._included[key] = False
-        facts = self.view.get(type_name, id_)
-        ok = False
-        if facts is not None and depth < self.MAX_DEPTH:
-            ok = (any(r.matches(type_name, facts)
-                      for r in self.selection.include)
-                  or any(self._covered_by_scope(t, i, depth + 1)
-                         for t, i in facts.contained_in)
-                  or (type_name in DEPENDENTS and bool(facts.refers_to)
-                      and all(self.included(t, i, depth + 1)
-                              for t, i in facts.refers_to)))
-        self._included[key] = ok
-        return ok
+        return self._memoized(self._included, self._included_by, type_name,
+                              id_, depth)
+
+    def _included_by(self, type_name, facts, depth) -> bool:
+        return (any(r.matches(type_name, facts)
+                    for r in self.selection.include)
+                or any(self._covered_by_scope(t, i, depth + 1)
+                       for t, i in facts.contained_in)
+                or (type_name in DEPENDENTS and bool(facts.refers_to)
+                    and all(self.included(t, i, depth + 1)
+                            for t, i in facts.refers_to)))
 
     def _covered_by_scope(self, type_name, id_, depth) -> bool:
         """Whether a ``domain:``/``project:`` include covers this
         container (or one of its own containers)."""
+        return self._memoized(self._covered, self._covered_by, type_name,
+                              id_, depth)
+
+    def _covered_by(self, type_name, facts, depth) -> bool:
+        return (any(r.kind in ('domain', 'project')
+                    and r.matches(type_name, facts)
+                    for r in self.selection.include)
+                or any(self._covered_by_scope(t, i, depth + 1)
+                       for t, i in facts.contained_in))
+
+    def _memoized(self, memo, judge, type_name, id_, depth) -> bool:
+        """``judge(type_name, facts, depth)`` of a resource, memoized in
+        ``memo``: False for one the view lacks or deeper than MAX_DEPTH,
+        and while it is being judged (a loop judges as not)."""
         key = (type_name, id_)
-        if key in self._covered:
-            return self._covered[key]
-        self._covered[key] = False
-        facts = self.view.get(type_name, id_)
-        ok = False
-        if facts is not None and depth < self.MAX_DEPTH:
-            ok = (any(r.kind in ('domain', 'project')
-                      and r.matches(type_name, facts)
-                      for r in self.selection.include)
-                  or any(self._covered_by_scope(t, i, depth + 1)
-                         for t, i in facts.contained_in))
-        self._covered[key] = ok
-        return ok
+        if key not in memo:
+            memo[key] = False
+            facts = self.view.get(type_name, id_)
+            if facts is not None and depth < self.MAX_DEPTH:
+                memo[key] = judge(type_name, facts, depth)
+        return memo[key]

@@ -71,6 +71,27 @@ def _guarded(handler):
     return wrapper
 
 
+def _operation(policy: str, response: dict | None, *, header=None,
+               query=None, body=None):
+    """A handler's contract (:mod:`.validation`), stacked in the one
+    order every route needs: our errors rendered (:func:`_guarded`); the
+    policy rule ``policy`` enforced first, so that a caller it refuses
+    learns nothing about what the request should be; then the ``header``,
+    ``query`` and ``body`` schemas checked, in that order; the
+    ``response`` schema declared (None: no body)."""
+    checks = ((validation.request_header_schema, header),
+              (validation.request_query_schema, query),
+              (validation.request_body_schema, body))
+
+    def decorate(handler):
+        handler = validation.response_body_schema(response)(handler)
+        for check, schema in reversed(checks):
+            if schema is not None:
+                handler = check(schema)(handler)
+        return _guarded(validation.enforced(policy)(handler))
+    return decorate
+
+
 def _origin() -> str | None:
     """The origin header, checked by the route's header schema."""
     return flask.request.headers.get(ORIGIN_HEADER)
@@ -89,9 +110,8 @@ def _etag(value: str) -> dict:
 
 
 class SyncResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:get_capabilities')
-    @validation.response_body_schema(schemas.capabilities_response_body)
+    @_operation('identity:sync:get_capabilities',
+                schemas.capabilities_response_body)
     def get(self):
         """What this site offers to a sync agent.
 
@@ -117,9 +137,7 @@ class SyncResource(flask_restful.Resource):
 
 
 class StatusResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:get_status')
-    @validation.response_body_schema(schemas.status_response_body)
+    @_operation('identity:sync:get_status', schemas.status_response_body)
     def get(self):
         """Whether change capture is complete here.
 
@@ -142,10 +160,8 @@ class StatusResource(flask_restful.Resource):
 
 
 class ChangesResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:list_changes')
-    @validation.request_query_schema(schemas.changes_request_query)
-    @validation.response_body_schema(schemas.changes_response_body)
+    @_operation('identity:sync:list_changes', schemas.changes_response_body,
+                query=schemas.changes_request_query)
     def get(self):
         """The change feed.
 
@@ -173,10 +189,9 @@ class ChangesResource(flask_restful.Resource):
 
 
 class ResourceListResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:list_resources')
-    @validation.request_query_schema(schemas.resources_request_query)
-    @validation.response_body_schema(schemas.resources_response_body)
+    @_operation('identity:sync:list_resources',
+                schemas.resources_response_body,
+                query=schemas.resources_request_query)
     def get(self, type_name):
         """The resources of one type, ordered by id.
 
@@ -194,9 +209,7 @@ class ResourceListResource(flask_restful.Resource):
 
 
 class ResourceItemResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:get_resource')
-    @validation.response_body_schema(schemas.envelope)
+    @_operation('identity:sync:get_resource', schemas.envelope)
     def get(self, type_name, resource_id):
         """One resource.
 
@@ -210,11 +223,9 @@ class ResourceItemResource(flask_restful.Resource):
         env = reads.read(type_name, resource_id)
         return env, 200, _etag(env['hash'])
 
-    @_guarded
-    @validation.enforced('identity:sync:update_resource')
-    @validation.request_header_schema(schemas.put_request_header)
-    @validation.request_body_schema(schemas.resource_request_body)
-    @validation.response_body_schema(schemas.envelope)
+    @_operation('identity:sync:update_resource', schemas.envelope,
+                header=schemas.put_request_header,
+                body=schemas.resource_request_body)
     def put(self, type_name, resource_id):
         """Create or update a resource with the id in the URL.
 
@@ -252,10 +263,8 @@ class ResourceItemResource(flask_restful.Resource):
             origin=_origin())
         return env, status, _etag(env['hash'])
 
-    @_guarded
-    @validation.enforced('identity:sync:delete_resource')
-    @validation.request_header_schema(schemas.delete_request_header)
-    @validation.response_body_schema(None)
+    @_operation('identity:sync:delete_resource', None,
+                header=schemas.delete_request_header)
     def delete(self, type_name, resource_id):
         """Delete a resource, leaving a tombstone with the origin.
 
@@ -277,11 +286,9 @@ class ResourceItemResource(flask_restful.Resource):
 
 
 class BatchResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:create_batch')
-    @validation.request_header_schema(schemas.batch_request_header)
-    @validation.request_body_schema(schemas.batch_request_body)
-    @validation.response_body_schema(schemas.batch_response_body)
+    @_operation('identity:sync:create_batch', schemas.batch_response_body,
+                header=schemas.batch_request_header,
+                body=schemas.batch_request_body)
     def post(self):
         """Many upserts and deletes, in dependency order.
 
@@ -307,11 +314,9 @@ class BatchResource(flask_restful.Resource):
 
 
 class RekeyResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:create_rekey')
-    @validation.request_header_schema(schemas.write_request_header)
-    @validation.request_body_schema(schemas.rekey_request_body)
-    @validation.response_body_schema(schemas.rekey_response_body)
+    @_operation('identity:sync:create_rekey', schemas.rekey_response_body,
+                header=schemas.write_request_header,
+                body=schemas.rekey_request_body)
     def post(self):
         """Give a resource a new id, and every reference to it.
 
@@ -329,10 +334,8 @@ class RekeyResource(flask_restful.Resource):
 
 
 class DigestResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:get_digest')
-    @validation.request_query_schema(schemas.digest_request_query)
-    @validation.response_body_schema(schemas.digest_response_body)
+    @_operation('identity:sync:get_digest', schemas.digest_response_body,
+                query=schemas.digest_request_query)
     def get(self, type_name):
         """Hash buckets of one type by id prefix.
 
@@ -350,10 +353,8 @@ class DigestResource(flask_restful.Resource):
 
 
 class DigestsResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:get_digest')
-    @validation.request_body_schema(schemas.digests_request_body)
-    @validation.response_body_schema(schemas.digests_response_body)
+    @_operation('identity:sync:get_digest', schemas.digests_response_body,
+                body=schemas.digests_request_body)
     def post(self):
         """Many digests, of any types and prefixes, in one request.
 
@@ -373,10 +374,9 @@ class DigestsResource(flask_restful.Resource):
 
 
 class TombstonesResource(flask_restful.Resource):
-    @_guarded
-    @validation.enforced('identity:sync:list_tombstones')
-    @validation.request_body_schema(schemas.tombstones_request_body)
-    @validation.response_body_schema(schemas.tombstones_response_body)
+    @_operation('identity:sync:list_tombstones',
+                schemas.tombstones_response_body,
+                body=schemas.tombstones_request_body)
     def post(self):
         """Which of these ids this site deleted.
 

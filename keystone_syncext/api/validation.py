@@ -20,6 +20,7 @@ matters here:
 
 A refused request is a 400 rendered by ``api.sync._guarded``; the policy
 is enforced before any of this runs (``enforced``), as before.
+``api.sync._operation`` stacks them on every route in that order.
 """
 
 import functools

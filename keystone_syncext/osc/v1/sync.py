@@ -37,9 +37,34 @@ def _record(body: dict):
     return names, tuple(_column(body[n]) for n in names)
 
 
+def _rows(names: tuple, long: bool, items: list):
+    """A listing's columns and rows; ``--long`` adds each resource."""
+    names += ('resource',) if long else ()
+    return names, [tuple(_column(i.get(n)) for n in names) for i in items]
+
+
+def _argument(*names, **kwargs):
+    """One of a command's ``arguments``: ``add_argument``'s own words."""
+    return names, kwargs
+
+
+def _positive_limit(parsed_args):
+    if parsed_args.limit < 1:
+        raise exceptions.CommandError('--limit must be at least 1')
+
+
 class _SyncCommand:
-    """What every sync command shares: the site's client, and its errors
+    """What every sync command shares: its arguments, declared as
+    ``arguments``; the site's client; and its errors
     (``client.SiteError``) raised as OSC's ``CommandError``."""
+
+    arguments = ()
+
+    def get_parser(self, prog_name):
+        parser = super().get_parser(prog_name)
+        for names, kwargs in self.arguments:
+            parser.add_argument(*names, **kwargs)
+        return parser
 
     def take_action(self, parsed_args):
         try:
@@ -78,31 +103,25 @@ class ListChanges(_SyncCommand, command.Lister):
                     'admin); the cursor to continue from is said on '
                     'stderr')
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument('--since', metavar='<cursor>',
-                            help='after this cursor (default: the '
-                            'beginning of the kept history)')
-        parser.add_argument('--type', metavar='<type>', action='append',
-                            dest='types', help='only changes of this '
-                            'type (repeatable)')
-        parser.add_argument('--limit', metavar='<n>', type=int,
-                            default=100, help='at most N changes '
-                            '(default 100; the site caps it)')
-        parser.add_argument('--long', action='store_true',
-                            help='with each resource\'s representation')
-        return parser
+    arguments = (
+        _argument('--since', metavar='<cursor>',
+                  help='after this cursor (default: the beginning of the '
+                  'kept history)'),
+        _argument('--type', metavar='<type>', action='append', dest='types',
+                  help='only changes of this type (repeatable)'),
+        _argument('--limit', metavar='<n>', type=int, default=100,
+                  help='at most N changes (default 100; the site caps it)'),
+        _argument('--long', action='store_true',
+                  help='with each resource\'s representation'),
+    )
 
     def sync_action(self, sync, parsed_args):
-        if parsed_args.limit < 1:
-            raise exceptions.CommandError('--limit must be at least 1')
+        _positive_limit(parsed_args)
         page = sync.changes(since=parsed_args.since, limit=parsed_args.limit,
                             types=parsed_args.types)
         self.say(f'next cursor: {page["next"]}'
                  + (' (more changes follow)' if page.get('more') else ''))
-        names = CHANGE_COLUMNS + (('resource',) if parsed_args.long else ())
-        return names, [tuple(_column(c.get(n)) for n in names)
-                       for c in page['changes']]
+        return _rows(CHANGE_COLUMNS, parsed_args.long, page['changes'])
 
 
 RESOURCE_COLUMNS = ('id', 'hash', 'created_at', 'updated_at')
@@ -112,27 +131,23 @@ class ListResources(_SyncCommand, command.Lister):
     _description = ('One page of the resources of a type, ordered by id, '
                     'with their content hashes (system admin)')
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument('type', metavar='<type>',
-                            help='a type the site syncs (openstack sync '
-                            'capabilities show -c resource_types)')
-        parser.add_argument('--marker', metavar='<id>',
-                            help='after this id')
-        parser.add_argument('--prefix', metavar='<prefix>',
-                            help='only ids starting with it')
-        parser.add_argument('--limit', metavar='<n>', type=int,
-                            default=1000, help='at most N (default and '
-                            'cap: the site\'s max_page_size)')
-        parser.add_argument('--long', action='store_true',
-                            help='with each representation (secret '
-                            'hashes as the API gives them to system '
-                            'admins)')
-        return parser
+    arguments = (
+        _argument('type', metavar='<type>',
+                  help='a type the site syncs (openstack sync capabilities '
+                  'show -c resource_types)'),
+        _argument('--marker', metavar='<id>', help='after this id'),
+        _argument('--prefix', metavar='<prefix>',
+                  help='only ids starting with it'),
+        _argument('--limit', metavar='<n>', type=int, default=1000,
+                  help='at most N (default and cap: the site\'s '
+                  'max_page_size)'),
+        _argument('--long', action='store_true',
+                  help='with each representation (secret hashes as the API '
+                  'gives them to system admins)'),
+    )
 
     def sync_action(self, sync, parsed_args):
-        if parsed_args.limit < 1:
-            raise exceptions.CommandError('--limit must be at least 1')
+        _positive_limit(parsed_args)
         if parsed_args.prefix:
             page = sync.listing_prefix(parsed_args.type, parsed_args.prefix,
                                        parsed_args.marker, parsed_args.limit)
@@ -141,10 +156,7 @@ class ListResources(_SyncCommand, command.Lister):
                                 parsed_args.limit)
         if page.get('next_marker'):
             self.say(f'more after: --marker {page["next_marker"]}')
-        names = RESOURCE_COLUMNS + (('resource',) if parsed_args.long
-                                    else ())
-        return names, [tuple(_column(i.get(n)) for n in names)
-                       for i in page['items']]
+        return _rows(RESOURCE_COLUMNS, parsed_args.long, page['items'])
 
 
 class ShowResource(_SyncCommand, command.ShowOne):
@@ -152,11 +164,10 @@ class ShowResource(_SyncCommand, command.ShowOne):
                     'representation and content hash (system admin; '
                     'secret hashes as the API gives them)')
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument('type', metavar='<type>', help='its type')
-        parser.add_argument('id', metavar='<id>', help='its id')
-        return parser
+    arguments = (
+        _argument('type', metavar='<type>', help='its type'),
+        _argument('id', metavar='<id>', help='its id'),
+    )
 
     def sync_action(self, sync, parsed_args):
         item = sync.envelope(parsed_args.type, parsed_args.id)
@@ -174,12 +185,11 @@ class _DigestCommand(_SyncCommand):
 
     bucket_help = ''
 
-    def get_parser(self, prog_name):
-        parser = super().get_parser(prog_name)
-        parser.add_argument('type', metavar='<type>', help='the type')
-        parser.add_argument('--bucket', metavar='<prefix>', default='',
-                            help=self.bucket_help)
-        return parser
+    @property
+    def arguments(self):
+        return (_argument('type', metavar='<type>', help='the type'),
+                _argument('--bucket', metavar='<prefix>', default='',
+                          help=self.bucket_help))
 
 
 class ShowDigest(_DigestCommand, command.ShowOne):

@@ -2,12 +2,15 @@
 Flask request: what they refuse, with what message, and in what order
 with the policy."""
 
+import inspect
+
 import flask
 import pytest
 
 from keystone_syncext import enforcement
 from keystone_syncext import exception
 from keystone_syncext.api import schemas
+from keystone_syncext.api import sync
 from keystone_syncext.api import validation
 
 APP = flask.Flask(__name__)
@@ -115,3 +118,33 @@ def test_declarations_are_readable_through_the_wrappers():
     assert validation.declared(_batch, 'policy_action') == \
         'identity:sync:create_batch'
     assert validation.declared(_changes, 'request_body') is None
+
+
+def _routes():
+    for mapping in sync.SyncAPI.resource_mapping:
+        for method in ('get', 'put', 'post', 'delete'):
+            if hasattr(mapping.resource, method):
+                yield mapping.resource, method
+
+
+@pytest.mark.parametrize('resource,method', list(_routes()))
+def test_every_route_enforces_its_policy_before_reading_the_request(
+        monkeypatch, resource, method):
+    """A caller the policy refuses learns nothing about the request's
+    form, whatever is wrong with it: sync._operation stacks every route's
+    checks in that order, and renders the refusal as our error."""
+    def refuse(action):
+        raise exception.Forbidden(f'no {action}')
+
+    monkeypatch.setattr(enforcement, 'enforce_call', refuse)
+    handler = getattr(resource(), method)
+    args = [a for a in inspect.signature(handler).parameters]
+    with APP.test_request_context(
+            '/?limit=zero&wait=soon&prefix=' + 'x' * 300,
+            method=method.upper(), data=b'{nope',
+            headers={'OpenStack-Sync-Origin': 'not a site!',
+                     'If-Match': 'nope'}):
+        _, code, _ = handler(*(['no such'] * len(args)))
+    assert code == 403
+    policy = validation.declared(getattr(resource, method), 'policy_action')
+    assert policy.startswith('identity:sync:')
