@@ -4,6 +4,8 @@ one) behind oslo.upgradecheck's command line and exit codes: 0 success,
 1 warning, 2 failure."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -20,6 +22,8 @@ STATUS = [sys.executable, '-c',
           'import sys; from importlib import metadata; sys.exit(metadata.'
           'entry_points(group="console_scripts")["keystone-syncext-status"]'
           '.load()())']
+MANAGE = os.path.join(os.path.dirname(sys.executable),
+                      'keystone-syncext-manage')
 TRIGGER = 'sync_project_ins_v1'
 CHECKS = ['Keystone schema', 'Sync migrations', 'Change capture', 'Site id',
           'Write context']
@@ -39,14 +43,18 @@ def database(sqlite_dir, schema_template, tmp_path_factory):
     backend.drop(dbname)
 
 
-def status(database, *args, site_id='test'):
+def _conf(database, site_id):
     url, _, tmp = database
     conf = tmp / 'keystone.conf'
     conf.write_text(f'[database]\nconnection = {url}\n\n[sync]\n'
                     + (f'site_id = {site_id}\n' if site_id else ''))
+    return str(conf)
+
+
+def status(database, *args, site_id='test'):
     return subprocess.run(
-        [*STATUS, '--config-file', str(conf), 'upgrade', 'check', *args],
-        capture_output=True, text=True, timeout=300)
+        [*STATUS, '--config-file', _conf(database, site_id), 'upgrade',
+         'check', *args], capture_output=True, text=True, timeout=300)
 
 
 def results(proc) -> dict:
@@ -60,6 +68,15 @@ def test_a_ready_site_passes_every_check(database):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert list(results(proc)) == CHECKS
     assert {code for code, _ in results(proc).values()} == {0}
+
+
+def test_the_same_checks_as_keystone_syncext_manage_check(database):
+    """The titles of ``keystone-syncext-manage check``'s table, in order."""
+    proc = subprocess.run([MANAGE, '--config-file', _conf(database, 'test'),
+                           'check'], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.findall(r'\| Check: (.+?) +\|', proc.stdout) == CHECKS
 
 
 def test_a_missing_site_id_is_a_warning(database):

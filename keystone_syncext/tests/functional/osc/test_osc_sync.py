@@ -105,8 +105,9 @@ def osc(site, monkeypatch, capsys):
 
 
 def _formats(osc, cloud, *argv, lister=True):
-    """The command in json, yaml, value and csv (shell for a record):
-    the json, having checked the others say the same."""
+    """The command in json, yaml, table, value (one column, ``-c``) and
+    csv (shell for a record, which has no csv): the json, having checked
+    the others say the same."""
     rc, out, err = osc(cloud, *argv, '-f', 'json')
     assert rc == 0, err
     got = json.loads(out)
@@ -123,6 +124,9 @@ def _formats(osc, cloud, *argv, lister=True):
     else:
         rc, out, _ = osc(cloud, *argv, '-f', 'shell')
         assert rc == 0 and out.count('="') >= len(got) - 1
+        name = next(k for k in sorted(got) if isinstance(got[k], str))
+        rc, out, _ = osc(cloud, *argv, '-f', 'value', '-c', name)
+        assert rc == 0 and out == got[name] + '\n', (name, out)
     return got
 
 
@@ -197,6 +201,7 @@ def test_a_refusal_is_the_ordinary_openstack_error(site, osc, cloud, argv):
     rc, out, err = osc(cloud, *argv, '-f', 'json')
     assert rc == 1 and out == ''
     assert f'{cloud}: GET /sync' in err and ': 403 ' in err, err
+    assert 'Traceback' not in err, err
 
 
 def test_a_resource_the_site_lacks_is_an_error_naming_it(site, osc):
@@ -223,6 +228,10 @@ def test_the_openstack_command_says_a_refusal_and_exits_1(site):
     assert proc.returncode == 1 and proc.stdout == ''
     assert 'reader: GET /sync/resources/project: 403' in proc.stderr, \
         proc.stderr
+    # The site's answer as one line, as openstack says any error.
+    assert proc.stderr.strip().splitlines() == [
+        line for line in proc.stderr.strip().splitlines()
+        if 'reader: GET /sync/resources/project: 403' in line], proc.stderr
     proc = _openstack(site, '--os-cloud', 'reader', 'sync', 'status',
                       'show', '-f', 'json')
     assert proc.returncode == 0, proc.stderr
