@@ -9,13 +9,14 @@ a. a member holding spokes, not the leader, is SIGKILLed;
 b. the leader (the ``feed`` claim's holder) is SIGKILLed: another member
    reads the feed;
 c. a member is paused (SIGSTOP) past its lease, the others take its spokes
-   and write them, and it is resumed (SIGCONT): what it still sends under
-   its old generation is refused (409), and it rejoins;
+   and write them, and it is resumed (SIGCONT): its count of the lease
+   ends the pass under way before its next batch, what it still sends
+   under its old generation is refused (409), and it rejoins;
 d. a member runs in a network namespace of its own, reaching the sites
    and the state database over one veth link and Redis over another; the
    Redis link goes down (a real partition from the coordination backend
-   only): it stops writing, the others take its spokes over; the link
-   comes back and it rejoins.
+   only): it stops writing before its lease runs out, the others take
+   its spokes over; the link comes back and it rejoins.
 
 A replacement member is started after each kill (as systemd would), so
 that two or more are always live. Last, from real evidence, no spoke was
