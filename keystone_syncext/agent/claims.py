@@ -16,6 +16,13 @@ refuses one lower than it has seen (:mod:`keystone_syncext.writes.fence`).
 
 A holder renews its lease (``expires_at``) every heartbeat; a claim whose
 lease ran out may be taken over by anyone (a crashed or paused member).
+The holder counts the lease itself too, from the start of its last
+renewal, and gives up earlier than the others may take over: it begins
+no pass and no batch once ``lease - margin`` passed without a renewal
+(:meth:`Claims.holds`; ``margin``: :data:`MARGIN_SHARE` of the lease),
+so that a batch begun just before has the margin to land before anyone
+else may write that spoke. A claim lapsed so is not forgotten: it is
+held again as soon as a renewal goes through.
 """
 
 import datetime
@@ -38,6 +45,13 @@ LOG = logging.getLogger(__name__)
 claim, key = state_tables.claim, state_tables.key
 AGENT, FEED = 'agent', 'feed'
 GROUP_KEY = 'agent_group'
+# The share of a lease, at its end, in which its holder begins no batch:
+# the margin a batch begun just before has to land. A quarter: 7.5 s of
+# the default 30 s lease, 1.25 s of the HA drill's 5 s, where a full
+# batch (500 items) takes about 0.3 s (doc/benchmarks.md: 1,580
+# resources/s); and the holder still holds it for three quarters of a
+# lease after each renewal, many heartbeats.
+MARGIN_SHARE = 0.25
 
 
 def spoke_claim(name: str) -> str:
@@ -99,6 +113,7 @@ class Claims:
         self.engine = engine
         self.member_id = member_id
         self.lease = lease
+        self.margin = lease * MARGIN_SHARE
         self.held: dict[str, int] = {}
         # When each claim held was last claimed or renewed (monotonic,
         # taken before the transaction that did it): a claim is this
@@ -137,15 +152,16 @@ class Claims:
 
     def holds(self, name: str) -> bool:
         """Whether ``name`` is this member's now: claimed, and renewed
-        less than a lease ago. A member whose heartbeat hangs (its
-        coordination backend cut off, the process starved) stops
-        driving what it held when its lease runs out, as the other
-        members, who then take it over, count it; it does not wait for
-        the heartbeat that would tell it so."""
+        less than ``lease - margin`` ago. A member whose heartbeat hangs
+        (its coordination backend cut off, the process starved) stops
+        driving what it held ``margin`` seconds before its lease runs
+        out as the other members, who may then take it over, count it;
+        it does not wait for the heartbeat that would tell it so. Asked
+        before every pass and every batch to a spoke."""
         with self._lock:
             return name in self.held and \
                 time.monotonic() - self.renewed.get(name, float('-inf')) \
-                < self.lease
+                < self.lease - self.margin
 
     def acquire(self, name: str, take_over: bool = False) -> bool:
         """Claim ``name`` under a new generation: when it is free

@@ -33,6 +33,18 @@ class Stopped(Exception):
     """The run was asked to stop (raised out of a wait)."""
 
 
+class Lapsed(Exception):
+    """Before a batch to a spoke: this member's claim on it is not its
+    own now by its count of the lease (:meth:`claims.Claims.holds`). The
+    pass ends there; the claim is kept, and the next pass starts once a
+    renewal went through."""
+
+    def __init__(self, name: str):
+        super().__init__(f'spoke {name}: claim not renewed within its '
+                         f'lease less the margin: pass ended before its '
+                         f'next batch')
+
+
 class Context:
     """``keystone-sync run``'s shared facts: one hub, its spokes, one
     state database."""
@@ -83,6 +95,13 @@ class Context:
     def owns(self, name: str) -> bool:
         """Whether this member holds spoke ``name``'s claim now."""
         return self.membership is None or self.membership.owns(name)
+
+    def check_lease(self, site: client.Site) -> None:
+        """Before a batch to ``site``: :class:`Lapsed` when it is a
+        spoke this member does not hold now (the hub's writes, the
+        upward flow's, are not a spoke's claim's)."""
+        if site is not self.hub and not self.owns(site.name):
+            raise Lapsed(site.name)
 
     def is_leader(self) -> bool:
         """Whether this member reads the hub's feed (one agent: True)."""

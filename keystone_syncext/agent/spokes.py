@@ -125,6 +125,11 @@ class SpokeSync:
         except (claims_mod.ClaimLost, claims_mod.Fenced) as e:
             self._lost(site.name, e)
             return None, failures, False
+        except context_mod.Lapsed as e:
+            # Not a failure and not a loss: what the pass committed
+            # stays, and the next one starts once the lease is renewed.
+            LOG.warning('%s', e)
+            return None, failures, False
         except Exception as e:
             failures += 1
             return None, failures, self._failed(site, e, failures)

@@ -211,6 +211,9 @@ class Writer:
                    conf.batch_items)
 
     def _write_chunk(self, site, chunk, origin, ok, bad, stale):
+        # Every batch, a split's halves too: none begun once this
+        # member's count of its claim's lease says it may not.
+        self.ctx.check_lease(site)
         try:
             results = claims_mod.fenced_batch(
                 site, [c.item() for c in chunk], origin=origin)

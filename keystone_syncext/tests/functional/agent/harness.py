@@ -7,8 +7,9 @@ which are the same bytes on both releases when the fields are the same).
 Every spoke was bootstrapped on its own and joined first, as an operator
 would; the agent uses a spoke-local account at each spoke. ``world`` is a
 module-scoped fixture: a module that uses it does ``world =
-harness.world`` and gets its own instance (test_agent.py,
-test_agent_conflicts.py, test_agent_reconcile.py, security/test_attacks.py);
+harness.world`` and gets its own instance (test_agent.py, the agent as
+a service included, test_agent_conflicts.py, test_agent_reconcile.py,
+security/test_attacks.py);
 the fault suite builds a ``World`` of its own on top. The helpers make
 resources at the hub (``make_everything``, ``make_some``, ``bulk``) and
 judge them everywhere (``assert_same_everywhere``,

@@ -164,6 +164,28 @@ def test_rebuilt_when_the_log_was_purged_past_them(call, feed_site):
     assert after.built_at > before.built_at
 
 
+def test_two_identical_revocation_events_are_one(call, feed_site):
+    """Keystone can record the same revocation twice in one second (a
+    user's password changed, then the user revoked again): two rows, one
+    id (keystone_syncext.common.revocation). Their stored hash is one,
+    when the type is rebuilt and when caught up; before, the digest broke
+    on the second (500: a unique key of sync_digest_hash)."""
+    user = uuid.uuid4().hex
+    when = datetime.datetime.now(datetime.UTC).replace(tzinfo=None,
+                                                       microsecond=0)
+    row = {'user_id': user, 'issued_before': when, 'revoked_at': when}
+    with feed_site.engine().begin() as conn:
+        events = sa.Table('revocation_event', sa.MetaData(),
+                          autoload_with=conn)
+        conn.execute(events.insert(), [row, row])
+    assert_digests_agree(call, ['revocation_event'])       # caught up
+    with feed_site.engine().begin() as conn:
+        conn.execute(tables.digest_state.delete().where(
+            tables.digest_state.c.resource_type == 'revocation_event'))
+    assert_digests_agree(call, ['revocation_event'])       # rebuilt
+    assert sum(user in i for i in listed(call, 'revocation_event')) == 1
+
+
 def test_concurrent_first_digests_build_once_and_agree(call, feed_site):
     with feed_site.engine().begin() as conn:
         conn.execute(tables.digest_state.delete().where(

@@ -70,17 +70,22 @@ def test_a_live_claim_is_not_taken_and_an_expired_one_is(st, clock):
 
 def test_a_claim_not_renewed_within_its_lease_is_not_held(st, monkeypatch):
     """A member whose heartbeat hangs (its coordination backend cut off)
-    stops driving when its lease runs out, as the others count it: it
-    does not wait for a renewal to tell it so."""
+    stops driving a margin before its lease runs out as the others count
+    it (a batch begun just before has that long to land): it does not
+    wait for a renewal to tell it so, and holds it again once one goes
+    through."""
     at = [1000.0]
-    monkeypatch.setattr(claims_mod.time, 'monotonic', lambda: at[0])
+    monkeypatch.setattr(claims_mod, 'time',
+                        types.SimpleNamespace(monotonic=lambda: at[0]))
     a, _ = _members(st, lease=5.0)
+    assert a.margin == 5.0 * claims_mod.MARGIN_SHARE == 1.25
     name = claims_mod.spoke_claim('s1')
     assert a.acquire(name)
-    at[0] += 4.9
+    at[0] += 3.7
     assert a.holds(name)
-    at[0] += 0.2                  # no renewal: the lease ran out here
+    at[0] += 0.1                  # no renewal: lease - margin passed
     assert not a.holds(name)
+    assert a.generation(name) == 1   # lapsed here, not forgotten
     assert a.renew() == []        # the database still says it is a's
     assert a.holds(name)
 

@@ -8,9 +8,11 @@ dropped connection and a timeout."""
 
 import io
 import sys
+import types
 
 import pytest
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import spokes as spokes_mod
 from keystone_syncext.agent import state as state_mod
@@ -117,6 +119,47 @@ def test_a_clean_run_converges(world, capsys):
                                        fakeworld.run_bound(conf, 10))
     assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
     assert set(world.spokes[0].data['role']) == {'r-admin'}
+
+
+def test_a_pass_whose_lease_lapsed_ends_and_the_next_goes_on(world,
+                                                             monkeypatch):
+    """A pass (here a seed, in batches of two) whose member's lease
+    lapses by its own count between two batches ends there: not a
+    failure, the claim not forgotten, no error recorded; the next pass,
+    once renewed, goes on to the end."""
+    agent = agentparts.agent_of(world, batch_items=2)
+    agent.state.restart_feed(world.hub.head())
+    site, spoke = agent.spokes[0], world.spokes[0]
+    solo = agentparts.lapsing(agent, monkeypatch, spoke)
+    assert agent.spoke_sync._attempt(site, 0) == (None, 0, False)
+    assert spoke.calls['batch'] == 1
+    assert not agent.owns('spoke1')
+    assert solo.claims.generation(claims_mod.spoke_claim('spoke1')) == 1
+    assert agent.state.spoke('spoke1').last_error is None
+    solo.tick()
+    assert agent.owns('spoke1')
+    assert agent.spoke_sync._attempt(site, 0) == (True, 0, False)
+    assert agent.state.spoke('spoke1').state == 'live'
+    assert set(spoke.data['project']) == {f'p{n}' for n in range(5)}
+
+
+def test_once_ends_after_its_lease_lapsed_for_a_while(world, capsys,
+                                                      monkeypatch, caplog):
+    """``run --once`` (one agent): a heartbeat that could not renew in
+    time ends a pass between two batches; the next renewal (the run's
+    own heartbeat) lets the spoke go on, and the run ends converged."""
+    conf = fakeworld.make_conf(batch_items=2)
+    agent = world.agent(conf)
+    spoke = world.spokes[0]
+    lapse = conf.coordination.lease * (1 - claims_mod.MARGIN_SHARE) + 0.1
+    clock = claims_mod.time.monotonic
+    monkeypatch.setattr(claims_mod, 'time', types.SimpleNamespace(
+        monotonic=lambda: clock() + (lapse if spoke.calls['batch'] else 0)))
+    rc, lines, _ = fakeworld.run_agent(agent, capsys,
+                                       fakeworld.run_bound(conf, 10))
+    assert (rc, lines) == (0, ['spoke spoke1: converged with hub hub'])
+    assert 'pass ended before its next batch' in caplog.text
+    assert set(spoke.data['project']) == {f'p{n}' for n in range(5)}
 
 
 def test_a_412_in_a_run_is_settled_and_converges(world, capsys):

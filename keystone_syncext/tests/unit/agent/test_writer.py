@@ -6,7 +6,9 @@ clash is told apart in the reason kept."""
 
 import pytest
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
+from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import writer
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
@@ -49,6 +51,24 @@ def test_batches_are_bounded_by_the_sites_page_size(world):
     ok, _, _ = agent.writer.write(agent.spokes[0], _projects(8))
     assert len(ok) == 8
     assert world.spokes[0].calls['batch'] == 3
+
+
+def test_no_batch_is_begun_once_the_lease_lapsed(world, monkeypatch):
+    """The holder gives up before the others may take over: once its
+    count of the lease says the claim is not its own now, the batch it
+    would send next is not begun (context.Lapsed); the claim is kept,
+    and the writes go on once a renewal went through."""
+    agent = agentparts.agent_of(world, batch_items=3)
+    spoke = world.spokes[0]
+    solo = agentparts.lapsing(agent, monkeypatch, spoke)
+    with pytest.raises(context_mod.Lapsed, match='spoke spoke1'):
+        agent.writer.write(agent.spokes[0], _projects(8))
+    assert spoke.calls['batch'] == 1
+    assert sorted(spoke.data['project']) == ['q0', 'q1', 'q2']
+    assert solo.claims.generation(claims_mod.spoke_claim('spoke1')) == 1
+    solo.tick()                   # the renewal goes through
+    ok, _, _ = agent.writer.write(agent.spokes[0], _projects(8))
+    assert len(ok) == 8 and len(spoke.data['project']) == 8
 
 
 def test_a_write_refused_412_is_settled_by_the_conflict_rules(world):
