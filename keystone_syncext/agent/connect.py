@@ -34,6 +34,12 @@ class Connector:
         # marker would each make a rewound spoke renew its history, and
         # the second renewal look like another restore.
         self._locks = {s.name: threading.Lock() for s in ctx.spokes}
+        # One connect of a spoke at a time, for the same two threads: a
+        # thread that finds the spoke's site id set (by the other's
+        # capabilities read) must also find what that connect records
+        # after it (the spoke's types); otherwise a seed started then
+        # sees no type to copy, and marks the spoke seeded with nothing.
+        self._connecting = {s.name: threading.Lock() for s in ctx.spokes}
         # Spokes whose last history check refused the marker: a second
         # refusal in a row (of the marker taken after the reconcile the
         # first one caused) is a feed that refuses its own head, not
@@ -44,6 +50,10 @@ class Connector:
         """Read spoke ``site``'s capabilities if not known (after an
         error: ``site.site_id`` is None), or check its history if the
         last check is old; :class:`client.SiteError` if it is the hub."""
+        with self._connecting.setdefault(site.name, threading.Lock()):
+            self._connect_locked(site)
+
+    def _connect_locked(self, site: client.Site) -> None:
         ctx = self.ctx
         if site.site_id is not None and time.monotonic() - \
                 self._checked.get(site.name, 0) > HISTORY_CHECK_SECONDS:
