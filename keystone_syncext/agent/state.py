@@ -87,10 +87,16 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
                           else claims_mod.spoke_claim(name))
 
     def migrate(self, revision: str = 'head') -> None:
-        with self.engine.begin() as conn:
-            # Members of an HA agent starting together: one migrates, the
-            # others wait for it, then find the schema at head.
-            with state_tables.migration_lock(conn):
+        # Members of an HA agent starting together: one migrates, the
+        # others wait for it, then find the schema at head. The lock is
+        # taken on a connection of its own and let go only after the
+        # migration's transaction committed: let go before (MariaDB
+        # commits each DDL at once, but the version row with the
+        # transaction), a waiting member read the version the migration
+        # had not committed yet and ran its last step again.
+        with self.engine.connect() as lock, \
+                state_tables.migration_lock(lock):
+            with self.engine.begin() as conn:
                 alembic_command.upgrade(state_tables.config(conn), revision)
 
     def downgrade(self, revision: str = 'base') -> None:
