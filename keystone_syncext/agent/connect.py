@@ -33,13 +33,13 @@ class Connector:
         # threads both connect, and two checks presenting the same old
         # marker would each make a rewound spoke renew its history, and
         # the second renewal look like another restore.
-        self._locks = {s.name: threading.Lock() for s in ctx.spokes}
-        # One connect of a spoke at a time, for the same two threads: a
-        # thread that finds the spoke's site id set (by the other's
-        # capabilities read) must also find what that connect records
-        # after it (the spoke's types); otherwise a seed started then
-        # sees no type to copy, and marks the spoke seeded with nothing.
-        self._connecting = {s.name: threading.Lock() for s in ctx.spokes}
+        # The same lock makes a spoke's connects one at a time (it is
+        # reentrant: a connect checks the history under it): a thread
+        # that finds the spoke's site id set (by the other's capabilities
+        # read) must also find what that connect records after it (the
+        # spoke's types); otherwise a seed started then sees no type to
+        # copy, and marks the spoke seeded with nothing.
+        self._locks = {s.name: threading.RLock() for s in ctx.spokes}
         # Spokes whose last history check refused the marker: a second
         # refusal in a row (of the marker taken after the reconcile the
         # first one caused) is a feed that refuses its own head, not
@@ -50,7 +50,7 @@ class Connector:
         """Read spoke ``site``'s capabilities if not known (after an
         error: ``site.site_id`` is None), or check its history if the
         last check is old; :class:`client.SiteError` if it is the hub."""
-        with self._connecting.setdefault(site.name, threading.Lock()):
+        with self._locks.setdefault(site.name, threading.RLock()):
             self._connect_locked(site)
 
     def _connect_locked(self, site: client.Site) -> None:
@@ -78,7 +78,7 @@ class Connector:
         recorded at the last check (its database went back in time), may
         have lost what the agent wrote there, and is marked for a
         reconcile. Returns the capabilities."""
-        with self._locks.setdefault(site.name, threading.Lock()):
+        with self._locks.setdefault(site.name, threading.RLock()):
             return self._check_history_locked(site)
 
     def _check_history_locked(self, site: client.Site) -> dict:
