@@ -336,6 +336,15 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
         ``written`` there (upserts placed, deletes no longer placed), and
         move the checkpoint, all in one transaction."""
         when = now()
+        # One pending row per resource: of two refused changes of one
+        # resource in a pass (its retry and a newer row, a create and
+        # its delete), the latest, which supersedes the other.
+        latest: dict = {}
+        for c, err in failed:
+            if c.key not in latest or \
+                    (c.seq or 0) >= (latest[c.key][0].seq or 0):
+                latest[c.key] = (c, err)
+        failed = list(latest.values())
         with self.engine.begin() as conn:
             self._fence(conn, name)
             self._placed(conn, name, written)

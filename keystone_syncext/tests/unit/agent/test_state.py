@@ -117,6 +117,46 @@ def test_outbox_checkpoints_pending_and_report(state_url):
     st.engine.dispose()
 
 
+def test_two_refusals_of_one_resource_in_a_pass_keep_the_latest(
+        state_url):
+    """A pass can hold two changes of one resource (its pending retry and
+    a newer outbox row, or a create and a delete in one burst) that are
+    both refused. Pending keeps one row per resource: the latest change
+    and its reason. (Both rows went into one INSERT before, which the
+    primary key refused, so the pass failed and the spoke's checkpoint
+    never moved: seen in CI under several agents.)"""
+    st = state_mod.State(state_url)
+    st.migrate()
+    with st.engine.begin() as conn:
+        for t in ('agent_placed', 'agent_pending', 'agent_spoke',
+                  'agent_outbox', 'agent_hub'):
+            conn.execute(sa.text(f'DELETE FROM {t}'))
+    st.set_hub('hubcloud', 'hub-site', None)
+    st.restart_feed('c0')
+    st.append([_change('c1', 'role', 'rx', resource={'id': 'rx'}),
+               _change('c2', 'role', 'rx', op='delete')], 'c2', 'c2')
+    st.spoke('s9')
+    rows = st.outbox_after(0, 10)
+    assert [(c.id, c.op) for c in rows] == [('rx', 'create'),
+                                            ('rx', 'delete')]
+    st.record('s9', rows[-1].seq, [], [(rows[0], 'create refused'),
+                                       (rows[1], 'delete refused')])
+    assert [(c.id, c.op, c.seq) for c in st.pending_for('s9')] == \
+        [('rx', 'delete', rows[1].seq)]
+    assert st.report_pending('s9') == 'delete refused'
+    assert st.spoke('s9').applied_seq == rows[-1].seq
+    # The same again, the older first or last: one row, attempts counted.
+    st.record('s9', None, [], [(rows[1], 'delete refused again'),
+                               (rows[0], 'create refused again')])
+    pend = st.pending_for('s9')
+    assert [(c.id, c.op) for c in pend] == [('rx', 'delete')]
+    with st.engine.connect() as conn:
+        assert conn.execute(sa.select(state_mod.pending.c.attempts)
+                            .where(state_mod.pending.c.spoke == 's9')
+                            ).scalar() == 2
+    st.engine.dispose()
+
+
 def test_upward_cursor_and_what_the_hub_refused(tmp_path):
     """Two-way sync: a spoke's own-feed cursor is kept per spoke, and what
     the hub refused from it is pending under up_key(), counted in that
