@@ -9,8 +9,9 @@ agent crashed or hung) is taken over, with a warning.
 
 :class:`Member` (``[coordination] backend_url`` set): the members join a
 tooz group named after the hub and the state database's agent group
-id; tooz's partitioner (a consistent hash
-ring over the live members) gives each spoke to one member, which claims
+id; a consistent hash ring over the group's live members (tooz's
+``hashring``, made from the member list each heartbeat reads) gives each
+spoke to one member, which claims
 it (a new fencing generation) once the claim is free or its lease ran
 out, and releases the spokes the ring gives to another. The member
 tooz elects leader claims the feed and reads the hub's feed into the

@@ -2,9 +2,20 @@
 
 See :mod:`keystone_syncext.agent.coordination` for what each member
 does; this is the :class:`Member` that does it through tooz: group
-membership and the partitioner's hash ring share the spokes out, tooz's
-election names the member that reads the hub's feed, and the claims in
-the state database fence every write.
+membership and a consistent hash ring of the members (tooz's
+``hashring``, made again from the group's members whenever they change)
+share the spokes out, tooz's election names the member that reads the
+hub's feed, and the claims in the state database fence every write.
+
+Not tooz's ``Partitioner``: it keeps its ring by the join and leave
+events its watchers see, from a first member list read apart from the
+one the watchers start from. A member that joins between the two reads
+is in the watchers' list and not in the ring; when it leaves, removing
+it from the ring raises ``UnknownNode`` on every later ``run_watchers``,
+so the member that saw it never balances again (seen in CI: two members
+of three inert, holding nothing, after a third was killed). A ring made
+from the member list the tick reads anyway is the same at every member
+that reads the same list, and cannot drift.
 """
 
 import importlib
@@ -26,7 +37,8 @@ class Member(coordination.Solo):
         self.url = ctx.conf.coordination.backend_url
         self.group_id = None
         self.coord = None
-        self.partitioner = None
+        self.ring = None
+        self._ring_of: frozenset = frozenset()
         self.elected = False
         self.healthy = False
 
@@ -53,7 +65,8 @@ class Member(coordination.Solo):
         self.coord = tooz_coordination.get_coordinator(
             self.url, self.ctx.member_id.encode())
         self.coord.start(start_heart=True)
-        self.partitioner = self.coord.join_partitioned_group(self.group_id)
+        self.coord.join_group_create(self.group_id,
+                                    capabilities={'weight': 1})
         self.coord.watch_elected_as_leader(self.group_id, self._elected)
         LOG.info('member %(me)s of agent group %(group)s on %(url)s',
                  {'me': self.ctx.member_id, 'group': self.group_id.decode(),
@@ -71,11 +84,13 @@ class Member(coordination.Solo):
         try:
             self.coord.run_watchers()
             members = self.coord.get_members(self.group_id).get()
-            if self.ctx.member_id.encode() not in members:
+            me = self.ctx.member_id.encode()
+            if me not in members:
                 # Our membership expired (we were cut off or paused).
                 LOG.warning('rejoining the group %s', self.group_id)
-                self.coord.join_group(self.group_id,
-                                      {'weight': 1}).get()
+                self.coord.join_group(self.group_id, {'weight': 1}).get()
+                members = set(members) | {me}
+            self._set_ring(members)
         except Exception as e:  # noqa: BLE001 - the backend, any error
             # tooz wraps most of its backend's errors in ToozError, not
             # all: the Redis driver lets a refused connection through as
@@ -89,6 +104,19 @@ class Member(coordination.Solo):
                         'cut off past its lease)', {'name': name})
         self._balance()
         self._lead()
+
+    def _set_ring(self, members) -> None:
+        """The ring of ``members`` (the group's, just read), made again
+        when they changed."""
+        members = frozenset(members)
+        if self.ring is None or members != self._ring_of:
+            self.ring = _tooz_hashring().HashRing(members)
+            self._ring_of = members
+
+    def _mine(self, name: str) -> bool:
+        """Whether the ring gives spoke ``name`` to this member."""
+        return self.ctx.member_id.encode() in self.ring.get_nodes(
+            name.encode('utf-8'))
 
     def _cut_off(self, error) -> None:
         if self.healthy:
@@ -105,7 +133,7 @@ class Member(coordination.Solo):
             self.ctx.state.hub().cursor is not None
         for site in self.ctx.spokes:
             name = coordination.spoke_claim(site.name)
-            mine = ready and self.partitioner.belongs_to_self(site.name)
+            mine = ready and self._mine(site.name)
             if mine and not self.claims.holds(name):
                 if self.claim_spoke(site):
                     LOG.info('now driving spoke %(spoke)s (generation '
@@ -152,7 +180,7 @@ class Member(coordination.Solo):
         super().stop()
         if self.coord is not None:
             try:
-                self.coord.leave_partitioned_group(self.partitioner)
+                self.coord.leave_group(self.group_id).get()
                 self.coord.stop()
             except Exception as e:  # noqa: BLE001 - see tick()
                 LOG.warning('leaving the group: %s', e)
@@ -164,6 +192,11 @@ def _tooz_coordination():
     (beside Keystone) and warns about it, at every start of every agent
     otherwise."""
     return importlib.import_module('tooz.coordination')
+
+
+def _tooz_hashring():
+    """tooz's hashring module (see :func:`_tooz_coordination`)."""
+    return importlib.import_module('tooz.hashring')
 
 
 def start(ctx: context_mod.Context) -> coordination.Solo:

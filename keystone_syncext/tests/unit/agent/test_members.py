@@ -164,6 +164,57 @@ def test_backend_refusing_connections_is_a_cut_off(st):
         a.stop()
 
 
+def test_a_member_joining_while_another_starts_is_in_its_ring(
+        st, monkeypatch):
+    """b joins right after a's first read of the group while a starts
+    (the interleaving of members started together, or a replacement
+    started as another starts). a must count b in its share, and when b
+    leaves, take b's spokes: with tooz's Partitioner, b was in a's
+    watcher list but not in its ring, and b's leave made every later
+    heartbeat of a fail (``UnknownNode``), so a held nothing, ever."""
+    if st.engine.dialect.name == 'sqlite':
+        pytest.skip('several agents need MariaDB or PostgreSQL')
+    hub = f'hub-{uuid.uuid4().hex[:8]}'
+    real = members._tooz_coordination().get_coordinator
+    started = {}
+
+    def get_coordinator(url, member_id, *args, **kwargs):
+        coord = real(url, member_id, *args, **kwargs)
+        if member_id != b'a':
+            return coord
+        first_read = coord.get_members
+
+        def get_members(group_id):
+            result = first_read(group_id)
+            if 'b' not in started:
+                # Joined (and gone on) before a reads the group again.
+                started['b'] = _member(st, hub, 'b')
+            return result
+        coord.get_members = get_members
+        return coord
+
+    monkeypatch.setattr(members._tooz_coordination(), 'get_coordinator',
+                        get_coordinator)
+    a = _member(st, hub, 'a')
+    b = started['b']
+    try:
+        def shared():
+            for m in (a, b):
+                m.tick()
+            return _owned(a) | _owned(b) == set(SPOKES) and \
+                _owned(a) and _owned(b)
+        _until(shared, LEASE * 4)
+        b.ctx.stop.set()
+        b.stop()
+        # b left the group (and released its claims): a takes all.
+        _until(lambda: a.tick() or _owned(a) == set(SPOKES), LEASE * 4)
+        assert a.healthy
+    finally:
+        for m in (a, b):
+            m.ctx.stop.set()
+            m.stop()
+
+
 def test_members_starting_together_migrate_once(backend):
     if backend.name == 'sqlite':
         pytest.skip('several agents need MariaDB or PostgreSQL')
