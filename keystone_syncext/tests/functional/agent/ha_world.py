@@ -38,6 +38,8 @@ CONVERGE = 180
 JITTER = datetime.timedelta(milliseconds=50)
 KILLED_WITHIN = datetime.timedelta(seconds=10)
 IN_FLIGHT = datetime.timedelta(seconds=5)
+# Seconds between a member's lease check before a batch and its send.
+SEND_SLACK = 0.5
 SPECS = [('hub', conftest.CURRENT), ('spoke1', conftest.CURRENT),
          ('spoke2', conftest.PREVIOUS), ('spoke3', conftest.CURRENT),
          ('spoke4', conftest.CURRENT), ('spoke5', conftest.PREVIOUS),
@@ -47,6 +49,9 @@ _STAMP = r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) '
 # A member's request log (--debug): "<site> POST /sync/batch -> 200".
 SENT = re.compile(_STAMP + r'\d+ DEBUG \S+ \[(\S+) .*?\] (\S+) POST '
                   r'/sync/batch -> (\d+) in ')
+# The same line with what it took: its end and duration give its start.
+SENT_TOOK = re.compile(_STAMP + r'\d+ DEBUG \S+ \[(\S+) .*?\] (\S+) POST '
+                       r'/sync/batch -> (\d+) in (\d+) ms')
 TOOK = re.compile(_STAMP + r'.*now driving spoke (\S+) \(generation (\d+)\)')
 PASS = re.compile(_STAMP.rstrip(' ') + r' \d+ \w+ \S+ \[(req-\S+) ')
 # A spoke's own log: one INFO line per sync request, with the caller's
@@ -336,6 +341,22 @@ def member_requests(cluster):
                     tenures[m.name][took.group(2)].append(
                         (at(took.group(1)), int(took.group(3))))
     return by_id, tenures
+
+
+def batches_begun(member):
+    """[(begun, site, status)]: each batch ``member`` sent, when it was
+    sent (its request log's line, written when the answer came, less the
+    time the request took)."""
+    out = []
+    with open(member.log) as f:
+        for line in f:
+            sent = SENT_TOOK.match(line)
+            if sent:
+                end = at(sent.group(1))
+                out.append((end - datetime.timedelta(
+                    milliseconds=int(sent.group(5))), sent.group(3),
+                    int(sent.group(4))))
+    return out
 
 
 def spoke_writes(cluster, spoke, by_id, strict=True):

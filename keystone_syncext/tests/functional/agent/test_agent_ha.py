@@ -39,6 +39,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.testing import backends
 from keystone_syncext.tests import conftest
 from keystone_syncext.tests.functional.agent import ha_world as hw
@@ -269,23 +270,31 @@ def test_z_no_spoke_written_by_two_members_at_once(ha, record_property):
 def test_zz_partitioned_member_silent_after_its_lease(ha, record_property):
     """The member cut off from Redis (its heartbeat hangs) begins no
     batch once ``lease - margin`` passed since its last renewal
-    (claims.Claims.holds), so none lands at any spoke later than the
-    lease after the cut."""
-    by_id, _ = hw.member_requests(ha)
+    (claims.Claims.holds), which came before the cut.
+
+    Judged by when each batch was begun (sent), which is what the member
+    controls: a batch begun in time may still be in flight at the spoke
+    past the lease under load (CI saw one take 1.8 s, landing 5.4 s after
+    the cut with a 5 s lease). What keeps such a batch harmless is the
+    fence, not the timing: once another member wrote under a newer
+    generation, the spoke refuses it (409), and
+    test_z_no_spoke_written_by_two_members_at_once finds no two members'
+    writes overlapping at any spoke."""
     # (Once the link is back, it rejoins and may claim spokes again.)
     cut, cut_at, back_at = ha.partition
-    after = []
-    for spoke in ha.world.spokes:
-        after += [(w, spoke.name) for w, m, s in
-                  hw.spoke_writes(ha, spoke, by_id)
-                  if m is cut and s == 200 and cut_at < w < back_at]
-    last = max(after, default=None)
+    begun = [(b, site, status) for b, site, status in hw.batches_begun(cut)
+             if cut_at < b < back_at]
+    last = max(begun, default=None)
     seen = ('none after the cut' if last is None else
-            f'last at {last[1]} {(last[0] - cut_at).total_seconds():.3f} '
-            f's after the cut')
-    record_property('partitioned_last_write', seen)
-    print(f'{cut.name}, cut off from Redis: {len(after)} batches landed '
+            f'last begun at {last[1]} {(last[0] - cut_at).total_seconds():.3f}'
+            f' s after the cut')
+    record_property('partitioned_last_batch', seen)
+    print(f'{cut.name}, cut off from Redis: {len(begun)} batches begun '
           f'after the cut; {seen} (lease {LEASE} s)')
-    late = [(w, s) for w, s in after
-            if w > cut_at + datetime.timedelta(seconds=LEASE)]
-    assert not late, (cut.name, 'wrote after its lease', late)
+    # The check before each batch and its send are a few statements
+    # apart: SEND_SLACK covers them (and the log's millisecond stamps).
+    limit = cut_at + datetime.timedelta(
+        seconds=LEASE * (1 - claims_mod.MARGIN_SHARE) + hw.SEND_SLACK)
+    late = [(b, s) for b, s, _ in begun if b > limit]
+    assert not late, (cut.name, 'began a batch after its lease less the '
+                      'margin', late)
