@@ -54,23 +54,37 @@ class Connector:
             self._connect_locked(site)
 
     def _connect_locked(self, site: client.Site) -> None:
-        ctx = self.ctx
         if site.site_id is not None and time.monotonic() - \
                 self._checked.get(site.name, 0) > HISTORY_CHECK_SECONDS:
             self.check_history(site)
         if site.site_id is None:
-            caps = self.check_history(site)
-            LOG.info('spoke %(spoke)s (Keystone %(version)s): sync protocol '
-                     '%(protocol)d', {'spoke': site.name,
-                                      'version': caps['keystone_version'],
-                                      'protocol': site.protocol_version})
-            ctx.spoke_types[site.name] = caps['resource_types']
-            ctx.spoke_max_items[site.name] = caps.get('max_page_size')
-            ctx.state.set_site_id(site.name, caps['site_id'])
-            if caps['site_id'] == ctx.state.hub().site_id:
-                raise client.SiteError(site.name, 'is the hub itself '
-                                       f'(site {caps["site_id"]})',
-                                       transient=False)
+            try:
+                self._first_connect(site)
+            except BaseException:
+                # The capabilities read set the site id; a connect cut
+                # short after it (its claim lost while recording the
+                # history, the hub itself) must not leave the spoke
+                # looking connected without its types: the next pass
+                # would refuse every change as a type it does not sync.
+                site.site_id = None
+                raise
+
+    def _first_connect(self, site: client.Site) -> None:
+        """Read the capabilities of spoke ``site`` (not connected yet)
+        and record what this run needs of them."""
+        ctx = self.ctx
+        caps = self.check_history(site)
+        LOG.info('spoke %(spoke)s (Keystone %(version)s): sync protocol '
+                 '%(protocol)d', {'spoke': site.name,
+                                  'version': caps['keystone_version'],
+                                  'protocol': site.protocol_version})
+        ctx.spoke_types[site.name] = caps['resource_types']
+        ctx.spoke_max_items[site.name] = caps.get('max_page_size')
+        ctx.state.set_site_id(site.name, caps['site_id'])
+        if caps['site_id'] == ctx.state.hub().site_id:
+            raise client.SiteError(site.name, 'is the hub itself '
+                                   f'(site {caps["site_id"]})',
+                                   transient=False)
 
     def check_history(self, site: client.Site) -> dict:
         """Read spoke ``site``'s capabilities and check its feed history:

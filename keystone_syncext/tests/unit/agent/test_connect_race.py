@@ -46,3 +46,38 @@ def test_a_second_connect_waits_for_the_first_to_record_the_types(
     first.join(10)
     other.join(10)
     assert seen == [True]
+
+
+def test_a_connect_cut_short_leaves_the_spoke_unconnected(world,
+                                                          monkeypatch):
+    """A connect that fails after its capabilities read set the site id
+    (its claim was lost as it recorded the spoke's history, in an HA
+    handover) must not leave the spoke looking connected: the member that
+    took the spoke back later skipped the connect, had no types for it,
+    and refused every change as "spoke does not sync type" without
+    sending one, for minutes (seen in the HA drill under load)."""
+    agent = world.agent(fakeworld.make_conf())
+    agent.state.migrate()
+    agent.adopt_hub(agent.hub.capabilities())
+    site = agent.spokes[0]
+    agent.state.spoke(site.name)
+    note = agent.state.note_history
+    calls = []
+
+    def lost_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise RuntimeError('claim lost while connecting')
+        return note(*args, **kwargs)
+    monkeypatch.setattr(agent.state, 'note_history', lost_once)
+    try:
+        agent.connect(site)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError('the first connect did not fail')
+    assert site.site_id is None
+    agent.connect(site)
+    assert len(calls) == 2
+    assert site.name in agent.spoke_types
+    assert site.site_id is not None
