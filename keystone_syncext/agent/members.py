@@ -18,8 +18,11 @@ from the member list the tick reads anyway is the same at every member
 that reads the same list, and cannot drift.
 """
 
+from concurrent import futures
 import importlib
 import logging
+import threading
+import time
 
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
@@ -39,6 +42,9 @@ class Member(coordination.Solo):
         self.coord = None
         self.ring = None
         self._ring_of: frozenset = frozenset()
+        # The backend is read in a thread of its own (see _read_group):
+        # the read under way, and since when.
+        self._reading = None
         self.elected = False
         self.healthy = False
 
@@ -80,30 +86,71 @@ class Member(coordination.Solo):
     def tick(self) -> None:
         """Look at the group (members, leader), renew the leases, claim
         what the ring gives this member and release the rest; on a
-        backend error, release everything."""
+        backend error, or no answer within the lease less its margin,
+        release everything."""
+        members = self._read_group()
+        if members is None:
+            return
+        self.healthy = True
+        self._set_ring(members)
+        self._renew()
+        self._balance()
+        self._lead()
+
+    def _read_group(self):
+        """The group's members, read by the reader thread; None while
+        the read is under way (the leases held are renewed meanwhile,
+        until the read has waited ``lease - margin``: then the member is
+        cut off) or when it failed (cut off).
+
+        A read of an unreachable backend does not fail fast: redis-py
+        retries each command ten times, each up to the URL's timeout,
+        and tooz retries a refused connection again, so a member whose
+        link to Redis went down noticed only after a minute or more (the
+        HA drill, under load), well past its lease. Waiting on the read
+        at most a heartbeat per tick bounds that by this member's own
+        lease, whatever the client's retries."""
+        if self._reading is None:
+            self._reading = (_in_thread(self._group_members),
+                             time.monotonic())
+        future, since = self._reading
         try:
-            self.coord.run_watchers()
-            members = self.coord.get_members(self.group_id).get()
-            me = self.ctx.member_id.encode()
-            if me not in members:
-                # Our membership expired (we were cut off or paused).
-                LOG.warning('rejoining the group %s', self.group_id)
-                self.coord.join_group(self.group_id, {'weight': 1}).get()
-                members = set(members) | {me}
-            self._set_ring(members)
+            members = future.result(timeout=self.heartbeat)
+        except futures.TimeoutError:
+            waited = time.monotonic() - since
+            if waited >= self.claims.lease - self.claims.margin:
+                self._cut_off(f'no answer in {waited:.0f} s')
+            else:
+                self._renew()  # slow, not gone (yet)
+            return None
         except Exception as e:  # noqa: BLE001 - the backend, any error
             # tooz wraps most of its backend's errors in ToozError, not
             # all: the Redis driver lets a refused connection through as
             # redis' own ConnectionError. Either way the member is cut
-            # off; letting it through skipped the release below.
+            # off; letting it through skipped the release.
+            self._reading = None
             self._cut_off(e)
-            return
-        self.healthy = True
+            return None
+        self._reading = None
+        return members
+
+    def _group_members(self) -> set:
+        """Run tooz's watchers (the election) and read the group's
+        members, rejoining when this member's membership expired."""
+        self.coord.run_watchers()
+        members = set(self.coord.get_members(self.group_id).get())
+        me = self.ctx.member_id.encode()
+        if me not in members:
+            # Our membership expired (we were cut off or paused).
+            LOG.warning('rejoining the group %s', self.group_id)
+            self.coord.join_group(self.group_id, {'weight': 1}).get()
+            members.add(me)
+        return members
+
+    def _renew(self) -> None:
         for name in self.claims.renew():
             LOG.warning('lost claim %(name)s (this member was paused or '
                         'cut off past its lease)', {'name': name})
-        self._balance()
-        self._lead()
 
     def _set_ring(self, members) -> None:
         """The ring of ``members`` (the group's, just read), made again
@@ -184,6 +231,22 @@ class Member(coordination.Solo):
                 self.coord.stop()
             except Exception as e:  # noqa: BLE001 - see tick()
                 LOG.warning('leaving the group: %s', e)
+
+
+def _in_thread(fn) -> futures.Future:
+    """``fn()`` run in a daemon thread of its own: its future. (Not an
+    executor's thread: those are joined at exit, and a read hanging on an
+    unreachable backend would hold up the agent's exit.)"""
+    future = futures.Future()
+
+    def run():
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed over
+                future.set_exception(e)
+    threading.Thread(target=run, name='coordination', daemon=True).start()
+    return future
 
 
 def _tooz_coordination():
