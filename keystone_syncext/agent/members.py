@@ -171,7 +171,13 @@ class Member(coordination.Solo):
                       'releasing every spoke until it answers again',
                       {'err': error})
         self.healthy = False
-        self.elected = False
+        # ``elected`` stays: tooz's Redis driver tells a member once that
+        # it was elected, and its heart thread keeps the leader lock for
+        # as long as it reaches Redis; a member that forgot it (cut off
+        # by a slow read while its heart still beat) would never be told
+        # again, and no member would read the feed. The feed's claim,
+        # released here, is what says who reads it: a member that was
+        # elected claims it again only once it is free.
         self.claims.release_all()
 
     def _balance(self) -> None:
