@@ -98,7 +98,7 @@ sqlite_request_connections = cfg.BoolOpt(
     'processes serving `keystone_syncext.wsgi.api:application`: reuse '
     'database connections within one request instead of opening one per '
     'Keystone session (oslo.db\'s NullPool), and close every connection '
-    'a request opened when its response is finished, so that no '
+    'a request opened before its response is sent, so that no '
     'connection outlives the request it served. SQLite parses the whole '
     'schema, capture triggers included, on each new connection, and a '
     'write request opened about 60. Cursors still open on a connection '

@@ -30,7 +30,6 @@ import weakref
 
 import sqlalchemy as sa
 from sqlalchemy import pool as sa_pool
-from werkzeug import wsgi as wz_wsgi
 
 
 def _tracking_factory():
@@ -236,17 +235,21 @@ def install(engine: sa.engine.Engine) -> RequestScopedPool | None:
 def wrap_wsgi(wsgi_app, pools):
     """``wsgi_app`` with each of ``pools`` scoped to one request: begun
     before the request reaches Keystone's middleware (token validation
-    included), ended when the server closes the response."""
+    included), ended when ``wsgi_app`` returns, before the server sends
+    the response. Not when the server closes the response: until then
+    the server holds the client's connection open, and a client that
+    reuses it meanwhile (keystoneauth does) finds it closed under it.
+    A body produced after the return (a streamed one) checks out
+    connections outside the request, and those are closed when returned.
+    """
 
     def app(environ, start_response):
         for p in pools:
             p.begin_request()
         try:
-            result = wsgi_app(environ, start_response)
-        except BaseException:
+            return wsgi_app(environ, start_response)
+        finally:
             _end(pools)
-            raise
-        return wz_wsgi.ClosingIterator(result, [lambda: _end(pools)])
 
     return app
 

@@ -177,18 +177,20 @@ def test_next_request_gets_a_new_connection(counted):
 
 
 def test_connection_never_handed_to_another_thread(counted):
-    """Two threads serving requests at once, each session of one
-    alternating with one of the other: each thread reuses its own
-    connection and never gets the other's."""
+    """Two threads serving requests at once, taking turns: each session
+    of one starts while the other's connection is idle, and each thread
+    reuses its own connection and never gets the other's."""
     seen = {'a': [], 'b': []}
     turn = threading.Barrier(2)
 
     def body(name):
         for _ in range(3):
-            with counted.engine.connect() as conn:
-                conn.execute(sa.text('SELECT 1'))
-                seen[name].append(_dbapi(conn))
-            turn.wait(timeout=10)
+            for whose in ('a', 'b'):
+                if whose == name:
+                    with counted.engine.connect() as conn:
+                        conn.execute(sa.text('SELECT 1'))
+                        seen[name].append(_dbapi(conn))
+                turn.wait(timeout=10)
 
     threads = [threading.Thread(target=counted.request,
                                 args=(lambda n=n: body(n),))
