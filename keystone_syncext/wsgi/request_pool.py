@@ -38,8 +38,13 @@ def _tracking_factory():
     class _Conn(sqlite3.Connection):
         """A ``sqlite3`` connection that remembers its open cursors.
 
-        ``Connection.execute`` makes its cursor through ``cursor()``
-        too, so every cursor SQLAlchemy or anyone else opens is seen."""
+        SQLAlchemy opens each of its cursors through ``cursor()``, so
+        all of them are seen. The cursor of the shortcut
+        ``Connection.execute`` is not (CPython makes it without calling
+        ``cursor()``); oslo.db uses it only for PRAGMAs on connect, and
+        this package only for the long-poll's one-row ``PRAGMA
+        data_version``: their cursors are dropped (and their statements
+        reset) at once."""
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
