@@ -187,7 +187,8 @@ def _check_captured(by_op: dict, writes: int) -> None:
 
 
 def measure(backend_name: str, workdir: str, rounds: int, ops: int,
-            processes: int, log) -> dict:
+            processes: int, log, capture_app: str = sites.KEYSTONE_APP
+            ) -> dict:
     backend = backends.get(backend_name, workdir)
     reason = getattr(backend, 'available', lambda: None)()
     if reason:
@@ -201,7 +202,9 @@ def measure(backend_name: str, workdir: str, rounds: int, ops: int,
             url = backend.create(dbname)
             site = sites.Site(f'bench-{label}',
                               f'{workdir}/{backend_name}-{label}', url,
-                              capture=capture, processes=processes)
+                              capture=capture, processes=processes,
+                              app=capture_app if capture else
+                              sites.KEYSTONE_APP)
             made.append((site, dbname))
             pair[label] = site
         log(f'[{backend_name}] setting up both sites')
@@ -301,6 +304,15 @@ def main(argv=None) -> int:
                         f'{WRITES_PER_OP} x ops writes (default 2)')
     parser.add_argument('--processes', type=int, default=2,
                         help='uWSGI processes per site (default 2)')
+    parser.add_argument('--capture-app', choices=('keystone', 'sync'),
+                        default='keystone',
+                        help='what serves the site with capture: '
+                        'Keystone\'s own entry point (default; the '
+                        'triggers alone) or ours, '
+                        'keystone_syncext.wsgi.api:application, as a '
+                        'deployment with the extension runs it (on SQLite '
+                        'it reuses connections within a request); the '
+                        'plain site always runs Keystone\'s')
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.ops < 1:
         parser.error('--rounds and --ops must be positive')
@@ -312,8 +324,10 @@ def main(argv=None) -> int:
     results = {}
     try:
         for name in args.backend or BACKENDS:
-            results[name] = measure(name, workdir, args.rounds, args.ops,
-                                    args.processes, log)
+            results[name] = measure(
+                name, workdir, args.rounds, args.ops, args.processes, log,
+                sites.SYNC_APP if args.capture_app == 'sync' else
+                sites.KEYSTONE_APP)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -91,6 +91,22 @@ upward_privileged_application_credentials = cfg.BoolOpt(
     'administrators.',
 )
 
+sqlite_request_connections = cfg.BoolOpt(
+    'sqlite_request_connections',
+    default=True,
+    help='Only when [database] connection is a SQLite file, and only in '
+    'processes serving `keystone_syncext.wsgi.api:application`: reuse '
+    'database connections within one request instead of opening one per '
+    'Keystone session (oslo.db\'s NullPool), and close every connection '
+    'a request opened before its response is sent, so that no '
+    'connection outlives the request it served. SQLite parses the whole '
+    'schema, capture triggers included, on each new connection, and a '
+    'write request opened about 60. Cursors still open on a connection '
+    'are closed before a later session of the same request reuses it. '
+    'Off, such processes keep oslo.db\'s NullPool. Other databases, '
+    'keystone-manage and plain Keystone are not affected either way.',
+)
+
 GROUP_OPTS = [
     site_id,
     hub_site_id,
@@ -100,6 +116,7 @@ GROUP_OPTS = [
     max_wait_seconds,
     max_page_size,
     max_digests_per_request,
+    sqlite_request_connections,
 ]
 ALL_OPTS = GROUP_OPTS
 

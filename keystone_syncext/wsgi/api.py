@@ -6,14 +6,19 @@ config files, logging) is Keystone's own.
 """
 
 import flask
+from keystone.common.sql import core as sql_core
 import keystone.conf
 from keystone.server import wsgi as ks_wsgi
 from keystone.server.flask import core as flask_core
 from keystone.server.flask.request_processing.middleware import auth_context
+from oslo_log import log
 
 from keystone_syncext import api
 from keystone_syncext import conf
 from keystone_syncext.wsgi import auth_busy
+from keystone_syncext.wsgi import request_pool
+
+LOG = log.getLogger(__name__)
 
 
 def build_application() -> flask.Flask:
@@ -32,7 +37,32 @@ def build_application() -> flask.Flask:
     app = ks_wsgi.initialize_public_application()
     for api_cls in api.APIs:
         api_cls.instantiate_and_register_to_app(app)
+    _scope_sqlite_connections(app)
     return app
+
+
+def _scope_sqlite_connections(app: flask.Flask) -> None:
+    """On a SQLite file, connections reused within a request and closed at
+    its end (``[sync] sqlite_request_connections``; see
+    :mod:`keystone_syncext.wsgi.request_pool`). The engine is the one
+    Keystone's sessions use, started here rather than on the first
+    request; the wrapper is outermost, so Keystone's middleware (token
+    validation) runs inside the request's scope."""
+    if not keystone.conf.CONF[conf.GROUP_NAME].sqlite_request_connections:
+        return
+    if not request_pool.is_file_sqlite_url(
+            keystone.conf.CONF.database.connection):
+        return
+    manager = sql_core._get_main_context_manager()
+    pools = []
+    for facade in (manager.writer, manager.reader):
+        new = request_pool.install(facade.get_engine())
+        if new is not None and new not in pools:
+            pools.append(new)
+    if pools:
+        app.wsgi_app = request_pool.wrap_wsgi(app.wsgi_app, pools)
+        LOG.info('SQLite connections reused within a request and closed '
+                 'at its end ([sync] sqlite_request_connections)')
 
 
 application = build_application()
