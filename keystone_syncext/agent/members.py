@@ -99,9 +99,8 @@ class Member(coordination.Solo):
 
     def _read_group(self):
         """The group's members, read by the reader thread; None while
-        the read is under way (the leases held are renewed meanwhile,
-        until the read has waited ``lease - margin``: then the member is
-        cut off) or when it failed (cut off).
+        the read is under way (once it has waited ``lease - margin``, the
+        member is cut off) or when it failed (cut off).
 
         A read of an unreachable backend does not fail fast: redis-py
         retries each command ten times, each up to the URL's timeout,
@@ -117,11 +116,15 @@ class Member(coordination.Solo):
         try:
             members = future.result(timeout=self.heartbeat)
         except futures.TimeoutError:
+            # No renewal meanwhile, as when the tick waited on the read
+            # itself: a member cut off stops writing at ``lease - margin``
+            # after its last renewal, which came before the cut, and the
+            # others may take over ``lease`` after it. (Renewing while the
+            # read hangs would hold the spokes up to ``lease - margin``
+            # longer, and let the cut-off member write that much later.)
             waited = time.monotonic() - since
             if waited >= self.claims.lease - self.claims.margin:
                 self._cut_off(f'no answer in {waited:.0f} s')
-            else:
-                self._renew()  # slow, not gone (yet)
             return None
         except Exception as e:  # noqa: BLE001 - the backend, any error
             # tooz wraps most of its backend's errors in ToozError, not

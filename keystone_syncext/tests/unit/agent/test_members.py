@@ -236,6 +236,9 @@ def test_backend_not_answering_is_a_cut_off_within_the_lease(st):
         a.coord._client = redis.Redis(
             host='127.0.0.1', port=hole.getsockname()[1],
             socket_timeout=3, socket_connect_timeout=3)
+        renewals = []
+        renew = a.claims.renew
+        a.claims.renew = lambda: renewals.append(1) or renew()
         started = time.monotonic()
         longest = 0.0
         while a.healthy:
@@ -247,9 +250,12 @@ def test_backend_not_answering_is_a_cut_off_within_the_lease(st):
             time.sleep(0.05)
         assert _owned(a) == set() and not a.is_leader()
         # Not before the lease less the margin: a slow read is not a
-        # cut-off, and what it holds stays renewed meanwhile.
+        # cut-off. But nothing is renewed while the read hangs: a member
+        # cut off must stop writing, and let the others take over, counted
+        # from its last renewal before the cut (the HA drill's check).
         assert time.monotonic() - started >= a.claims.lease - \
             a.claims.margin - 0.5
+        assert renewals == []
         assert longest < 2 * a.heartbeat + 1
     finally:
         a.ctx.stop.set()
