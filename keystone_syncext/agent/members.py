@@ -41,7 +41,6 @@ class Member(coordination.Solo):
         self.group_id = None
         self.coord = None
         self.ring = None
-        self._ring_of: frozenset = frozenset()
         # The backend is read in a thread of its own (see _read_group):
         # the read under way, and since when.
         self._reading = None
@@ -158,10 +157,8 @@ class Member(coordination.Solo):
     def _set_ring(self, members) -> None:
         """The ring of ``members`` (the group's, just read), made again
         when they changed."""
-        members = frozenset(members)
-        if self.ring is None or members != self._ring_of:
+        if self.ring is None or set(members) != set(self.ring.nodes):
             self.ring = _tooz_hashring().HashRing(members)
-            self._ring_of = members
 
     def _mine(self, name: str) -> bool:
         """Whether the ring gives spoke ``name`` to this member."""

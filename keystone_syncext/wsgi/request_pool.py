@@ -180,16 +180,7 @@ class RequestScopedPool(sa_pool.Pool):
                 record.close()
 
     def recreate(self) -> 'RequestScopedPool':
-        return self.__class__(
-            self._creator,
-            recycle=self._recycle,
-            echo=self.echo,
-            logging_name=self._orig_logging_name,
-            reset_on_return=self._reset_on_return,
-            pre_ping=self._pre_ping,
-            _dispatch=self.dispatch,
-            dialect=self._dialect,
-        )
+        return self.replacing(self)
 
     @classmethod
     def replacing(cls, old: sa_pool.Pool) -> 'RequestScopedPool':
