@@ -47,11 +47,9 @@ SPECS = [('hub', conftest.CURRENT), ('spoke1', conftest.CURRENT),
 
 _STAMP = r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}) '
 # A member's request log (--debug): "<site> POST /sync/batch -> 200".
+# Its end and the time it took give its start.
 SENT = re.compile(_STAMP + r'\d+ DEBUG \S+ \[(\S+) .*?\] (\S+) POST '
-                  r'/sync/batch -> (\d+) in ')
-# The same line with what it took: its end and duration give its start.
-SENT_TOOK = re.compile(_STAMP + r'\d+ DEBUG \S+ \[(\S+) .*?\] (\S+) POST '
-                       r'/sync/batch -> (\d+) in (\d+) ms')
+                  r'/sync/batch -> (\d+) in (\d+) ms')
 TOOK = re.compile(_STAMP + r'.*now driving spoke (\S+) \(generation (\d+)\)')
 PASS = re.compile(_STAMP.rstrip(' ') + r' \d+ \w+ \S+ \[(req-\S+) ')
 # A spoke's own log: one INFO line per sync request, with the caller's
@@ -350,7 +348,7 @@ def batches_begun(member):
     out = []
     with open(member.log) as f:
         for line in f:
-            sent = SENT_TOOK.match(line)
+            sent = SENT.match(line)
             if sent:
                 end = at(sent.group(1))
                 out.append((end - datetime.timedelta(

@@ -58,13 +58,20 @@ def _change(cursor, type_, id_, op='create', resource=None, origin=None):
             'resource': resource if op != 'delete' else None}
 
 
-def test_outbox_checkpoints_pending_and_report(state_url):
+def _emptied(state_url):
+    """The state database at ``state_url``, migrated, with no hub, spoke,
+    outbox, pending or placed rows (the module shares one database)."""
     st = state_mod.State(state_url)
     st.migrate()
     with st.engine.begin() as conn:
         for t in ('agent_placed', 'agent_pending', 'agent_spoke',
                   'agent_outbox', 'agent_hub'):
             conn.execute(sa.text(f'DELETE FROM {t}'))
+    return st
+
+
+def test_outbox_checkpoints_pending_and_report(state_url):
+    st = _emptied(state_url)
     st.set_hub('hubcloud', 'hub-site', None)
     with pytest.raises(SystemExit, match='follows hub site'):
         st.set_hub('other', 'another-site', None)
@@ -125,12 +132,7 @@ def test_two_refusals_of_one_resource_in_a_pass_keep_the_latest(
     and its reason. (Both rows went into one INSERT before, which the
     primary key refused, so the pass failed and the spoke's checkpoint
     never moved: seen in CI under several agents.)"""
-    st = state_mod.State(state_url)
-    st.migrate()
-    with st.engine.begin() as conn:
-        for t in ('agent_placed', 'agent_pending', 'agent_spoke',
-                  'agent_outbox', 'agent_hub'):
-            conn.execute(sa.text(f'DELETE FROM {t}'))
+    st = _emptied(state_url)
     st.set_hub('hubcloud', 'hub-site', None)
     st.restart_feed('c0')
     st.append([_change('c1', 'role', 'rx', resource={'id': 'rx'}),
