@@ -311,8 +311,11 @@ def roles(world, sess, n, delete=()):
         'id': r, 'name': f'ha-{r}', 'domain_id': None, 'description': None,
         'options': {}, 'extra': {}}} for r in made]
     items += [{'op': 'delete', 'type': 'role', 'id': r} for r in delete]
+    # A busy hub (SQLite, several writers) answers 503, nothing applied,
+    # "retry": as the agent does, this client does (CI saw one).
     results = sess.post(world.hub.url + '/sync/batch',
-                        json={'items': items}).json()['results']
+                        json={'items': items}, status_code_retries=5,
+                        retriable_status_codes=[503]).json()['results']
     assert all(r['status'] in (200, 201, 204) for r in results), results
     return made
 
