@@ -17,7 +17,8 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 TIMEOUT = 900
-FIGURES = ('capture_overhead_ratio', 'seed_resources_per_s',
+FIGURES = ('capture_overhead_ratio', 'capture_triggers_ratio',
+           'seed_resources_per_s',
            'seed_vs_native_api_ratio', 'seed_ceiling_resources_per_s',
            'seed_vs_ceiling_ratio', 'propagation_p50_s',
            'propagation_p99_s', 'reconcile_bytes_ratio', 'reconcile_s',
@@ -42,6 +43,9 @@ def test_bench_quick_reports_every_figure(tmp_path):
     assert report['propagation_p50_s'] <= report['propagation_p99_s']
     assert 0 < report['reconcile_bytes_ratio'] < 1
     assert report['fanout_spokes'] >= 3
+    for key in ('capture_overhead_ci95', 'capture_triggers_ci95'):
+        low, high = report[key]
+        assert 0 < low <= high, (key, report[key])
     # A verdict on every goal the issue names, met or MISSED.
     goals = report['goals']
     assert set(goals) == set(FIGURES) - {
