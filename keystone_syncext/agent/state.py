@@ -348,15 +348,21 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
         with self.engine.begin() as conn:
             self._fence(conn, name)
             self._placed(conn, name, written)
+            # What this spoke has pending (usually nothing, or a few): a
+            # pass of thousands of changes deletes only the rows that
+            # are there, in one statement, not one statement per change.
             before = {(r.type, r.resource_id): r for r in conn.execute(
                 sa.select(pending.c.type, pending.c.resource_id,
                           pending.c.attempts, pending.c.since)
-                .where(pending.c.spoke == name))} if failed else {}
-            keys = [c.key for c in done] + [c.key for c, _ in failed]
-            for type_, id_ in keys:
+                .where(pending.c.spoke == name))}
+            gone = {c.key for c in done} | {c.key for c, _ in failed}
+            gone &= set(before)
+            if gone:
                 conn.execute(pending.delete().where(
-                    pending.c.spoke == name, pending.c.type == type_,
-                    pending.c.resource_id == id_))
+                    pending.c.spoke == name,
+                    pending.c.type == sa.bindparam('b_type'),
+                    pending.c.resource_id == sa.bindparam('b_id')),
+                    [{'b_type': t, 'b_id': i} for t, i in gone])
             if failed:
                 conn.execute(pending.insert(), [{
                     'spoke': name, 'type': c.type, 'resource_id': c.id,

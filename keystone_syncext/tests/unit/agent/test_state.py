@@ -159,6 +159,42 @@ def test_two_refusals_of_one_resource_in_a_pass_keep_the_latest(
     st.engine.dispose()
 
 
+def test_a_pass_costs_the_same_statements_however_many_changes_it_holds(
+        state_url):
+    """Recording a pass is a fixed number of statements, not one per
+    change: a seed records thousands at a time, and a DELETE per change
+    (built and run one by one) was the agent's largest CPU cost in a
+    seed's profile (doc/benchmarks.md). What was pending still goes."""
+    st = _emptied(state_url)
+    st.set_hub('hubcloud', 'hub-site', None)
+    st.restart_feed('c0')
+    st.append([_change(f'c{n}', 'role', f'r{n}', resource={'id': f'r{n}'})
+               for n in range(1, 302)], 'c301', 'c301')
+    st.spoke('s7')
+    rows = st.outbox_after(0, 400)
+    st.record('s7', None, [], [(rows[0], 'refused'), (rows[1], 'refused')])
+    assert {c.id for c in st.pending_for('s7')} == {'r1', 'r2'}
+
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(st.engine, 'before_cursor_execute', count)
+    try:
+        st.record('s7', rows[2].seq, rows[2:3], [])
+        one = len(statements)
+        statements.clear()
+        st.record('s7', rows[-1].seq, rows, [], written=rows)
+        many = len(statements)
+    finally:
+        sa.event.remove(st.engine, 'before_cursor_execute', count)
+    assert many <= one + 3, (one, many, statements)
+    assert st.pending_for('s7') == []
+    assert st.spoke('s7').applied_seq == rows[-1].seq
+    st.engine.dispose()
+
+
 def test_upward_cursor_and_what_the_hub_refused(tmp_path):
     """Two-way sync: a spoke's own-feed cursor is kept per spoke, and what
     the hub refused from it is pending under up_key(), counted in that
