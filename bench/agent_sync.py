@@ -185,14 +185,17 @@ def join(agent, hub, spokes, cache):
             list(pool.map(lambda s: s.restart(), spokes))
 
 
-def seed(agent, hub, spokes, resources):
+def seed(agent, hub, spokes, resources, started=None):
     """Fill the hub, seed every spoke with ``run --once``: the number of
-    resources, the seconds, and the agent's peak memory (MiB)."""
+    resources, the seconds, and the agent's peak memory (MiB).
+    ``started()``, if given, is called right before the agent starts."""
     hs = session(hub)
     agent_bench.fill(hub, batch_items(resources), chunk=500, sess=hs)
     types = hs.get(f'{hub.url}/sync').json()['sync']['resource_types']
     total = sum(hs.get(f'{hub.url}/sync/digest/{t}').json()['digest']
                 ['count'] for t in types)
+    if started:
+        started()
     start = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     agent('run', '--once')

@@ -14,6 +14,11 @@ samples count too (a uWSGI worker waiting for a request, an agent thread
 waiting for an answer). Not part of ``bench/run.py``: it
 explains a figure, it is not one.
 
+``--cpu`` samples nothing and prints instead where the machine's CPU
+went during the seed: the CPU seconds of the hub's and of each spoke's
+uWSGI master and workers (``/proc``), and of the agent's process, with
+each one's share.
+
     python bench/profile_seed.py --resources 5000 --cache \
         --output /tmp/seed.txt
 """
@@ -21,6 +26,7 @@ explains a figure, it is not one.
 import collections
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -69,8 +75,61 @@ def shares(path: str) -> tuple[int, collections.Counter, collections.Counter]:
     return total, every, ours
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and its children so
+    far: a site's uWSGI master and its workers."""
+    tick = os.sysconf('SC_CLK_TCK')
+    spent = 0
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                fields = f.read().rpartition(')')[2].split()
+        except OSError:
+            continue   # ended meanwhile
+        # after the name: state, ppid, ..., utime (12th), stime (13th)
+        if int(entry) == pid or int(fields[1]) == pid:
+            spent += int(fields[11]) + int(fields[12])
+    return spent / tick
+
+
+def cpu_split(agent, hub, spokes, resources) -> int:
+    """Seed without sampling; print each process's CPU seconds."""
+    sites_ = [hub] + spokes
+    marks = {}
+
+    def started():
+        # agent_sync.seed fills the hub first: counted from the agent's
+        # start, so the fill's writes are not the hub's share of a seed.
+        marks['before'] = {s.name: tree_cpu(s.proc.pid) for s in sites_}
+        marks['own'] = resource.getrusage(resource.RUSAGE_CHILDREN)
+
+    total, seed_s, _ = agent_sync.seed(agent, hub, spokes, resources,
+                                       started=started)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, own = marks['before'], marks['own']
+    spent = {s.name: tree_cpu(s.proc.pid) - before[s.name] for s in sites_}
+    spent['agent'] = (after.ru_utime + after.ru_stime
+                      - own.ru_utime - own.ru_stime)
+    cpus = os.cpu_count()
+    whole = sum(spent.values())
+    print(f'seed {total} resources to each of {len(spokes)} spokes in '
+          f'{seed_s:.1f} s; {whole:.1f} CPU seconds in all, of '
+          f'{seed_s * cpus:.1f} the {cpus} CPUs had')
+    for who, sec in spent.items():
+        print(f'  {who:<8} {sec:7.1f} s  {100 * sec / whole:5.1f}%  '
+              f'{1e6 * sec / total:8.0f} us per resource')
+    print(json.dumps({'seed_resources': total, 'seed_s': round(seed_s, 2),
+                      'cpu_s': {k: round(v, 2) for k, v in spent.items()}}))
+    return 0
+
+
 def main(argv=None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
+    only_cpu = '--cpu' in argv
+    if only_cpu:
+        argv.remove('--cpu')
     output, top = '/tmp/kssync-seed-profile.txt', 25
     for flag in ('--output', '--top'):
         if flag in argv:
@@ -90,6 +149,8 @@ def main(argv=None) -> int:
         f'batch_bytes = {args.batch_bytes}\n')
     try:
         agent_sync.join(agent, hub, spokes, args.cache)
+        if only_cpu:
+            return cpu_split(agent, hub, spokes, args.resources)
         # The agent's own process, sampled from its start to its end.
         agent_bench.AGENT[:0] = RECORD + ['--idle', '--threads', '--output',
                                           output + '.agent', '--']
