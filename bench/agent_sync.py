@@ -56,7 +56,9 @@ import requests
 from keystone_syncext.testing import backends
 from keystone_syncext.testing import sites
 
-GOAL_P99 = 1.0
+# Propagation's goal (issue 22; it was 1 s); a revocation's stays 1 s.
+GOAL_P99 = 0.15
+REVOCATION_GOAL_P99 = 1.0
 
 
 def _time(value: str) -> float:
@@ -375,7 +377,7 @@ def main(argv=None) -> int:
               f'{args.rate}/s to {len(spokes)} spokes: p50 '
               f'{percentile(revoked, 0.50):.3f} s, p99 '
               f'{percentile(revoked, 0.99):.3f} s (goal p99 <= '
-              f'{GOAL_P99} s)')
+              f'{REVOCATION_GOAL_P99} s)')
     print('latency distribution (every change at every spoke):')
     for line in histogram(every):
         print('    ' + line)
