@@ -17,6 +17,10 @@ closes them anyway), and the token is taken once: what is timed is the
 site's wait and answer.
 
     python bench/longpoll_wake.py --server processes --changes 60 --rate 2
+
+``--idle S`` first measures, for S seconds, what the site's processes
+spend (CPU seconds, from ``/proc``) while the client's long-poll waits
+and nothing changes: the cost of a waiting long-poll's looks.
 """
 
 import argparse
@@ -33,6 +37,7 @@ from agent_sync import _time
 from agent_sync import percentile
 from batch_rate import CACHE_CONFIG
 from batch_rate import EXTRA_CONFIG
+from profile_seed import tree_cpu
 import requests
 
 from keystone_syncext.testing import backends
@@ -46,6 +51,9 @@ def parse_args(argv):
     parser.add_argument('--changes', type=int, default=60)
     parser.add_argument('--rate', type=float, default=2.0)
     parser.add_argument('--cache', action='store_true')
+    parser.add_argument('--idle', type=float, default=0.0,
+                        help='seconds to measure the site\'s CPU while '
+                        'the long-poll waits and nothing changes, first')
     return parser.parse_args(argv)
 
 
@@ -88,6 +96,12 @@ def main(argv=None) -> int:
             site.url, headers, since, stop, arrived))
         poller.start()
         time.sleep(2)
+        idle_share = None
+        if args.idle > 0:
+            before, t_idle = tree_cpu(site.proc.pid), time.monotonic()
+            time.sleep(args.idle)
+            idle_share = ((tree_cpu(site.proc.pid) - before)
+                          / (time.monotonic() - t_idle))
         made = []
         t0 = time.monotonic()
         for n in range(args.changes):
@@ -114,11 +128,16 @@ def main(argv=None) -> int:
                'wake_p90_s': round(percentile(lat, 0.9), 4),
                'wake_p99_s': round(percentile(lat, 0.99), 4),
                'wake_max_s': round(max(lat), 4),
-               'wake_mean_s': round(statistics.mean(lat), 4)}
+               'wake_mean_s': round(statistics.mean(lat), 4),
+               'idle_cpu_share': (round(idle_share, 4)
+                                  if idle_share is not None else None)}
     print(f'{args.server}: commit to long-poll answer over {args.changes} '
           f'roles: p50 {figures["wake_p50_s"]:.3f} s, p90 '
           f'{figures["wake_p90_s"]:.3f} s, p99 {figures["wake_p99_s"]:.3f}'
           f' s, max {figures["wake_max_s"]:.3f} s')
+    if idle_share is not None:
+        print(f'idle, one long-poll waiting: the site used '
+              f'{100 * idle_share:.1f}% of a core over {args.idle:.0f} s')
     print(json.dumps(figures))
     return 0
 
