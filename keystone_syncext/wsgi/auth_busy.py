@@ -1,18 +1,43 @@
-"""Token validation in front of /v3/sync: a busy database answers 503.
+"""Keystone's token validation middleware, with two changes.
 
-Keystone validates the request's token (reading the user's roles and the
-revocation events from the database) in its ``AuthContextMiddleware``,
-before any route runs, and turns every unexpected error there into 500.
+**Each request's own token, in threaded workers.** Keystone's
+``AuthContextMiddleware`` is one object per process, and it keeps the
+token it validated in an attribute of that object (``self.token``)
+between validating it (``fetch_token``) and building the request's
+authorization context from it (``fill_context``: the domain and trust
+scope, the token that application credentials and EC2 credentials take
+their roles from). Under threaded workers (uWSGI ``--threads``, mod_wsgi
+daemon threads) another request's validation can replace it in between,
+and a request is then judged, in part, with another caller's token.
+Here the attribute is per thread, and cleared as each request starts.
+
+**A token's roles read once per request.** Keystone renders the validated
+token twice in every request (for keystonemiddleware's headers, then for
+the request context), and each rendering computes the token's roles
+again from the database (``TokenModel.roles``: the user's groups, their
+grants, the implied roles), as do the routes that read them. Here each
+request holds its own copy of the validated token, whose roles are
+computed the first time they are read and kept until the request ends:
+the same roles, read at the same point (the first rendering, right after
+validation), never reused by another request; revocation and validation
+are Keystone's, unchanged.
+
+**A busy database answers 503 on /v3/sync.** Keystone validates the
+request's token (reading the user's roles and the revocation events from
+the database) in its ``AuthContextMiddleware``, before any route runs,
+and turns every unexpected error there into 500.
 For a /v3/sync request, this subclass answers a busy database
 (``keystone_syncext.dberrors``) with 503 and ``Retry-After`` instead, as
 the routes themselves do, so that an agent retries rather than giving up;
 every other request, and every other error, is Keystone's as before.
 """
 
+import copy
 import json
 import re
 import threading
 
+from keystone.models import token_model
 from keystone.server.flask.request_processing.middleware import auth_context
 from oslo_log import log
 import webob
@@ -24,15 +49,54 @@ LOG = log.getLogger(__name__)
 SYNC_PATH = re.compile(r'/v3/sync(/|$)')
 
 
+class RequestToken(token_model.TokenModel):
+    """A validated token as one request holds it: its roles are computed
+    once, when first read, and kept for this request only."""
+
+    @classmethod
+    def of(cls, token: token_model.TokenModel) -> 'RequestToken':
+        """A copy of ``token`` for one request (the token Keystone
+        validated may be the one its token cache holds: it is never
+        changed)."""
+        held = copy.copy(token)
+        held.__class__ = cls
+        return held
+
+    @property
+    def roles(self):
+        try:
+            return self.__dict__['_request_roles']
+        except KeyError:
+            roles = self.__dict__['_request_roles'] = super().roles
+            return roles
+
+
 class AuthContextMiddleware(auth_context.AuthContextMiddleware):
-    """Keystone's middleware, with 503 for a busy database on /v3/sync."""
+    """Keystone's middleware, with the validated token kept per thread,
+    its roles read once per request, and 503 for a busy database on
+    /v3/sync."""
 
     def __init__(self, app):
+        # Before Keystone's __init__, which sets self.token.
+        self._request = threading.local()
         super().__init__(app)
         # Keystone's decorator renders the error before we see it, so
         # fetch_token leaves it here for process_request (one request
         # per thread at a time).
         self._busy = threading.local()
+
+    @property
+    def token(self):
+        """The token this thread's request validated (Keystone's
+        middleware reads and writes ``self.token``)."""
+        return getattr(self._request, 'token', None)
+
+    @token.setter
+    def token(self, value):
+        if isinstance(value, token_model.TokenModel) and \
+                not isinstance(value, RequestToken):
+            value = RequestToken.of(value)
+        self._request.token = value
 
     def fetch_token(self, token, **kwargs):
         try:
@@ -42,6 +106,9 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
             raise
 
     def process_request(self, request):
+        # Nothing of this thread's previous request is taken for this
+        # one's (Keystone's fill_context validates again when unset).
+        self.token = None
         self._busy.error = None
         resp = super().process_request(request)
         busy = self._busy.error

@@ -1,0 +1,105 @@
+"""Keystone's token validation middleware as our entry point serves it:
+each request is judged with its own token, also in threaded workers."""
+
+import threading
+
+from keystone.models import token_model
+
+from keystone_syncext.wsgi import auth_busy
+
+
+def _app(environ, start_response):  # never called here
+    raise AssertionError('not reached')
+
+
+def test_each_thread_keeps_the_token_it_validated():
+    """Keystone's middleware keeps the token it validated in
+    ``self.token``, on one object per process, from ``fetch_token`` until
+    ``fill_context`` reads it back. Two requests in two threads of a
+    worker, interleaved the way a database wait allows: the first must
+    read back its own token, not the second's (with Keystone's own
+    class it reads the second's)."""
+    mw = auth_busy.AuthContextMiddleware(_app)
+    set_first, set_second = threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        mw.token = 'token of the first caller'
+        set_first.set()
+        set_second.wait(10)
+        seen['first'] = mw.token
+
+    def second():
+        set_first.wait(10)
+        mw.token = 'token of the second caller'
+        seen['second'] = mw.token
+        set_second.set()
+
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {'first': 'token of the first caller',
+                    'second': 'token of the second caller'}
+    # A thread that set nothing sees nothing.
+    assert mw.token is None
+
+
+def test_a_request_starts_without_the_previous_requests_token(monkeypatch):
+    """A worker thread's next request does not start with the token its
+    previous request validated (Keystone's ``fill_context`` would use a
+    token left set instead of validating the request's own)."""
+    mw = auth_busy.AuthContextMiddleware(_app)
+    mw.token = 'token of the previous request'
+    seen = []
+
+    def process_request(self, request):
+        seen.append(self.token)
+
+    monkeypatch.setattr(auth_busy.auth_context.AuthContextMiddleware,
+                        'process_request', process_request)
+
+    class Request:
+        path_info = '/v3/users'
+
+    mw.process_request(Request())
+    assert seen == [None]
+
+
+def test_a_requests_token_computes_its_roles_once(monkeypatch):
+    """Keystone computes a token's roles from the database each time
+    they are read: twice per request in its own rendering, more in the
+    routes. A request's copy computes them once; the next request (a new
+    copy of the same validated token, as Keystone's token cache hands it
+    out) computes them again, and the validated token itself is left as
+    it was."""
+    computed = []
+
+    def system_roles(self):
+        computed.append(self.user_id)
+        return [{'id': f'role-{len(computed)}', 'name': 'admin'}]
+
+    monkeypatch.setattr(token_model.TokenModel, '_get_system_roles',
+                        system_roles)
+    validated = token_model.TokenModel()
+    validated.user_id = 'agent'
+    validated.system = 'all'
+    assert validated.system_scoped
+    mw = auth_busy.AuthContextMiddleware(_app)
+
+    mw.token = validated
+    first = mw.token
+    assert isinstance(first, auth_busy.RequestToken) and first is not validated
+    assert first.roles == first.roles == first.roles == [
+        {'id': 'role-1', 'name': 'admin'}]
+    assert computed == ['agent']
+    assert (first.user_id, first.system) == ('agent', 'all')
+
+    mw.token = validated        # the next request, the same cached token
+    assert mw.token is not first
+    assert mw.token.roles == [{'id': 'role-2', 'name': 'admin'}]
+    assert computed == ['agent', 'agent']
+    assert type(validated) is token_model.TokenModel
+    assert '_request_roles' not in vars(validated)
+    assert validated.roles == [{'id': 'role-3', 'name': 'admin'}]
