@@ -30,12 +30,43 @@ CONF = keystone.conf.CONF
 # processes. A look is one indexed read (changes.news), so it can be
 # frequent; the stamp, a write, runs only when there is something to
 # stamp. A write of the long-poll's own process wakes it at once
-# (COMMITS); the looks are for other processes' writes. Looking every
-# 10 ms on SQLite (a look there is a PRAGMA) was tried and not kept: at
-# the loads of doc/benchmarks.md ("Propagation: closed connections")
-# bench/longpoll_wake.py could not tell it from noise, and in a threaded
-# server each look is a thread taking the GIL from the requests.
+# (COMMITS); the looks are for other processes' writes.
+#
+# On SQLite a look is first a ``PRAGMA data_version`` on the open
+# connection (no statement for SQLAlchemy, no transaction, no file read
+# when nothing committed), so while the database is busy (another
+# connection committed within ACTIVE_SECONDS, as when changes are
+# flowing) it looks every 10 ms: on a quiet machine a change committed
+# by another worker process reached the waiting long-poll's client
+# 20 ms sooner at the median. Idle, every 50 ms: looking every 10 ms
+# throughout made an idle site with one waiting long-poll use 2.8% of a
+# core instead of 0.7% (doc/benchmarks.md, "Issue 22 on a quiet
+# machine"), which fifty spokes on one machine would feel. Elsewhere a
+# look is a query, every 50 ms.
 POLL_INTERVAL = 0.05
+SQLITE_POLL_INTERVAL = 0.01
+ACTIVE_SECONDS = 10.0
+
+
+class _Activity:
+    """When a long-poll of this process last saw another connection
+    commit (SQLite's ``data_version`` moved): what makes the looks
+    frequent."""
+
+    def __init__(self):
+        self.last = float('-inf')
+
+    def saw_commit(self) -> None:
+        self.last = time.monotonic()
+
+    def interval(self, sqlite: bool) -> float:
+        """Seconds until a waiting long-poll looks again."""
+        if sqlite and time.monotonic() - self.last < ACTIVE_SECONDS:
+            return SQLITE_POLL_INTERVAL
+        return POLL_INTERVAL
+
+
+ACTIVITY = _Activity()
 
 
 class _Commits:
@@ -119,7 +150,8 @@ def changes(since=None, limit=None, types=None, wait=None) -> dict:
 def _wait_for_news(cursor, limit, names, page, deadline):
     """Look for news until there is some or the deadline passes: at once
     when a session of this process commits (:data:`COMMITS`), else every
-    ``POLL_INTERVAL``; then read the feed again.
+    ``POLL_INTERVAL`` (``SQLITE_POLL_INTERVAL`` on a busy SQLite
+    database: :data:`ACTIVITY`); then read the feed again.
 
     The looks share one connection, kept for the whole wait: a new one
     per look would, on SQLite (oslo.db gives it no pool), reconnect and
@@ -136,13 +168,14 @@ def _wait_for_news(cursor, limit, names, page, deadline):
     version = None
     seen = COMMITS.count()
     with engine.connect() as conn:
+        sqlite = conn.dialect.name == 'sqlite'
         while not page.rows and time.monotonic() < deadline:
-            COMMITS.wait(seen, min(POLL_INTERVAL, max(
+            COMMITS.wait(seen, min(ACTIVITY.interval(sqlite), max(
                 0.0, deadline - time.monotonic())))
             # Taken before the look: a commit during it wakes the next
             # wait at once.
             seen = COMMITS.count()
-            if conn.dialect.name == 'sqlite':
+            if sqlite:
                 # Changes only when another connection commits: a look
                 # without a statement for SQLAlchemy or a transaction.
                 # The first look always reads (the baseline comes after
@@ -151,6 +184,8 @@ def _wait_for_news(cursor, limit, names, page, deadline):
                     'PRAGMA data_version').fetchone()[0]
                 if now == version:
                     continue
+                if version is not None:
+                    ACTIVITY.saw_commit()
                 version = now
             try:
                 fresh = change_log.news(conn, page.top, names)

@@ -65,3 +65,23 @@ def test_a_commit_before_the_wait_is_not_missed(tmp_path):
     start = time.monotonic()
     reading.COMMITS.wait(seen, TIMEOUT)
     assert time.monotonic() - start < TIMEOUT / 10
+
+
+def test_looks_are_frequent_on_sqlite_only_while_it_is_busy(monkeypatch):
+    """Every 10 ms on SQLite for ACTIVE_SECONDS after a long-poll saw
+    another connection commit, every 50 ms otherwise: an idle site's
+    waiting long-polls cost it little, a busy site's changes are found
+    sooner. Other databases always every 50 ms (a look there is a
+    query)."""
+    clock = [1000.0]
+    monkeypatch.setattr(reading.time, 'monotonic', lambda: clock[0])
+    activity = reading._Activity()
+    assert activity.interval(sqlite=True) == reading.POLL_INTERVAL
+    activity.saw_commit()
+    assert activity.interval(sqlite=True) == reading.SQLITE_POLL_INTERVAL
+    assert activity.interval(sqlite=False) == reading.POLL_INTERVAL
+    clock[0] += reading.ACTIVE_SECONDS - 0.1
+    assert activity.interval(sqlite=True) == reading.SQLITE_POLL_INTERVAL
+    clock[0] += 0.2
+    assert activity.interval(sqlite=True) == reading.POLL_INTERVAL
+    assert reading.SQLITE_POLL_INTERVAL < reading.POLL_INTERVAL
