@@ -9,7 +9,10 @@ scope, the token that application credentials and EC2 credentials take
 their roles from). Under threaded workers (uWSGI ``--threads``, mod_wsgi
 daemon threads) another request's validation can replace it in between,
 and a request is then judged, in part, with another caller's token.
-Here the attribute is per thread, and cleared as each request starts.
+Here the attribute is per thread, and cleared as each request starts and
+once its authorization context is built. (Per OS thread: a server that
+runs requests as greenlets must monkey-patch ``threading``, as eventlet
+and gevent servers do.)
 
 **A token's roles read once per request.** Keystone renders the validated
 token twice in every request (for keystonemiddleware's headers, then for
@@ -64,11 +67,13 @@ class RequestToken(token_model.TokenModel):
 
     @property
     def roles(self):
+        """The roles, computed once for this request; each read gets a
+        copy of its own, as each read of Keystone's gets a new list."""
         try:
-            return self.__dict__['_request_roles']
+            roles = self.__dict__['_request_roles']
         except KeyError:
             roles = self.__dict__['_request_roles'] = super().roles
-            return roles
+        return copy.deepcopy(roles)
 
 
 class AuthContextMiddleware(auth_context.AuthContextMiddleware):
@@ -107,10 +112,15 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
 
     def process_request(self, request):
         # Nothing of this thread's previous request is taken for this
-        # one's (Keystone's fill_context validates again when unset).
+        # one's (Keystone's fill_context validates again when unset),
+        # and the token is not kept past the request's authorization
+        # context (the routes read it from there).
         self.token = None
         self._busy.error = None
-        resp = super().process_request(request)
+        try:
+            resp = super().process_request(request)
+        finally:
+            self.token = None
         busy = self._busy.error
         self._busy.error = None
         if busy is None or not SYNC_PATH.match(request.path_info):

@@ -4,6 +4,7 @@ each request is judged with its own token, also in threaded workers."""
 import threading
 
 from keystone.models import token_model
+import pytest
 
 from keystone_syncext.wsgi import auth_busy
 
@@ -67,6 +68,33 @@ def test_a_request_starts_without_the_previous_requests_token(monkeypatch):
     assert seen == [None]
 
 
+def test_the_token_is_not_kept_past_its_request(monkeypatch):
+    """Once Keystone has built the request's authorization context (the
+    routes read the token from there), the middleware no longer holds
+    it: an idle worker thread keeps no caller's token, even when
+    Keystone's part failed."""
+    mw = auth_busy.AuthContextMiddleware(_app)
+
+    def process_request(self, request):
+        self.token = request.token
+        if request.fail:
+            raise RuntimeError('validation failed')
+
+    monkeypatch.setattr(auth_busy.auth_context.AuthContextMiddleware,
+                        'process_request', process_request)
+
+    class Request:
+        path_info = '/v3/users'
+        token, fail = 'token of this request', False
+
+    mw.process_request(Request())
+    assert mw.token is None
+    Request.fail = True
+    with pytest.raises(RuntimeError):
+        mw.process_request(Request())
+    assert mw.token is None
+
+
 def test_a_requests_token_computes_its_roles_once(monkeypatch):
     """Keystone computes a token's roles from the database each time
     they are read: twice per request in its own rendering, more in the
@@ -95,6 +123,12 @@ def test_a_requests_token_computes_its_roles_once(monkeypatch):
         {'id': 'role-1', 'name': 'admin'}]
     assert computed == ['agent']
     assert (first.user_id, first.system) == ('agent', 'all')
+    # Each read is a list of its own, as Keystone's are: what one reader
+    # does to it no other reader sees.
+    first.roles.append({'id': 'forged', 'name': 'admin'})
+    first.roles[0]['name'] = 'forged'
+    assert first.roles == [{'id': 'role-1', 'name': 'admin'}]
+    assert computed == ['agent']
 
     mw.token = validated        # the next request, the same cached token
     assert mw.token is not first
