@@ -82,13 +82,12 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
     /v3/sync."""
 
     def __init__(self, app):
-        # Before Keystone's __init__, which sets self.token.
+        # What this thread's request holds: its token, and a busy
+        # database met in fetch_token (Keystone's decorator renders the
+        # error before process_request sees it). Made before Keystone's
+        # __init__, which sets self.token.
         self._request = threading.local()
         super().__init__(app)
-        # Keystone's decorator renders the error before we see it, so
-        # fetch_token leaves it here for process_request (one request
-        # per thread at a time).
-        self._busy = threading.local()
 
     @property
     def token(self):
@@ -107,7 +106,7 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
         try:
             return super().fetch_token(token, **kwargs)
         except dberrors.BUSY_ERRORS as e:
-            self._busy.error = dberrors.database_busy(e)
+            self._request.busy = dberrors.database_busy(e)
             raise
 
     def process_request(self, request):
@@ -115,14 +114,12 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
         # one's (Keystone's fill_context validates again when unset),
         # and the token is not kept past the request's authorization
         # context (the routes read it from there).
-        self.token = None
-        self._busy.error = None
+        self.token = self._request.busy = None
         try:
             resp = super().process_request(request)
         finally:
             self.token = None
-        busy = self._busy.error
-        self._busy.error = None
+        busy, self._request.busy = self._request.busy, None
         if busy is None or not SYNC_PATH.match(request.path_info):
             return resp
         LOG.warning('%s %s: %s while validating the token',
