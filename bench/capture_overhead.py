@@ -310,7 +310,7 @@ def main(argv=None) -> int:
                         f'{WRITES_PER_OP} x ops writes (default 2)')
     parser.add_argument('--processes', type=int, default=2,
                         help='uWSGI processes per site (default 2)')
-    parser.add_argument('--capture-app', choices=('keystone', 'sync'),
+    parser.add_argument('--capture-app', choices=sorted(APPS),
                         default='keystone',
                         help='what serves the site with capture: '
                         'Keystone\'s own entry point (default; the '
@@ -319,7 +319,7 @@ def main(argv=None) -> int:
                         'deployment with the extension runs it (on SQLite '
                         'it reuses connections within a request); the '
                         'plain site runs --plain-app')
-    parser.add_argument('--plain-app', choices=('keystone', 'sync'),
+    parser.add_argument('--plain-app', choices=sorted(APPS),
                         default='keystone',
                         help='what serves the site without capture: '
                         'Keystone\'s own entry point (default: Keystone '

@@ -356,7 +356,7 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
                           pending.c.attempts, pending.c.since)
                 .where(pending.c.spoke == name))}
             gone = {c.key for c in done} | {c.key for c, _ in failed}
-            gone &= set(before)
+            gone &= before.keys()
             if gone:
                 conn.execute(pending.delete().where(
                     pending.c.spoke == name,
