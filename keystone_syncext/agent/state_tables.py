@@ -227,6 +227,10 @@ def migration_lock(conn):
 
 
 def engine(url: str) -> sa.engine.Engine:
+    """The state database's engine. Its errors never carry the
+    statement's parameters (``hide_parameters``): the outbox and the
+    pending items hold password hashes and secrets, and an error is
+    logged with its traceback and noted in the state."""
     if url.startswith('sqlite'):
         path = sa.engine.make_url(url).database
         if path and path != ':memory:':
@@ -236,7 +240,8 @@ def engine(url: str) -> sa.engine.Engine:
                 # Password hashes pass through: owner-only from the start.
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         engine = sa.create_engine(
-            url, connect_args={'timeout': 60, 'check_same_thread': False})
+            url, connect_args={'timeout': 60, 'check_same_thread': False},
+            hide_parameters=True)
 
         @sa.event.listens_for(engine, 'connect')
         def _wal(dbapi_conn, _record):
@@ -244,4 +249,4 @@ def engine(url: str) -> sa.engine.Engine:
             dbapi_conn.execute('PRAGMA journal_mode=WAL')
             dbapi_conn.execute('PRAGMA synchronous=NORMAL')
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)

@@ -51,6 +51,26 @@ def test_migrations_up_down_up(state_url):
     st.engine.dispose()
 
 
+def test_a_state_database_error_never_shows_the_statement_parameters(
+        state_url):
+    """What the state stores holds password hashes and secrets; an
+    error of the state database is logged with its traceback (the agent's
+    threads say where a bug is) and noted in the state, so it must not
+    carry the parameters of the statement that failed."""
+    st = state_mod.State(state_url)
+    secret = '$2b$12$' + 'S' * 53
+    try:
+        with pytest.raises(sa.exc.DBAPIError) as e:
+            with st.engine.begin() as conn:
+                conn.execute(sa.text('INSERT INTO no_such_table VALUES '
+                                     '(:secret)'), {'secret': secret})
+    finally:
+        st.engine.dispose()
+    assert 'no_such_table' in str(e.value)
+    assert secret not in str(e.value)
+    assert 'hidden due to hide_parameters' in str(e.value)
+
+
 def _change(cursor, type_, id_, op='create', resource=None, origin=None):
     return {'cursor': cursor, 'type': type_, 'id': id_, 'op': op,
             'origin': origin, 'changed_at': '2026-11-28T03:00:00.000000Z',
