@@ -13,6 +13,7 @@ spokes' own changes went up), then the spokes are told where the end is
 
 import logging
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import passes
@@ -63,15 +64,30 @@ class HubFeed:
                             'again at the head it gave'), failures):
                         return
                     continue
-                except client.SiteError as e:
+                except Exception as e:
                     failures += 1
-                    if self.failed(e, failures):
+                    if self.failed_read(e, failures):
                         return
                     continue
                 if not more and ctx.once and self.read_to_end():
                     return
         except context_mod.Stopped:
             return
+
+    def failed_read(self, e: Exception, failures: int) -> bool:
+        """A read of the feed that failed with ``e`` (not a 410): the
+        hub's failure (:meth:`failed`), or, not in ``--once``, an error of
+        the agent's own (:meth:`broke`); True when the feed gives up.
+        Raises what ends the feed here: a stop, a lost claim, and in
+        ``--once`` an error of the agent's own (``run`` gives the hub up,
+        and says why)."""
+        if isinstance(e, client.SiteError):
+            return self.failed(e, failures)
+        if isinstance(e, (context_mod.Stopped, claims_mod.ClaimLost)) or \
+                self.ctx.once:
+            raise e
+        self.broke(e, failures)
+        return False
 
     def read_to_end(self) -> bool:
         """``--once``, and the feed caught up: True when it is read to its
@@ -116,6 +132,20 @@ class HubFeed:
             return True
         ctx.sleep(ctx.backoff(failures))
         return False
+
+    def broke(self, e: Exception, failures: int) -> None:
+        """Not ``--once``: note an error of the agent's own while
+        reading the feed (the state database failing a write, a bug), with
+        its traceback, and wait before reading again. The feed thread is
+        every spoke's only source: ending it would leave a running agent
+        that no longer reads the hub."""
+        ctx = self.ctx
+        LOG.exception('reading the feed of hub %(hub)s: unexpected error '
+                      '(%(n)d in a row); reading again after a backoff',
+                      {'hub': ctx.hub.name, 'n': failures})
+        ctx.hub_error(f'agent error: {type(e).__name__}')
+        ctx.metrics.error(ctx.hub.name, e)
+        ctx.sleep(ctx.backoff(failures))
 
     def read(self) -> bool:
         """One read; returns whether the hub has more right away."""

@@ -41,6 +41,7 @@ This module wires them and runs their threads.
 
 import logging
 import threading
+import time
 
 import tenacity
 
@@ -77,6 +78,8 @@ class Agent(context_mod.Context):
         self.upward = upward_mod.Upward(self, self.writer, self.connector)
         # Metrics, systemd notifications, SIGHUP (service.py).
         self.service = service_mod.Service(self)
+        # A run (not --once) that ended because a thread it needs ended.
+        self.broken = False
 
     def connect(self, site: client.Site) -> None:
         """Connect to spoke ``site`` (:meth:`connect.Connector.connect`)."""
@@ -131,9 +134,24 @@ class Agent(context_mod.Context):
             self.stop.set()
             self.service.stopping()
             self.announce()
-            for t in threads:
-                t.join(timeout=self.conf.poll_wait + 10)
+            self._join(threads)
         return self._report()
+
+    def _join(self, threads: list[threading.Thread]) -> None:
+        """Give the requests in flight ``poll_wait + 10`` seconds to
+        finish, all threads together (one thread after another, each with
+        that much, a stop with several sites hanging outlasted a service
+        manager's stop timeout). What is still in flight then is left:
+        nothing it did is recorded before its site answered, and whatever
+        it sent is applied again, by id, at the next start."""
+        deadline = time.monotonic() + self.conf.poll_wait + 10
+        for t in threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
+        left = [t.name for t in threads if t.is_alive()]
+        if left:
+            LOG.warning('stopping with requests still in flight in '
+                        '%(threads)s; they are sent again at the next '
+                        'start', {'threads': ', '.join(left)})
 
     def _threads(self) -> list[threading.Thread]:
         """The run's threads, not started: the feed first, then (in
@@ -176,6 +194,15 @@ class Agent(context_mod.Context):
             self.stop.wait(1)
             if self.stop.is_set():
                 break
+            if not threads[0].is_alive():
+                # Every spoke's only source is gone (a bug it could not
+                # survive, logged where it happened): end the run with
+                # an error for the service manager to restart the agent,
+                # rather than go on reading nothing.
+                LOG.error('the feed thread ended while the run goes on; '
+                          'stopping (exit code 1)')
+                self.broken = True
+                break
 
     def _hub_capabilities(self) -> dict | None:
         """The hub's capabilities, retried with backoff (tenacity); None
@@ -206,6 +233,6 @@ class Agent(context_mod.Context):
 
     def _report(self) -> int:
         if not self.once:
-            return 0
+            return 1 if self.broken else 0
         return self.outcomes.report(self.hub.name,
                                     [s.name for s in self.spokes])

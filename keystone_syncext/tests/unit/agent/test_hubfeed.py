@@ -4,7 +4,11 @@ restarts the feed at the hub's head and marks every seeded spoke for a
 reconcile; a second 410 at that head, or failures past ``once_attempts``,
 give the hub up in ``--once`` and say why."""
 
+import threading
+import time
+
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from keystone_syncext.agent import client
 from keystone_syncext.tests.unit.agent import agentparts
@@ -85,3 +89,42 @@ def test_a_failing_hub_is_retried_while_running(world):
     assert agent.state.hub().last_error
     assert agent.feed.read() is False
     assert agent.state.hub().last_error is None
+
+
+def test_an_unexpected_error_while_running_is_retried(world, monkeypatch,
+                                                      caplog):
+    """Not --once: the feed thread is every spoke's only source; an error
+    that is not the hub's (here the state database, busy past its
+    timeout, while storing a read) is logged with its traceback, waited
+    out and read again, never the end of the thread (which left a running
+    agent that no longer read the hub)."""
+    agent = agentparts.agent_of(world, once=False)
+    agent.state.restart_feed(None)
+    append = agent.state.append
+    failed = []
+
+    def append_once_failing(*args, **kwargs):
+        if not failed:
+            failed.append(True)
+            raise sa_exc.OperationalError('INSERT', {}, Exception(
+                'database is locked'))
+        return append(*args, **kwargs)
+    monkeypatch.setattr(agent.state, 'append', append_once_failing)
+    thread = threading.Thread(target=agent.feed.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not agent.state.outbox_after(0, 100) and \
+                time.monotonic() < deadline and thread.is_alive():
+            time.sleep(0.02)
+        assert failed
+        assert thread.is_alive(), 'the feed thread ended'
+        assert {c.id for c in agent.state.outbox_after(0, 100)} >= \
+            {f'p{n}' for n in range(5)}
+    finally:
+        agent.stop.set()
+        agent.announce()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert 'unexpected error' in caplog.text
+    assert 'database is locked' in caplog.text

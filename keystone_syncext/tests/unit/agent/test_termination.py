@@ -14,6 +14,8 @@ import pytest
 from keystone_syncext.agent import client
 from keystone_syncext.agent import hubfeed
 from keystone_syncext.agent import join as join_mod
+from keystone_syncext.agent import runner
+from keystone_syncext.agent import state as state_mod
 from keystone_syncext.tests.unit.agent import fakeworld
 
 KINDS = [500, 401, 410, 'busy', 'drop', 'hang']
@@ -98,3 +100,58 @@ def test_a_bug_in_the_feed_ends_the_run(world, capsys, monkeypatch):
     rc, lines, _ = world.run_once(conf, capsys, fakeworld.run_bound(conf, 4))
     assert rc == 1
     assert lines == ['spoke spoke1: not converged: the hub could not be read']
+
+
+def test_a_run_whose_feed_thread_ended_exits_with_an_error(
+        tmp_path, monkeypatch, caplog):
+    """Not ``--once``: the feed thread is every spoke's only source. If it
+    ends while the run goes on (a bug it could not survive), the run ends
+    too, with exit code 1, so that the service manager restarts the agent
+    (``Restart=on-failure``); it kept running before, reading nothing,
+    its spokes idle and healthy-looking."""
+    world = fakeworld.World(tmp_path)
+    conf = fakeworld.make_conf()
+
+    def broken(self):
+        raise RuntimeError('a bug in the feed')
+    monkeypatch.setattr(hubfeed.HubFeed, 'follow', broken)
+    agent = world.agent(conf, once=False)
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
+                         daemon=True)
+    t.start()
+    t.join(15)
+    if t.is_alive():
+        agent.stop.set()
+        t.join(15)
+        pytest.fail('the run went on without its feed thread')
+    assert got['rc'] == 1
+    assert 'the feed thread ended' in caplog.text
+
+
+def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
+    """SIGTERM: the requests in flight get ``poll_wait + 10`` seconds to
+    finish, all of them together, not each thread in turn. With the hub's
+    feed and a spoke's capabilities hanging (its spoke thread in the
+    request, its upward thread waiting for that connect), a stop took one
+    bound per stuck thread before (33 s here), and a service manager's
+    stop timeout could run out first."""
+    conf = fakeworld.make_conf(request_timeout=120, poll_wait=1)
+    fakeworld.inject(world.site('hub'), 'changes', 'hang')
+    fakeworld.inject(world.site('spoke1'), 'capabilities', 'hang')
+    hub, spokes = world.http_sites(conf)
+    agent = runner.Agent(conf, hub, spokes, state_mod.State(world.url))
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
+                         daemon=True)
+    t.start()
+    time.sleep(3)   # the threads are in their hanging requests
+    assert t.is_alive()
+    stopped = time.monotonic()
+    agent.stop.set()
+    t.join(60)
+    took = time.monotonic() - stopped
+    assert not t.is_alive()
+    assert got['rc'] == 0
+    bound = conf.poll_wait + 10
+    assert took < bound + conf.coordination.heartbeat + 3, took
