@@ -4,6 +4,7 @@ Listers; what happens meanwhile (a headline, each re-key, each spoke's
 summary, errors) goes to stderr, so ``-f json`` output stays parseable."""
 
 from concurrent import futures
+import faulthandler
 import signal
 
 from cliff import command
@@ -50,6 +51,10 @@ class Run(command.Command):
             agent.stop.set()
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
+        # Where each thread is, on stderr, for an operator (or a test)
+        # looking at an agent that seems stuck: SIGUSR2, the signal
+        # OpenStack services' reports answer.
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         agent.service.on_sighup(rules_reader(conf, spoke_names))
         return agent.run()
 

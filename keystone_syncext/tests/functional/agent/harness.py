@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -284,13 +285,33 @@ def make_app_cred(site, user_id, password, project_id, name, secret):
     return resp.json()['application_credential']
 
 
+def where_it_is(proc) -> str:
+    """Every thread's stack of a running agent (SIGUSR2 makes it write
+    them to its stderr, ``proc.stderr_path``), and the end of its log
+    (``proc.log``, when it has one): for a failure's message."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(1)
+    parts = []
+    for label, path in (('stderr', proc.stderr_path),
+                        ('log', getattr(proc, 'log', None))):
+        if path and os.path.exists(path):
+            with open(path) as f:
+                parts.append(f'--- the agent\'s {label} (end) ---\n'
+                             f'{f.read()[-6000:]}')
+    return '\n'.join(parts)
+
+
 def terminate(proc, timeout: float = 30) -> None:
     """SIGTERM to an agent run in the background, as an operator stops
-    it: it must exit 0 within ``timeout`` seconds, or it is killed and the
-    test fails with the end of its stderr (``proc.stderr_path``)."""
+    it: it must exit 0 within ``timeout`` seconds, or the test fails with
+    where its threads are (:func:`where_it_is`), and it is killed."""
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f'the agent did not stop within {timeout:.0f} s of '
+                    f'SIGTERM\n{where_it_is(proc)}', pytrace=False)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -243,12 +243,13 @@ def test_spoke_sigkilled_while_applying_and_restarted(world, judge, rng):
             path = changes.probe()
             made = time.monotonic()
             wait_for(f'{path} at spoke1 while spoke2 is down',
-                     lambda p=path: world.has(spoke1, p), interval=0.05)
+                     lambda p=path: world.has(spoke1, p), interval=0.05,
+                     agent=agent)
             delays.append(time.monotonic() - made)
         changes.step()
         hub_projects = world.count(world.hub, 'project')
         wait_for('the burst at spoke1', lambda: world.count(
-            spoke1, 'project') == hub_projects)
+            spoke1, 'project') == hub_projects, agent=agent)
         print(f'spoke2 down: spoke1 got each probe in '
               f'{", ".join(f"{d:.2f}" for d in delays)} s; burst complete '
               f'at spoke1 {time.monotonic() - down:.1f}s after the kill')
@@ -256,7 +257,7 @@ def test_spoke_sigkilled_while_applying_and_restarted(world, judge, rng):
         back = time.monotonic()
         wait_for('spoke2 to catch up after its restart', lambda: world.count(
             spoke2, 'project') == hub_projects and all(
-                world.has(spoke2, g) for g, _ in changes.grants))
+                world.has(spoke2, g) for g, _ in changes.grants), agent=agent)
         print(f'spoke2 caught up {time.monotonic() - back:.1f}s after its '
               'restart')
     finally:
@@ -318,7 +319,7 @@ def test_hub_restarted_during_a_long_poll(world, judge, rng):
             wait_for(f'changes around the hub restart ({how})',
                      lambda paths=paths: all(
                          world.has(s, p) for s in world.spokes
-                         for p in paths), interval=0.1)
+                         for p in paths), interval=0.1, agent=agent)
             print(f'hub {how}: down {up - stopped:.1f}s; the changes '
                   f'before and after reached both spokes '
                   f'{time.monotonic() - up:.1f}s after it was back')
@@ -370,7 +371,7 @@ def test_database_restarted_under_a_running_keystone(world, judge, rng):
             recovered = time.monotonic() - restarted
             hub_projects = world.count(world.hub, 'project')
             wait_for('spoke1 to catch up', lambda n=hub_projects: world.count(
-                spoke1, 'project') == n)
+                spoke1, 'project') == n, agent=agent)
             print(f'database {how}: down {restarted - down:.1f}s, Keystone '
                   f'answered {status} meanwhile and served again '
                   f'{recovered:.1f}s after the restart; spoke1 caught up '

@@ -43,16 +43,19 @@ def random_seed() -> int:
 
 
 def wait_for(what: str, condition, timeout: float = TIMEOUT,
-             interval: float = 0.2):
+             interval: float = 0.2, agent=None):
     """Poll ``condition`` until it returns something true (returned);
-    fail the test with ``what`` after ``timeout`` seconds."""
+    fail the test with ``what`` after ``timeout`` seconds, and with where
+    ``agent``'s threads are when one runs (``harness.where_it_is``)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f'timed out after {timeout:.0f}s waiting for {what}')
+            where = f'\n{harness.where_it_is(agent)}' if agent else ''
+            pytest.fail(f'timed out after {timeout:.0f}s waiting for '
+                        f'{what}{where}')
         time.sleep(interval)
 
 

@@ -8,6 +8,8 @@ import os
 import pathlib
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -131,3 +133,47 @@ def test_the_unit_waits_for_ready_and_reloads_with_sighup():
     assert service['ExecReload'] == '/bin/kill -HUP $MAINPID'
     assert int(service['WatchdogSec']) >= 2     # pinged about every 1 s
     assert service['NoNewPrivileges'] == 'yes'
+
+
+def test_sigusr2_writes_every_threads_stack_and_the_run_goes_on(tmp_path):
+    """``keystone-sync run`` whose hub does not answer (it retries its
+    capabilities): SIGUSR2 writes where each thread is to stderr, and the
+    run goes on until SIGTERM, which it honours (exit 0)."""
+    clouds = tmp_path / 'clouds.yaml'
+    auth = ("{auth_url: 'http://127.0.0.1:9/v3', username: a, password: b, "
+            "project_name: c, user_domain_name: Default, "
+            "project_domain_name: Default}")
+    clouds.write_text(f'clouds:\n  hub:\n    auth: {auth}\n'
+                      f'  spoke1:\n    auth: {auth}\n')
+    conf = tmp_path / 'keystone-sync.conf'
+    conf.write_text(f'[DEFAULT]\nhub = hub\nspokes = spoke1\n'
+                    f'state = sqlite:///{tmp_path}/state.sqlite\n')
+    err_path = tmp_path / 'stderr'
+    env = dict(os.environ, OS_CLIENT_CONFIG_FILE=str(clouds))
+    with open(err_path, 'w') as err:
+        proc = subprocess.Popen(
+            [sys.executable, '-m', 'keystone_syncext.agent.cli',
+             '--config-file', str(conf), 'run'], env=env, stderr=err,
+            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        # Its handlers are installed before the run makes its state.
+        deadline = time.monotonic() + 60
+        while not (tmp_path / 'state.sqlite').exists() and \
+                time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert proc.poll() is None, err_path.read_text()[-2000:]
+        proc.send_signal(signal.SIGUSR2)
+        deadline = time.monotonic() + 10
+        while 'in _hub_capabilities' not in err_path.read_text() and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        dump = err_path.read_text()
+        assert 'Thread 0x' in dump and 'in _hub_capabilities' in dump, \
+            dump[-2000:]
+        assert proc.poll() is None, 'SIGUSR2 ended the run'
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(30)
