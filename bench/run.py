@@ -38,8 +38,10 @@ prints last, and prints, last, one JSON object with:
 
 plus ``goals`` (each figure: met or MISSED), the sizes used, and how long
 each part took. ``--quick`` uses small sizes (a few minutes on 2 cores);
-the full run uses the sizes the goals name (100,000 resources, 50 spokes)
-and takes much longer.
+``--smoke`` the least that runs every benchmark and reports every figure
+(what CI runs, about three minutes on 2 cores); the full
+run uses the sizes the goals name (100,000 resources, 50 spokes) and
+takes much longer.
 
     python bench/run.py --quick
 """
@@ -70,6 +72,24 @@ QUICK = {
     'reconcile': ['--cache', '--resources', '5000'],
     'ceiling': ['--backend', 'sqlite', '--rounds', '1', '--resources',
                 '2000'],
+}
+# The least that still runs every benchmark end to end and reports every
+# figure: what CI runs (test_bench_smoke.py), where the figures say
+# nothing (two cores shared with the other tests) and only the suite's
+# working is checked.
+SMOKE = {
+    'capture': ['--backend', 'sqlite', '--rounds', '3', '--ops', '2',
+                *DEPLOYED],
+    'triggers': ['--backend', 'sqlite', '--rounds', '3', '--ops', '2',
+                 *TRIGGERS],
+    'batch': ['--backend', 'sqlite', '--cache', '--rounds', '1',
+              '--resources', '500', '--chunk', '250', '--native', '4'],
+    'agent': ['--cache', '--spokes', '3', '--resources', '300',
+              '--changes', '10', '--rate', '2', '--burst', '200'],
+    'fanout': None,
+    'reconcile': ['--cache', '--resources', '1000'],
+    'ceiling': ['--backend', 'sqlite', '--rounds', '1', '--resources',
+                '500'],
 }
 FULL = {
     'capture': ['--backend', 'sqlite', '--rounds', '20', '--ops', '2',
@@ -149,10 +169,16 @@ def judge(figures: dict) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--quick', action='store_true',
-                        help='small sizes: a few minutes on 2 cores')
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument('--quick', action='store_true',
+                      help='small sizes: a few minutes on 2 cores')
+    size.add_argument('--smoke', action='store_true',
+                      help='the least that runs every benchmark and '
+                      'reports every figure (what CI runs; the figures '
+                      'mean little at these sizes)')
     args = parser.parse_args(argv)
-    plan = QUICK if args.quick else FULL
+    mode = 'quick' if args.quick else 'smoke' if args.smoke else 'full'
+    plan = {'quick': QUICK, 'smoke': SMOKE, 'full': FULL}[mode]
     took, raw = {}, {}
     for name, argv_ in plan.items():
         if argv_ is not None:
@@ -184,7 +210,7 @@ def main(argv=None) -> int:
         'batch_resources_per_s': batch['batch_resources_per_s'],
     }
     figures['goals'] = judge(figures)
-    figures['mode'] = 'quick' if args.quick else 'full'
+    figures['mode'] = mode
     figures['sizes'] = {name: ' '.join(a) for name, a in plan.items()
                         if a is not None}
     figures['seconds'] = {name: round(t) for name, t in took.items()}

@@ -65,10 +65,10 @@ def pytest_generate_tests(metafunc):
 # run-tests hands modules to the xdist workers in this order
 # (--no-loadscope-reorder), so the two workers finish close together.
 SLOWEST_FIRST = (
-    'test_bench_quick.py',
     'test_agent_ha.py',
     'test_faults.py',
     'test_agent.py',
+    'test_bench_smoke.py',
     'test_agent_reconcile.py',
     'test_agent_conflicts.py',
     'test_agent_span.py',
