@@ -9,11 +9,9 @@ would; the agent uses a spoke-local account at each spoke. ``world`` is a
 module-scoped fixture: a module that uses it does ``world =
 harness.world`` and gets its own instance (test_agent.py, the agent as
 a service included, test_agent_conflicts.py, test_agent_reconcile.py,
-security/test_attacks.py);
-the fault suite builds a ``World`` of its own on top. The helpers make
+security/test_attacks.py); the fault suite builds one on top. They make
 resources at the hub (``make_everything``, ``make_some``, ``bulk``) and
-judge them everywhere (``assert_same_everywhere``,
-``assert_gone_everywhere``).
+judge them everywhere (``assert_same_everywhere``, ``assert_gone_...``).
 """
 
 import concurrent.futures
@@ -286,32 +284,28 @@ def make_app_cred(site, user_id, password, project_id, name, secret):
 
 
 def where_it_is(proc) -> str:
-    """Every thread's stack of a running agent (SIGUSR2 makes it write
-    them to its stderr, ``proc.stderr_path``), and the end of its log
-    (``proc.log``, when it has one): for a failure's message."""
+    """For a failure's message: a running agent's stacks (SIGUSR2), the
+    end of its stderr (``stderr_path``) and of its log (``log``)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGUSR2)
         time.sleep(1)
-    parts = []
-    for label, path in (('stderr', proc.stderr_path),
-                        ('log', getattr(proc, 'log', None))):
+    ends = []
+    for path in (proc.stderr_path, getattr(proc, 'log', None)):
         if path and os.path.exists(path):
             with open(path) as f:
-                parts.append(f'--- the agent\'s {label} (end) ---\n'
-                             f'{f.read()[-6000:]}')
-    return '\n'.join(parts)
+                ends.append(f'--- {path} (end) ---\n{f.read()[-6000:]}')
+    return '\n'.join(ends)
 
 
 def terminate(proc, timeout: float = 30) -> None:
-    """SIGTERM to an agent run in the background, as an operator stops
-    it: it must exit 0 within ``timeout`` seconds, or the test fails with
-    where its threads are (:func:`where_it_is`), and it is killed."""
+    """SIGTERM to a background agent, as an operator stops it: it must
+    exit 0 within ``timeout`` s, or it fails with :func:`where_it_is`."""
     proc.send_signal(signal.SIGTERM)
     try:
         rc = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        pytest.fail(f'the agent did not stop within {timeout:.0f} s of '
-                    f'SIGTERM\n{where_it_is(proc)}', pytrace=False)
+        pytest.fail(f'no stop within {timeout:.0f} s of SIGTERM\n'
+                    f'{where_it_is(proc)}', pytrace=False)
     finally:
         if proc.poll() is None:
             proc.kill()
