@@ -53,15 +53,9 @@ class HubFeed:
                         more = self.read()
                     failures, gone = 0, False
                 except client.Gone as e:
-                    if not gone:
-                        gone = True
-                        self.restart(e.body.get('head_cursor'))
-                        continue
-                    # Again, at the head it gave: the hub is not well.
-                    failures += 1
-                    if self.failed(client.SiteError(
-                            ctx.hub.name, 'its feed answered 410 (Gone) '
-                            'again at the head it gave'), failures):
+                    gone, failures, end = self.answered_gone(e, gone,
+                                                             failures)
+                    if end:
                         return
                     continue
                 except Exception as e:
@@ -73,6 +67,25 @@ class HubFeed:
                     return
         except context_mod.Stopped:
             return
+
+    def answered_gone(self, e: client.Gone, gone: bool,
+                      failures: int) -> tuple[bool, int, bool]:
+        """The feed answered 410 (``gone``: the read before did too);
+        (whether this one counts as the 410 already met, the failures in
+        a row, whether the feed gives up). A first 410 restarts the feed
+        at the head it gave; one that could not be restarted (the state
+        database) is a failure, and the next 410 is a first one again."""
+        if not gone:
+            try:
+                self.restart(e.body.get('head_cursor'))
+                return True, failures, False
+            except Exception as error:
+                return False, failures + 1, self.failed_read(
+                    error, failures + 1)
+        # Again, at the head it gave: the hub is not well.
+        return True, failures + 1, self.failed(client.SiteError(
+            self.ctx.hub.name, 'its feed answered 410 (Gone) again at the '
+            'head it gave'), failures + 1)
 
     def failed_read(self, e: Exception, failures: int) -> bool:
         """A read of the feed that failed with ``e`` (not a 410): the
@@ -118,7 +131,7 @@ class HubFeed:
         """Note a failed read of the hub's feed; True when --once gives
         the hub up, else after the backoff."""
         ctx = self.ctx
-        ctx.state.hub_error(str(e))
+        ctx.hub_error(str(e))
         ctx.metrics.error(ctx.hub.name, e)
         # Lost capture is the hub broken, not busy: loud.
         log = (LOG.error if isinstance(e, client.CaptureIncomplete)

@@ -226,6 +226,15 @@ class Member(coordination.Solo):
                     LOG.warning('hub %(hub)s: %(err)s',
                                 {'hub': ctx.hub.name, 'err': e})
                     ctx.sleep(ctx.backoff(3))
+                except context_mod.Stopped:
+                    raise
+                except Exception:
+                    # The state database (reading the cursor), or a bug:
+                    # as the feed itself does (hubfeed.HubFeed.broke).
+                    LOG.exception('reading the feed of hub %(hub)s: '
+                                  'unexpected error; trying again after '
+                                  'a backoff', {'hub': ctx.hub.name})
+                    ctx.sleep(ctx.backoff(3))
         except context_mod.Stopped:
             return
 

@@ -10,6 +10,7 @@ import time
 import pytest
 from sqlalchemy import exc as sa_exc
 
+from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.tests.unit.agent import agentparts
 from keystone_syncext.tests.unit.agent import fakeworld
@@ -128,3 +129,74 @@ def test_an_unexpected_error_while_running_is_retried(world, monkeypatch,
     assert not thread.is_alive()
     assert 'unexpected error' in caplog.text
     assert 'database is locked' in caplog.text
+
+
+def _feed_until(agent, done, within=10):
+    """The feed thread of a run (not --once) until ``done()``; whether
+    the thread was still alive then (it is stopped after)."""
+    thread = threading.Thread(target=agent.feed.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + within
+        while not done() and time.monotonic() < deadline and \
+                thread.is_alive():
+            time.sleep(0.02)
+        return thread.is_alive()
+    finally:
+        agent.stop.set()
+        agent.announce()
+        thread.join(10)
+
+
+def test_a_failing_hub_and_state_database_together_are_retried(
+        world, monkeypatch):
+    """The hub's read fails and so does the note of it in the state (the
+    agent's host lost its network, say): still retried while running,
+    never the end of the feed thread."""
+    agent = agentparts.agent_of(world, once=False)
+    agent.state.restart_feed(None)
+    world.hub.fail('changes', 500, times=1)
+
+    def hub_error(message):
+        raise sa_exc.OperationalError('UPDATE', {}, Exception('gone'))
+    monkeypatch.setattr(agent.state, 'hub_error', hub_error)
+    assert _feed_until(agent, lambda: agent.state.outbox_after(0, 100))
+    assert agent.state.outbox_after(0, 100)
+
+
+def test_a_410_whose_restart_fails_is_a_first_410_again(world,
+                                                         monkeypatch):
+    """A 410, and the restart at the head failing in the state database:
+    retried, and the next 410 restarts the feed as a first one would (not
+    taken for a second 410 at the head it gave)."""
+    agent = agentparts.agent_of(world, once=False)
+    agent.state.restart_feed('0')
+    _seeded(agent)
+    world.hub.lose_history()
+    restart = agent.state.restart_feed
+    failed = []
+
+    def restart_once_failing(cursor):
+        if not failed:
+            failed.append(True)
+            raise sa_exc.OperationalError('UPDATE', {}, Exception('gone'))
+        return restart(cursor)
+    monkeypatch.setattr(agent.state, 'restart_feed', restart_once_failing)
+    assert _feed_until(agent, lambda: agent.state.hub().cursor ==
+                       world.hub.head())
+    assert failed
+    assert agent.state.spoke('spoke1').state == 'reconcile'
+
+
+def test_a_lost_claim_ends_the_read_for_the_member_to_see(world,
+                                                          monkeypatch):
+    """A lost claim is not an error to retry here: it reaches the
+    caller (members.Member.feed, which stops leading)."""
+    agent = agentparts.agent_of(world, once=False)
+    agent.state.restart_feed(None)
+
+    def append(*args, **kwargs):
+        raise claims_mod.ClaimLost('feed', 'me', 1, None)
+    monkeypatch.setattr(agent.state, 'append', append)
+    with pytest.raises(claims_mod.ClaimLost):
+        agent.feed.follow()

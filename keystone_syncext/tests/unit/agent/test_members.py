@@ -10,6 +10,7 @@ import types
 import uuid
 
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import members
@@ -320,3 +321,35 @@ def test_members_starting_together_migrate_once(backend):
         for st in states:
             st.engine.dispose()
         backend.drop(name)
+
+
+def test_the_feed_thread_outlives_an_error_of_the_state_database():
+    """A leader's feed thread reads the cursor from the state database
+    before following the feed; an error there (the database unreachable
+    for a moment) is logged and tried again after a backoff, as the feed's
+    own errors are, not the end of the thread (the member then went on
+    without anyone reading the hub's feed)."""
+    failures = []
+    stop = threading.Event()
+
+    def hub():
+        if not failures:
+            failures.append(True)
+            raise sa_exc.OperationalError('SELECT', {}, Exception('gone'))
+        return types.SimpleNamespace(cursor='c1')
+
+    def sleep(seconds):
+        if stop.wait(seconds):
+            raise members.context_mod.Stopped()
+    ctx = types.SimpleNamespace(
+        stop=stop, state=types.SimpleNamespace(hub=hub),
+        hub=types.SimpleNamespace(name='hub'), sleep=sleep,
+        backoff=lambda n: 0.01)
+    m = members.Member.__new__(members.Member)
+    m.ctx, m.heartbeat = ctx, 0.1
+    m.is_leader = lambda: True
+    followed = []
+    feed = types.SimpleNamespace(
+        follow=lambda: (followed.append(True), stop.set()))
+    m.feed(feed)   # returns once stopped; raised before
+    assert failures and followed
