@@ -5,6 +5,8 @@ summary, errors) goes to stderr, so ``-f json`` output stays parseable."""
 
 from concurrent import futures
 import faulthandler
+import logging
+import os
 import signal
 
 from cliff import command
@@ -35,6 +37,11 @@ class Run(command.Command):
         return parser
 
     def take_action(self, parsed_args):
+        # Where each thread is, on stderr, for an operator (or a test)
+        # looking at an agent that seems stuck: SIGUSR2, the signal
+        # OpenStack services' reports answer. First, so that the signal
+        # never meets its default action (the end of the process).
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         selections = cli_base.selections(conf, spoke_names)
@@ -51,12 +58,16 @@ class Run(command.Command):
             agent.stop.set()
         signal.signal(signal.SIGTERM, _terminate)
         signal.signal(signal.SIGINT, _terminate)
-        # Where each thread is, on stderr, for an operator (or a test)
-        # looking at an agent that seems stuck: SIGUSR2, the signal
-        # OpenStack services' reports answer.
-        faulthandler.register(signal.SIGUSR2, all_threads=True)
         agent.service.on_sighup(rules_reader(conf, spoke_names))
-        return agent.run()
+        rc = agent.run()
+        if agent.left_behind:
+            # Requests still in flight past the stop's bound (logged):
+            # the interpreter's exit would wait for them anyway (it joins
+            # concurrent.futures' workers, a seed's reads among them), up
+            # to the request timeout and its retries.
+            logging.shutdown()
+            os._exit(rc)
+        return rc
 
 
 def rules_reader(conf, spoke_names):
@@ -129,6 +140,11 @@ class Join(_SiteReport):
         self.app.stderr.flush()
 
     def take_action(self, parsed_args):
+        # Where each thread is, on stderr, for an operator (or a test)
+        # looking at an agent that seems stuck: SIGUSR2, the signal
+        # OpenStack services' reports answer. First, so that the signal
+        # never meets its default action (the end of the process).
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         if len(spoke_names) != 1:
@@ -203,6 +219,11 @@ class Reconcile(_SiteReport):
     dry_run_help = 'show what differs and change nothing'
 
     def take_action(self, parsed_args):
+        # Where each thread is, on stderr, for an operator (or a test)
+        # looking at an agent that seems stuck: SIGUSR2, the signal
+        # OpenStack services' reports answer. First, so that the signal
+        # never meets its default action (the end of the process).
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         st = cli_base.open_state(conf, parsed_args)

@@ -80,6 +80,8 @@ class Agent(context_mod.Context):
         self.service = service_mod.Service(self)
         # A run (not --once) that ended because a thread it needs ended.
         self.broken = False
+        # The threads still in a request when the stop's bound ran out.
+        self.left_behind: list[str] = []
 
     def connect(self, site: client.Site) -> None:
         """Connect to spoke ``site`` (:meth:`connect.Connector.connect`)."""
@@ -147,11 +149,11 @@ class Agent(context_mod.Context):
         deadline = time.monotonic() + self.conf.poll_wait + 10
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-        left = [t.name for t in threads if t.is_alive()]
-        if left:
+        self.left_behind = [t.name for t in threads if t.is_alive()]
+        if self.left_behind:
             LOG.warning('stopping with requests still in flight in '
                         '%(threads)s; they are sent again at the next '
-                        'start', {'threads': ', '.join(left)})
+                        'start', {'threads': ', '.join(self.left_behind)})
 
     def _threads(self) -> list[threading.Thread]:
         """The run's threads, not started: the feed first, then (in
@@ -179,8 +181,8 @@ class Agent(context_mod.Context):
 
     def _wait(self, threads: list[threading.Thread]) -> None:
         """Until the run ends: in ``--once`` every thread but the feed
-        ended (the feed is then given 5 s); else until stopped, or no
-        spoke thread is left."""
+        ended (the feed is then given 5 s); else until stopped, or until
+        one of the run's threads ended (``broken``: exit code 1)."""
         if self.once:
             # The feed ends once read; the spokes once settled.
             for t in threads[1:]:
@@ -188,21 +190,23 @@ class Agent(context_mod.Context):
             self.stop.set()
             threads[0].join(timeout=5)
             return
-        while any(t.is_alive() for t in threads[1:]
-                  if t.name.startswith('spoke-')):
+        if not any(t.name.startswith('spoke-') for t in threads):
+            return
+        while not self.stop.wait(1):
             self.service.tick()
-            self.stop.wait(1)
-            if self.stop.is_set():
-                break
-            if not threads[0].is_alive():
-                # Every spoke's only source is gone (a bug it could not
-                # survive, logged where it happened): end the run with
-                # an error for the service manager to restart the agent,
-                # rather than go on reading nothing.
-                LOG.error('the feed thread ended while the run goes on; '
-                          'stopping (exit code 1)')
+            ended = [t.name for t in threads if not t.is_alive()]
+            if ended:
+                # Each thread of a run goes on until the run stops; one
+                # that ended met what it could not survive (logged where
+                # it happened): the feed is every spoke's only source, a
+                # spoke's thread its only writer. End the run with an
+                # error for the service manager to restart the agent,
+                # rather than go on with a part missing.
+                LOG.error('thread %(threads)s ended while the run goes on; '
+                          'stopping (exit code 1)',
+                          {'threads': ', '.join(ended)})
                 self.broken = True
-                break
+                return
 
     def _hub_capabilities(self) -> dict | None:
         """The hub's capabilities, retried with backoff (tenacity); None

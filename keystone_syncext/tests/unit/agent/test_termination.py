@@ -15,6 +15,7 @@ from keystone_syncext.agent import client
 from keystone_syncext.agent import hubfeed
 from keystone_syncext.agent import join as join_mod
 from keystone_syncext.agent import runner
+from keystone_syncext.agent import spokes as spokes_mod
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.tests.unit.agent import fakeworld
 
@@ -126,7 +127,32 @@ def test_a_run_whose_feed_thread_ended_exits_with_an_error(
         t.join(15)
         pytest.fail('the run went on without its feed thread')
     assert got['rc'] == 1
-    assert 'the feed thread ended' in caplog.text
+    assert 'thread feed ended while the run goes on' in caplog.text
+
+
+def test_a_run_whose_spoke_thread_ended_exits_with_an_error(
+        tmp_path, monkeypatch, caplog):
+    """The same for a spoke's thread (its only writer): the run ends
+    with exit code 1. Before, a run whose every spoke thread had ended
+    exited 0, which ``Restart=on-failure`` does not restart."""
+    world = fakeworld.World(tmp_path)
+    conf = fakeworld.make_conf()
+
+    def broken(self, site):
+        raise RuntimeError('a bug in the spoke thread')
+    monkeypatch.setattr(spokes_mod.SpokeSync, 'loop', broken)
+    agent = world.agent(conf, once=False)
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
+                         daemon=True)
+    t.start()
+    t.join(15)
+    if t.is_alive():
+        agent.stop.set()
+        t.join(15)
+        pytest.fail('the run went on without its spoke threads')
+    assert got['rc'] == 1
+    assert 'spoke-spoke1' in caplog.text
 
 
 def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
@@ -155,3 +181,5 @@ def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
     assert got['rc'] == 0
     bound = conf.poll_wait + 10
     assert took < bound + conf.coordination.heartbeat + 3, took
+    # The command exits at once then (cli_sites.Run), not after them.
+    assert 'feed' in agent.left_behind
