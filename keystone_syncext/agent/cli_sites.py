@@ -8,6 +8,7 @@ import faulthandler
 import logging
 import os
 import signal
+import sys
 
 from cliff import command
 from cliff import lister
@@ -66,6 +67,8 @@ class Run(command.Command):
             # concurrent.futures' workers, a seed's reads among them), up
             # to the request timeout and its retries.
             logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
             os._exit(rc)
         return rc
 

@@ -195,7 +195,7 @@ class Agent(context_mod.Context):
         while not self.stop.wait(1):
             self.service.tick()
             ended = [t.name for t in threads if not t.is_alive()]
-            if ended:
+            if ended and not self.stop.is_set():
                 # Each thread of a run goes on until the run stops; one
                 # that ended met what it could not survive (logged where
                 # it happened): the feed is every spoke's only source, a

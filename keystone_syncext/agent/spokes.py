@@ -79,10 +79,12 @@ class SpokeSync:
                 progressed, failures, end = self._attempt(site, failures)
                 if end:
                     return
-                if progressed is None:
+                # None: the pass failed, or reading the state after it.
+                read = progressed is not None and \
+                    self._read_state(name, failures)
+                if not read:
                     continue
-                row = ctx.state.spoke(name)
-                npending = len(ctx.state.pending_for(name))
+                row, npending = read
                 if ctx.once:
                     step, refused_passes = self._once_step(
                         name, row, progressed, npending, refused_passes)
@@ -140,11 +142,38 @@ class SpokeSync:
         if self.ctx.membership is not None:
             self.ctx.membership.lost(name)
 
+    def _read_state(self, name: str, failures: int):
+        """After a pass: spoke ``name``'s row and how many items it has
+        pending; None, after a backoff, when the state database failed
+        (not in ``--once``, where that ends the spoke's thread as any
+        error of the agent's own does)."""
+        ctx = self.ctx
+        try:
+            return ctx.state.spoke(name), len(ctx.state.pending_for(name))
+        except Exception:
+            if ctx.once:
+                raise
+            LOG.exception('spoke %(spoke)s: reading its state failed; '
+                          'trying again after a backoff', {'spoke': name})
+            ctx.sleep(ctx.backoff(failures + 1))
+            return None
+
+    def _note(self, name: str, message: str | None) -> None:
+        """Note spoke ``name``'s last error (None: it went through) in
+        the state; a state database that fails it is logged, not the end
+        of the spoke's thread (its next pass notes it again)."""
+        try:
+            self.ctx.state.spoke_error(name, message)
+        except Exception as e:
+            LOG.warning('spoke %(spoke)s: could not note its state in the '
+                        'state database (%(err)s)',
+                        {'spoke': name, 'err': type(e).__name__})
+
     def _went_through(self, name: str, failures: int) -> int:
         """Note a pass that went through; the failures in a row (none)."""
         if failures:
             LOG.info('spoke %(spoke)s is back', {'spoke': name})
-        self.ctx.state.spoke_error(name, None)
+        self._note(name, None)
         return 0
 
     def _failed(self, site: client.Site, e: Exception,
@@ -158,7 +187,7 @@ class SpokeSync:
                           {'spoke': name})
             e = client.SiteError(name, f'agent error: '
                                  f'{type(e).__name__}')
-        ctx.state.spoke_error(name, str(e))
+        self._note(name, str(e))
         ctx.metrics.error(name, e)
         LOG.warning('spoke %(spoke)s: %(err)s (%(n)d failures in '
                     'a row)', {'spoke': name, 'err': e,

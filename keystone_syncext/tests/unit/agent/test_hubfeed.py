@@ -157,10 +157,14 @@ def test_a_failing_hub_and_state_database_together_are_retried(
     agent.state.restart_feed(None)
     world.hub.fail('changes', 500, times=1)
 
+    noted = []
+
     def hub_error(message):
+        noted.append(message)
         raise sa_exc.OperationalError('UPDATE', {}, Exception('gone'))
     monkeypatch.setattr(agent.state, 'hub_error', hub_error)
     assert _feed_until(agent, lambda: agent.state.outbox_after(0, 100))
+    assert noted and noted[0], noted   # the failed read, noted (and failed)
     assert agent.state.outbox_after(0, 100)
 
 

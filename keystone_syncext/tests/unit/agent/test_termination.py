@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from keystone_syncext.agent import client
 from keystone_syncext.agent import hubfeed
@@ -152,7 +153,7 @@ def test_a_run_whose_spoke_thread_ended_exits_with_an_error(
         t.join(15)
         pytest.fail('the run went on without its spoke threads')
     assert got['rc'] == 1
-    assert 'spoke-spoke1' in caplog.text
+    assert 'thread spoke-spoke1 ended while the run goes on' in caplog.text
 
 
 def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
@@ -171,7 +172,13 @@ def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
     t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
                          daemon=True)
     t.start()
-    time.sleep(3)   # the threads are in their hanging requests
+    # The threads in their hanging requests.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (
+            world.site('hub').calls['changes'] and
+            world.site('spoke1').calls['capabilities']):
+        time.sleep(0.05)
+    time.sleep(0.5)
     assert t.is_alive()
     stopped = time.monotonic()
     agent.stop.set()
@@ -183,3 +190,37 @@ def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
     assert took < bound + conf.coordination.heartbeat + 3, took
     # The command exits at once then (cli_sites.Run), not after them.
     assert 'feed' in agent.left_behind
+
+
+def test_a_spoke_thread_outlives_its_state_database_failing_a_note(
+        tmp_path, monkeypatch):
+    """A spoke's pass fails (its site refuses the connection once) and
+    noting that in the state fails too (the state database locked or
+    failing over): the spoke's thread goes on and the spoke converges;
+    it ended before, and with it the run (exit code 1)."""
+    world = fakeworld.World(tmp_path)
+    conf = fakeworld.make_conf()
+    world.site('spoke1').fail('batch', 'drop', 1)
+    agent = world.agent(conf, once=False)
+    notes = []
+
+    def spoke_error(name, message):
+        notes.append(message)
+        raise sa_exc.OperationalError('UPDATE', {}, Exception('locked'))
+    monkeypatch.setattr(agent.state, 'spoke_error', spoke_error)
+    hub_projects = set(world.site('hub').data['project'])
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
+                         daemon=True)
+    t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and t.is_alive() and not \
+            hub_projects <= set(world.site('spoke1').data.get('project',
+                                                                {})):
+        time.sleep(0.05)
+    agent.stop.set()
+    t.join(30)
+    assert not t.is_alive()
+    assert got['rc'] == 0
+    assert any(n for n in notes), notes   # the failed pass was noted
+    assert hub_projects <= set(world.site('spoke1').data['project'])
