@@ -25,7 +25,9 @@ only.
 """
 
 import argparse
+import faulthandler
 from importlib import metadata
+import signal
 import sys
 
 from cliff import app
@@ -114,6 +116,12 @@ def make_conf(options: argparse.Namespace) -> cfg.ConfigOpts:
 
 
 def main(argv=None) -> int:
+    # Where each thread is, on stderr, for an operator (or a test)
+    # looking at a command that seems stuck (``run``, a long reconcile):
+    # SIGUSR2, the signal OpenStack services' reports answer. Before
+    # anything else, so that the signal never meets its default action
+    # (the end of the process).
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     return KeystoneSync().run(sys.argv[1:] if argv is None else argv)
 
 

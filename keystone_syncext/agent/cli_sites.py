@@ -4,7 +4,6 @@ Listers; what happens meanwhile (a headline, each re-key, each spoke's
 summary, errors) goes to stderr, so ``-f json`` output stays parseable."""
 
 from concurrent import futures
-import faulthandler
 import logging
 import os
 import signal
@@ -38,11 +37,6 @@ class Run(command.Command):
         return parser
 
     def take_action(self, parsed_args):
-        # Where each thread is, on stderr, for an operator (or a test)
-        # looking at an agent that seems stuck: SIGUSR2, the signal
-        # OpenStack services' reports answer. First, so that the signal
-        # never meets its default action (the end of the process).
-        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         selections = cli_base.selections(conf, spoke_names)
@@ -143,11 +137,6 @@ class Join(_SiteReport):
         self.app.stderr.flush()
 
     def take_action(self, parsed_args):
-        # Where each thread is, on stderr, for an operator (or a test)
-        # looking at an agent that seems stuck: SIGUSR2, the signal
-        # OpenStack services' reports answer. First, so that the signal
-        # never meets its default action (the end of the process).
-        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         if len(spoke_names) != 1:
@@ -222,11 +211,6 @@ class Reconcile(_SiteReport):
     dry_run_help = 'show what differs and change nothing'
 
     def take_action(self, parsed_args):
-        # Where each thread is, on stderr, for an operator (or a test)
-        # looking at an agent that seems stuck: SIGUSR2, the signal
-        # OpenStack services' reports answer. First, so that the signal
-        # never meets its default action (the end of the process).
-        faulthandler.register(signal.SIGUSR2, all_threads=True)
         conf = self.app.conf
         hub_name, spoke_names = cli_base.site_names(conf, parsed_args)
         st = cli_base.open_state(conf, parsed_args)
