@@ -104,6 +104,33 @@ def test_a_bug_in_the_feed_ends_the_run(world, capsys, monkeypatch):
     assert lines == ['spoke spoke1: not converged: the hub could not be read']
 
 
+def _start(agent):
+    """``agent.run()`` in a daemon thread, started; (the thread, a dict
+    holding its exit code under ``rc`` once it returned)."""
+    got = {}
+    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
+                         daemon=True)
+    t.start()
+    return t, got
+
+
+def _run_with_a_broken(tmp_path, monkeypatch, cls, method, what):
+    """A run (not ``--once``) whose ``cls.method`` raises at once: its exit
+    code, the run having ended by itself within 15 s."""
+    def broken(*args):
+        raise RuntimeError(f'a bug in the {what}')
+    monkeypatch.setattr(cls, method, broken)
+    agent = fakeworld.World(tmp_path).agent(fakeworld.make_conf(),
+                                            once=False)
+    t, got = _start(agent)
+    t.join(15)
+    if t.is_alive():
+        agent.stop.set()
+        t.join(15)
+        pytest.fail(f'the run went on without its {what}')
+    return got['rc']
+
+
 def test_a_run_whose_feed_thread_ended_exits_with_an_error(
         tmp_path, monkeypatch, caplog):
     """Not ``--once``: the feed thread is every spoke's only source. If it
@@ -111,23 +138,8 @@ def test_a_run_whose_feed_thread_ended_exits_with_an_error(
     too, with exit code 1, so that the service manager restarts the agent
     (``Restart=on-failure``); it kept running before, reading nothing,
     its spokes idle and healthy-looking."""
-    world = fakeworld.World(tmp_path)
-    conf = fakeworld.make_conf()
-
-    def broken(self):
-        raise RuntimeError('a bug in the feed')
-    monkeypatch.setattr(hubfeed.HubFeed, 'follow', broken)
-    agent = world.agent(conf, once=False)
-    got = {}
-    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
-                         daemon=True)
-    t.start()
-    t.join(15)
-    if t.is_alive():
-        agent.stop.set()
-        t.join(15)
-        pytest.fail('the run went on without its feed thread')
-    assert got['rc'] == 1
+    assert _run_with_a_broken(tmp_path, monkeypatch, hubfeed.HubFeed,
+                              'follow', 'feed thread') == 1
     assert 'thread feed ended while the run goes on' in caplog.text
 
 
@@ -136,23 +148,8 @@ def test_a_run_whose_spoke_thread_ended_exits_with_an_error(
     """The same for a spoke's thread (its only writer): the run ends
     with exit code 1. Before, a run whose every spoke thread had ended
     exited 0, which ``Restart=on-failure`` does not restart."""
-    world = fakeworld.World(tmp_path)
-    conf = fakeworld.make_conf()
-
-    def broken(self, site):
-        raise RuntimeError('a bug in the spoke thread')
-    monkeypatch.setattr(spokes_mod.SpokeSync, 'loop', broken)
-    agent = world.agent(conf, once=False)
-    got = {}
-    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
-                         daemon=True)
-    t.start()
-    t.join(15)
-    if t.is_alive():
-        agent.stop.set()
-        t.join(15)
-        pytest.fail('the run went on without its spoke threads')
-    assert got['rc'] == 1
+    assert _run_with_a_broken(tmp_path, monkeypatch, spokes_mod.SpokeSync,
+                              'loop', 'spoke thread') == 1
     assert 'thread spoke-spoke1 ended while the run goes on' in caplog.text
 
 
@@ -168,10 +165,7 @@ def test_a_stop_waits_for_requests_in_flight_within_one_bound(world):
     fakeworld.inject(world.site('spoke1'), 'capabilities', 'hang')
     hub, spokes = world.http_sites(conf)
     agent = runner.Agent(conf, hub, spokes, state_mod.State(world.url))
-    got = {}
-    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
-                         daemon=True)
-    t.start()
+    t, got = _start(agent)
     # The threads in their hanging requests.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (
@@ -209,10 +203,7 @@ def test_a_spoke_thread_outlives_its_state_database_failing_a_note(
         raise sa_exc.OperationalError('UPDATE', {}, Exception('locked'))
     monkeypatch.setattr(agent.state, 'spoke_error', spoke_error)
     hub_projects = set(world.site('hub').data['project'])
-    got = {}
-    t = threading.Thread(target=lambda: got.setdefault('rc', agent.run()),
-                         daemon=True)
-    t.start()
+    t, got = _start(agent)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and t.is_alive() and not \
             hub_projects <= set(world.site('spoke1').data.get('project',
