@@ -120,8 +120,10 @@ def main(argv=None) -> int:
     # looking at a command that seems stuck (``run``, a long reconcile):
     # SIGUSR2, the signal OpenStack services' reports answer. Before
     # anything else, so that the signal never meets its default action
-    # (the end of the process).
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
+    # (the end of the process). To the process's stderr (file
+    # descriptor 2): ``sys.stderr`` may be no file at all when main() is
+    # called in-process (a test capturing its output).
+    faulthandler.register(signal.SIGUSR2, file=2, all_threads=True)
     return KeystoneSync().run(sys.argv[1:] if argv is None else argv)
 
 
