@@ -79,9 +79,20 @@ def world(secret_scan, make_site, tmp_path_factory):
 
 
 def _ids(site, collection, name):
-    s = site.admin_session()
-    return [r['id'] for r in s.get(f'{site.url}/{collection}',
-                                   params={'name': name}).json()[collection]]
+    """The ids of ``collection``'s resources named ``name`` at ``site``,
+    as its bootstrap admin reads them. The sync that just ran wrote that
+    admin's user at the spoke, and Keystone revokes a user's tokens to
+    the second: a token issued in that second is refused (401, seen in
+    CI), so the read is made again, with a new token, a second later."""
+    for _attempt in (1, 2):
+        resp = site.admin_session().get(f'{site.url}/{collection}',
+                                        params={'name': name},
+                                        raise_exc=False)
+        if resp.status_code != 401:
+            break
+        time.sleep(1.1)
+    assert resp.status_code == 200, resp.text
+    return [r['id'] for r in resp.json()[collection]]
 
 
 def test_run_before_join_names_join_then_join_converges(world):
