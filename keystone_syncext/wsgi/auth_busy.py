@@ -14,15 +14,17 @@ once its authorization context is built. (Per OS thread: a server that
 runs requests as greenlets must monkey-patch ``threading``, as eventlet
 and gevent servers do.)
 
-**A token's roles read once per request.** Keystone renders the validated
-token twice in every request (for keystonemiddleware's headers, then for
-the request context), and each rendering computes the token's roles
+**A token's roles read once per request.** Keystone's validation reads the
+token's roles for its revocation check, then renders the validated token
+twice in every request (for keystonemiddleware's headers, then for the
+request context), and each of the three computes the token's roles
 again from the database (``TokenModel.roles``: the user's groups, their
 grants, the implied roles), as do the routes that read them. Here each
 request holds its own copy of the validated token, whose roles are
 computed the first time they are read and kept until the request ends:
-the same roles, read at the same point (the first rendering, right after
-validation), never reused by another request; revocation and validation
+the same roles, read at the same point (the revocation check of
+Keystone's own ``validate_token``, which this request's copy goes
+through), never reused by another request; revocation and validation
 are Keystone's, unchanged.
 
 **A busy database answers 503 on /v3/sync.** Keystone validates the
@@ -40,6 +42,7 @@ import json
 import re
 import threading
 
+from keystone.common import provider_api
 from keystone.models import token_model
 from keystone.server.flask.request_processing.middleware import auth_context
 from oslo_log import log
@@ -49,6 +52,7 @@ from keystone_syncext import dberrors
 from keystone_syncext.resources import base
 
 LOG = log.getLogger(__name__)
+PROVIDERS = provider_api.ProviderAPIs
 SYNC_PATH = re.compile(r'/v3/sync(/|$)')
 
 
@@ -76,6 +80,30 @@ class RequestToken(token_model.TokenModel):
         return copy.deepcopy(roles)
 
 
+class _OneValidation:
+    """Keystone's token provider as one request's validation uses it.
+
+    ``validate_token`` is Keystone's own, unchanged (expiry, revocation,
+    the user enabled, access rules); only the token it checks and returns
+    is this request's own copy (:class:`RequestToken`) of the one
+    Keystone's token cache holds, so that the roles its revocation check
+    reads are the ones the request is then judged with, computed once.
+    Everything else is the provider's own."""
+
+    def __init__(self, provider):
+        self._provider = provider
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+    def _validate_token(self, token_id):
+        return RequestToken.of(self._provider._validate_token(token_id))
+
+    def validate_token(self, token_id, *args, **kwargs):
+        return type(self._provider).validate_token(self, token_id, *args,
+                                                   **kwargs)
+
+
 class AuthContextMiddleware(auth_context.AuthContextMiddleware):
     """Keystone's middleware, with the validated token kept per thread,
     its roles read once per request, and 503 for a busy database on
@@ -88,6 +116,12 @@ class AuthContextMiddleware(auth_context.AuthContextMiddleware):
         # __init__, which sets self.token.
         self._request = threading.local()
         super().__init__(app)
+
+    @property
+    def token_provider_api(self):
+        """Keystone's token provider, for this request's validation
+        (Keystone's ``fetch_token`` calls its ``validate_token``)."""
+        return _OneValidation(PROVIDERS.token_provider_api)
 
     @property
     def token(self):

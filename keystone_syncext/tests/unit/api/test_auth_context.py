@@ -137,3 +137,96 @@ def test_a_requests_token_computes_its_roles_once(monkeypatch):
     assert type(validated) is token_model.TokenModel
     assert '_request_roles' not in vars(validated)
     assert validated.roles == [{'id': 'role-3', 'name': 'admin'}]
+
+
+def _keystones_provider(monkeypatch, cached, revoked=False):
+    """Keystone's token provider (its own ``validate_token``, expiry and
+    revocation checks), around ``cached`` as its token cache hands it
+    out; what it asks the revocation store is recorded."""
+    from keystone import exception
+    from keystone.models import revoke_model
+    from keystone.token import provider as provider_mod
+
+    asked = []
+
+    class Provider(provider_mod.Manager):
+        def __init__(self):  # no driver: only the validation is used
+            pass
+
+        def _validate_token(self, token_id):
+            return cached
+
+        def check_revocation_v3(self, token_values):
+            asked.append(token_values['roles'])
+            if revoked:
+                raise exception.TokenNotFound(token_id='revoked')
+
+    class Revoke:
+        model = revoke_model
+
+    class Identity:
+        def get_user(self, user_id):
+            return {'id': user_id, 'enabled': True,
+                    'domain_id': 'default'}
+
+    class Resource:
+        def get_domain(self, domain_id):
+            return {'id': domain_id, 'name': 'Default'}
+
+    provider = Provider()
+    # Keystone's ProviderAPIMixin would look these up in its registry.
+    monkeypatch.setattr(Provider, 'revoke_api', Revoke(), raising=False)
+    apis = type('Providers', (), {'identity_api': Identity(),
+                                  'resource_api': Resource()})()
+    monkeypatch.setattr(provider_mod, 'PROVIDERS', apis)
+    monkeypatch.setattr(token_model, 'PROVIDERS', apis)
+    monkeypatch.setattr(auth_busy, 'PROVIDERS', type(
+        'Providers', (), {'token_provider_api': provider})())
+    return asked
+
+
+def test_the_revocation_check_reads_the_roles_the_request_is_judged_with(
+        monkeypatch):
+    """Keystone's ``validate_token`` reads the token's roles for its
+    revocation check, and each rendering after it reads them again: three
+    times the same queries per request. Through the middleware, the
+    token Keystone's own validation checks is already the request's
+    copy: the roles are computed once, the revocation check is asked
+    about exactly those, and a revoked token is still refused."""
+    import datetime
+
+    from keystone import exception
+
+    computed = []
+
+    def system_roles(self):
+        computed.append(self.user_id)
+        return [{'id': f'role-{len(computed)}', 'name': 'admin'}]
+
+    monkeypatch.setattr(token_model.TokenModel, '_get_system_roles',
+                        system_roles)
+    cached = token_model.TokenModel()
+    cached.user_id, cached.system = 'agent', 'all'
+    now = datetime.datetime.now(datetime.UTC)
+    cached.issued_at = now.strftime('%Y-%m-%dT%H:%M:%S.000000Z')
+    cached.expires_at = (now + datetime.timedelta(hours=1)).strftime(
+        '%Y-%m-%dT%H:%M:%S.000000Z')
+    asked = _keystones_provider(monkeypatch, cached)
+    mw = auth_busy.AuthContextMiddleware(_app)
+
+    mw.token = mw.token_provider_api.validate_token('the agent token')
+    token = mw.token
+    assert isinstance(token, auth_busy.RequestToken) and token is not cached
+    assert asked == [['role-1']]
+    assert token.roles == token.roles == [{'id': 'role-1', 'name': 'admin'}]
+    assert computed == ['agent']
+    assert '_request_roles' not in vars(cached)
+
+    # The next request computes them again, and asks again.
+    mw.token = mw.token_provider_api.validate_token('the agent token')
+    assert mw.token.roles == [{'id': 'role-2', 'name': 'admin'}]
+    assert asked == [['role-1'], ['role-2']]
+
+    _keystones_provider(monkeypatch, cached, revoked=True)
+    with pytest.raises(exception.TokenNotFound):
+        mw.token_provider_api.validate_token('the agent token')
