@@ -3,9 +3,11 @@
 A spoke seen for the first time gets every resource of the types both
 sync, type by type in dependency order, read from the hub's listings a
 page ahead by a thread of its own while the spoke writes the current
-one. Projects are written whole at the end of their type (parents before
-children). A seed copies the hub's version whatever the spoke holds (no
-guard); what the spoke refuses waits in pending.
+one; spokes seeding at once share the pages they may
+(:mod:`keystone_syncext.agent.seed_pages`). Projects are written whole
+at the end of their type (parents before children). A seed copies the
+hub's version whatever the spoke holds (no guard); what the spoke
+refuses waits in pending.
 """
 
 from concurrent import futures
@@ -16,6 +18,7 @@ import tqdm
 
 from keystone_syncext.agent import context as context_mod
 from keystone_syncext.agent import passes
+from keystone_syncext.agent import seed_pages
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer as writer_mod
 
@@ -28,11 +31,23 @@ class Seeder:
 
     def __init__(self, ctx: context_mod.Context, writer: writer_mod.Writer):
         self.ctx, self.writer = ctx, writer
+        # Pages read for one seed serve the others under way.
+        self.shared = seed_pages.SharedPages(
+            lambda type_name, marker: ctx.hub.listing(type_name,
+                                                      marker=marker))
 
     def seed(self, site) -> None:
         """Seed spoke ``site`` (the state records its start and end)."""
         ctx = self.ctx
         seq = ctx.state.start_seed(site.name)
+        token = self.shared.begin()   # after the seed's position
+        try:
+            self._seed(site, seq, token)
+        finally:
+            self.shared.end(token)
+
+    def _seed(self, site, seq, token) -> None:
+        ctx = self.ctx
         types = [t for t in sorted(ctx.hub_types, key=writer_mod.rank)
                  if t in ctx.spoke_types.get(site.name, ())]
         bar = None
@@ -45,7 +60,7 @@ class Seeder:
         count = refused = 0
         held = []
         # The hub's next page is read while the spoke writes this one.
-        for type_name, page in self.prefetched(types):
+        for type_name, page in self.prefetched(types, token):
             changes = [state_mod.Change(seq, type_name, i['id'], 'upsert',
                                         None, i['resource'],
                                         hash_=i.get('hash'))
@@ -66,13 +81,14 @@ class Seeder:
                  '(pending)', {'spoke': site.name, 'n': count,
                                'bad': refused})
 
-    def prefetched(self, types):
+    def prefetched(self, types, token):
         """(type, page) for every page of the hub's listings of ``types``,
         read one page ahead by a worker of its own (an executor of one);
         after a type's pages, (type, None) ends it. An error or a stop in
         the reader is raised here; leaving early waits for the one read
-        in flight, so no reader is left behind."""
-        items = self.listings(types)
+        in flight, so no reader is left behind. ``token``: the seed's,
+        from :meth:`SharedPages.begin`."""
+        items = self.listings(types, token)
         with futures.ThreadPoolExecutor(
                 1, thread_name_prefix='seed-read') as pool:
             read = passes.carry_pass(next)
@@ -84,20 +100,20 @@ class Seeder:
                 ahead = pool.submit(read, items, None)
                 yield item
 
-    def listings(self, types):
+    def listings(self, types, token):
         """(type, page) for every page of ``types``, (type, None) after
         each type."""
         for type_name in types:
-            for page in self.pages(type_name):
+            for page in self.pages(type_name, token):
                 yield type_name, page
             yield type_name, None
 
-    def pages(self, type_name):
+    def pages(self, type_name, token):
         """The non-empty pages of the hub's listing of ``type_name``."""
         marker = None
         while True:
             self.ctx.check_stop()
-            page = self.ctx.hub.listing(type_name, marker=marker)
+            page = self.shared.page(token, type_name, marker)
             if page['items']:
                 yield page['items']
             marker = page.get('next_marker')

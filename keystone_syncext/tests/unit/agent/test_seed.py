@@ -32,12 +32,18 @@ def _agent(hub):
     return seeding.Seeder(ctx, writer=None)
 
 
+def _seed(agent, types):
+    """A seed's pages, as one that has just taken its position reads
+    them."""
+    return agent.prefetched(types, agent.shared.begin())
+
+
 PAGES = {'role': [[{'id': 'r1'}], [{'id': 'r2'}]],
          'project': [[{'id': 'p1'}]], 'user': [[]]}
 
 
 def test_pages_in_order_each_type_closed():
-    got = list(_agent(Hub(PAGES)).prefetched(['role', 'project', 'user']))
+    got = list(_seed(_agent(Hub(PAGES)), ['role', 'project', 'user']))
     assert got == [('role', [{'id': 'r1'}]), ('role', [{'id': 'r2'}]),
                    ('role', None), ('project', [{'id': 'p1'}]),
                    ('project', None), ('user', None)]
@@ -45,7 +51,7 @@ def test_pages_in_order_each_type_closed():
 
 def test_a_reader_error_reaches_the_seed():
     agent = _agent(Hub(PAGES, fail_at=('role', '1')))
-    it = agent.prefetched(['role', 'project'])
+    it = _seed(agent, ['role', 'project'])
     assert next(it) == ('role', [{'id': 'r1'}])
     with pytest.raises(RuntimeError, match='went away'):
         list(it)
@@ -57,7 +63,7 @@ def test_a_stop_ends_the_seed_and_the_reader():
     # Threads other tests left may end meanwhile (the count fell by two
     # under xdist in CI): only new ones count.
     before = set(threading.enumerate())
-    it = agent.prefetched(['role'])
+    it = _seed(agent, ['role'])
     next(it)
     agent.ctx.stop.set()
     with pytest.raises(context.Stopped):
@@ -71,7 +77,7 @@ def test_leaving_early_leaves_no_reader_behind():
     agent = _agent(Hub(many))
     # Threads other tests left may end meanwhile: only new ones count.
     before = set(threading.enumerate())
-    it = agent.prefetched(['role'])
+    it = _seed(agent, ['role'])
     next(it)
     it.close()
     assert set(threading.enumerate()) - before == set()

@@ -82,7 +82,8 @@ def test_a_spoke_marked_for_reconcile_is_reconciled_by_digest(world):
 
 def test_the_seed_reads_ahead_every_page_in_type_order(world):
     agent = agentparts.agent_of(world)
-    got = list(agent.seeder.prefetched(['role', 'project']))
+    got = list(agent.seeder.prefetched(['role', 'project'],
+                                        agent.seeder.shared.begin()))
     assert [t for t, _ in got] == ['role', 'role', 'project', 'project']
     assert [i['id'] for i in got[2][1]] == [f'p{n}' for n in range(5)]
 
