@@ -215,6 +215,40 @@ def test_a_pass_costs_the_same_statements_however_many_changes_it_holds(
     st.engine.dispose()
 
 
+def test_a_pass_replaces_only_the_placed_rows_that_are_there(state_url):
+    """A seed of a new spoke places thousands of resources, none of them
+    placed before: recording it deletes nothing (a DELETE per change,
+    sent as one executemany, was a tenth of the agent's CPU in a seed);
+    what was placed is still replaced, whatever the pass's size."""
+    st = _emptied(state_url)
+    st.set_hub('hubcloud', 'hub-site', None)
+    st.spoke('s8')
+    first = [state_mod.Change(0, 'role', f'r{n}', 'upsert', resource={},
+                              hash_=f'h{n}') for n in range(1200)]
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, many):
+        if statement.startswith('DELETE FROM agent_placed'):
+            statements.append(len(parameters) if many else 1)
+
+    sa.event.listen(st.engine, 'before_cursor_execute', count)
+    try:
+        st.record('s8', None, first, [], first)
+        assert statements == []
+        again = [state_mod.Change(0, 'role', f'r{n}', 'upsert', resource={},
+                                  hash_=f'h{n}b') for n in (5, 700, 1199)]
+        new = [state_mod.Change(0, 'group', 'g1', 'upsert', resource={},
+                                hash_='hg')]
+        st.record('s8', None, again + new, [], again + new)
+        assert statements == [3]
+    finally:
+        sa.event.remove(st.engine, 'before_cursor_execute', count)
+    assert st.placed_at('s8', 'role', ['r4', 'r5', 'r700', 'r1199']) == {
+        'r4': 'h4', 'r5': 'h5b', 'r700': 'h700b', 'r1199': 'h1199b'}
+    assert st.placed_at('s8', 'group', ['g1']) == {'g1': 'hg'}
+    st.engine.dispose()
+
+
 def test_upward_cursor_and_what_the_hub_refused(tmp_path):
     """Two-way sync: a spoke's own-feed cursor is kept per spoke, and what
     the hub refused from it is pending under up_key(), counted in that
