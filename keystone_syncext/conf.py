@@ -107,6 +107,21 @@ sqlite_request_connections = cfg.BoolOpt(
     'keystone-manage and plain Keystone are not affected either way.',
 )
 
+freeze_loaded_objects = cfg.BoolOpt(
+    'freeze_loaded_objects',
+    default=True,
+    help='Only in processes serving `keystone_syncext.wsgi.api:'
+    'application`: once Keystone and the extension are loaded, move every '
+    'object they made into Python\'s permanent generation (gc.freeze). A '
+    'loaded Keystone holds about 250,000 objects that live as long as '
+    'the process, and each full garbage collection walks them all (about '
+    '125 ms here), a pause in whichever request it falls on; frozen, a '
+    'collection walks only what was made since. Under a pre-forking '
+    'server (uWSGI without lazy-apps) the workers inherit them frozen, '
+    'which also keeps their memory pages shared. Off, Python\'s '
+    'collector is left as it is.',
+)
+
 GROUP_OPTS = [
     site_id,
     hub_site_id,
@@ -117,6 +132,7 @@ GROUP_OPTS = [
     max_page_size,
     max_digests_per_request,
     sqlite_request_connections,
+    freeze_loaded_objects,
 ]
 ALL_OPTS = GROUP_OPTS
 

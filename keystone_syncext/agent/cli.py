@@ -26,6 +26,7 @@ only.
 
 import argparse
 import faulthandler
+import gc
 from importlib import metadata
 import signal
 import sys
@@ -124,6 +125,12 @@ def main(argv=None) -> int:
     # descriptor 2): ``sys.stderr`` may be no file at all when main() is
     # called in-process (a test capturing its output).
     faulthandler.register(signal.SIGUSR2, file=2, all_threads=True)
+    # What the imports made (some 120,000 objects, kept for the
+    # process's life) out of every later full garbage collection: each
+    # walked them all, a pause of about 60 ms in whatever a thread of
+    # the run was doing (doc/benchmarks.md).
+    gc.collect()
+    gc.freeze()
     return KeystoneSync().run(sys.argv[1:] if argv is None else argv)
 
 
