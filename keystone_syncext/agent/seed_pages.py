@@ -48,7 +48,6 @@ class SharedPages:
         self._now = 0
         self._seeds: dict[int, int] = {}   # a seed's token -> its start
         self._pages: collections.OrderedDict = collections.OrderedDict()
-        self.reads = 0   # reads made (for tests and benchmarks)
 
     def begin(self) -> int:
         """A seed's start, once its position is taken: a token for
@@ -91,7 +90,6 @@ class SharedPages:
         return page.answer.result()
 
     def _fill(self, key, page) -> None:
-        self.reads += 1
         try:
             page.answer.set_result(self._read(*key))
         except BaseException as e:
