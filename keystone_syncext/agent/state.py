@@ -64,6 +64,17 @@ up_key, now, parse_time = (state_tables.up_key, state_tables.now,
                            state_tables.parse_time)
 
 
+def _delete_keys(conn, table, name, keys) -> None:
+    """Delete spoke ``name``'s rows of ``table`` (keyed by spoke, type
+    and resource id) for ``keys`` ((type, id)), in one statement."""
+    if keys:
+        conn.execute(table.delete().where(
+            table.c.spoke == name,
+            table.c.type == sa.bindparam('b_type'),
+            table.c.resource_id == sa.bindparam('b_id')),
+            [{'b_type': t, 'b_id': i} for t, i in keys])
+
+
 def _placed_already(conn, name, keys) -> list[tuple[str, str]]:
     """Those of ``keys`` ((type, id)) placed at spoke ``name``, read in
     a few statements (per type, a few hundred ids each)."""
@@ -373,12 +384,7 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
                 .where(pending.c.spoke == name))}
             gone = {c.key for c in done} | {c.key for c, _ in failed}
             gone &= before.keys()
-            if gone:
-                conn.execute(pending.delete().where(
-                    pending.c.spoke == name,
-                    pending.c.type == sa.bindparam('b_type'),
-                    pending.c.resource_id == sa.bindparam('b_id')),
-                    [{'b_type': t, 'b_id': i} for t, i in gone])
+            _delete_keys(conn, pending, name, gone)
             if failed:
                 conn.execute(pending.insert(), [{
                     'spoke': name, 'type': c.type, 'resource_id': c.id,
@@ -410,13 +416,8 @@ class State(state_conflicts.ConflictRecords, state_report.StatusReport):
         # Only the rows that are there are replaced: a seed of a new
         # spoke writes thousands, none placed before (a DELETE per
         # change was a tenth of the agent's CPU in a seed).
-        there = _placed_already(conn, name, latest)
-        if there:
-            conn.execute(placed.delete().where(
-                placed.c.spoke == name,
-                placed.c.type == sa.bindparam('b_type'),
-                placed.c.resource_id == sa.bindparam('b_id')),
-                [{'b_type': t, 'b_id': i} for t, i in there])
+        _delete_keys(conn, placed, name,
+                     _placed_already(conn, name, latest))
         rows = [{'spoke': name, 'type': c.type, 'resource_id': c.id,
                  'hash': c.hash} for c in latest.values()
                 if c.op != 'delete']

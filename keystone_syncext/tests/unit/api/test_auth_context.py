@@ -95,13 +95,9 @@ def test_the_token_is_not_kept_past_its_request(monkeypatch):
     assert mw.token is None
 
 
-def test_a_requests_token_computes_its_roles_once(monkeypatch):
-    """Keystone computes a token's roles from the database each time
-    they are read: twice per request in its own rendering, more in the
-    routes. A request's copy computes them once; the next request (a new
-    copy of the same validated token, as Keystone's token cache hands it
-    out) computes them again, and the validated token itself is left as
-    it was."""
+def _count_role_reads(monkeypatch) -> list:
+    """Each computation of a system-scoped token's roles, recorded (the
+    user's id), each giving a role of its own."""
     computed = []
 
     def system_roles(self):
@@ -110,6 +106,17 @@ def test_a_requests_token_computes_its_roles_once(monkeypatch):
 
     monkeypatch.setattr(token_model.TokenModel, '_get_system_roles',
                         system_roles)
+    return computed
+
+
+def test_a_requests_token_computes_its_roles_once(monkeypatch):
+    """Keystone computes a token's roles from the database each time
+    they are read: twice per request in its own rendering, more in the
+    routes. A request's copy computes them once; the next request (a new
+    copy of the same validated token, as Keystone's token cache hands it
+    out) computes them again, and the validated token itself is left as
+    it was."""
+    computed = _count_role_reads(monkeypatch)
     validated = token_model.TokenModel()
     validated.user_id = 'agent'
     validated.system = 'all'
@@ -197,14 +204,7 @@ def test_the_revocation_check_reads_the_roles_the_request_is_judged_with(
 
     from keystone import exception
 
-    computed = []
-
-    def system_roles(self):
-        computed.append(self.user_id)
-        return [{'id': f'role-{len(computed)}', 'name': 'admin'}]
-
-    monkeypatch.setattr(token_model.TokenModel, '_get_system_roles',
-                        system_roles)
+    computed = _count_role_reads(monkeypatch)
     cached = token_model.TokenModel()
     cached.user_id, cached.system = 'agent', 'all'
     now = datetime.datetime.now(datetime.UTC)
