@@ -117,9 +117,8 @@ freeze_loaded_objects = cfg.BoolOpt(
     'the process, and each full garbage collection walks them all (about '
     '125 ms here), a pause in whichever request it falls on; frozen, a '
     'collection walks only what was made since. Under a pre-forking '
-    'server (uWSGI without lazy-apps) the workers inherit them frozen, '
-    'which also keeps their memory pages shared. Off, Python\'s '
-    'collector is left as it is.',
+    'server (uWSGI without lazy-apps) the workers inherit them frozen. '
+    'Off, Python\'s collector is left as it is.',
 )
 
 GROUP_OPTS = [

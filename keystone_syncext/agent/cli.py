@@ -125,13 +125,16 @@ def main(argv=None) -> int:
     # descriptor 2): ``sys.stderr`` may be no file at all when main() is
     # called in-process (a test capturing its output).
     faulthandler.register(signal.SIGUSR2, file=2, all_threads=True)
-    # What the imports made (some 120,000 objects, kept for the
-    # process's life) out of every later full garbage collection: each
-    # walked them all, a pause of about 60 ms in whatever a thread of
-    # the run was doing (doc/benchmarks.md).
-    gc.collect()
-    gc.freeze()
-    return KeystoneSync().run(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        # As the command (not called in-process with its arguments):
+        # what the imports made (some 120,000 objects, kept for the
+        # process's life) out of every later full garbage collection;
+        # each walked them all, a pause of about 60 ms in whatever a
+        # thread of the run was doing (doc/benchmarks.md).
+        gc.collect()
+        gc.freeze()
+        argv = sys.argv[1:]
+    return KeystoneSync().run(argv)
 
 
 if __name__ == '__main__':

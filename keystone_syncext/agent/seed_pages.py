@@ -27,6 +27,15 @@ import threading
 KEEP = 8
 
 
+def _own_copy(error: Exception) -> Exception:
+    """``error`` as an object of its own: the same class, arguments and
+    attributes (its ``__init__``, which may take other arguments than it
+    keeps, is not run again)."""
+    own = type(error).__new__(type(error), *error.args)
+    own.__dict__.update(vars(error))
+    return own
+
+
 class _Page:
     """One read of a listing page: when it began (the clock), who may
     still take it, and its answer."""
@@ -87,7 +96,14 @@ class SharedPages:
                 mine = True
         if mine:
             self._fill(key, page)
-        return page.answer.result()
+            return page.answer.result()
+        try:
+            return page.answer.result()
+        except Exception as e:
+            # The reader's error, as a copy of its own for each seed that
+            # waited: one exception object raised in several threads
+            # would carry all their tracebacks.
+            raise _own_copy(e) from None
 
     def _fill(self, key, page) -> None:
         try:

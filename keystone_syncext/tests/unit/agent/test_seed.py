@@ -82,3 +82,18 @@ def test_leaving_early_leaves_no_reader_behind():
     it.close()
     assert set(threading.enumerate()) - before == set()
     assert agent.ctx.hub.reads < 10
+
+
+def test_a_seed_that_fails_ends_its_share_of_the_pages():
+    """A seed whose read failed takes no page any more: the shared
+    pages keep nothing for it."""
+    agent = _agent(Hub(PAGES, fail_at=('role', None)))
+    agent.ctx.state = types.SimpleNamespace(start_seed=lambda name: 0)
+    agent.ctx.hub_types = ['role']
+    agent.ctx.spoke_types = {'s1': ['role']}
+    agent.ctx.conf.progress = False
+    agent.ctx.hub.name = 'hub'
+    with pytest.raises(RuntimeError, match='went away'):
+        agent.seed(types.SimpleNamespace(name='s1'))
+    assert agent.shared._seeds == {}
+    assert not agent.shared._pages

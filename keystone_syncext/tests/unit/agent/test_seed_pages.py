@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from keystone_syncext.agent import client
 from keystone_syncext.agent import seed_pages
 
 
@@ -24,7 +25,7 @@ class Hub:
         if self.gate is not None:
             self.gate.wait(10)
         if n in self.fail:
-            raise RuntimeError(f'read {n} failed')
+            raise client.SiteError('hub', f'read {n} failed', status=503)
         return {'read': n, 'items': [f'{type_name}-{marker}']}
 
 
@@ -45,9 +46,9 @@ def test_seeds_started_before_a_read_share_it():
 
 
 def test_a_page_read_before_a_seed_started_is_never_served_to_it():
-    """Seed b starts after a's read of the first page began: b reads
-    that page again, and it is b's read (the newer one) that c, started
-    before it, may take."""
+    """Seed b starts after a's read of the first page: b reads that page
+    again; a's next read, begun after b started, serves b; a seed c that
+    starts after both reads gets neither."""
     hub = Hub()
     pages = _shared(hub)
     a = pages.begin()
@@ -75,8 +76,11 @@ def test_a_seed_waits_for_the_read_in_flight_of_its_page():
 
     threads = [threading.Thread(target=seed, args=(a, 'a'))]
     threads[0].start()
-    while not hub.reads:
+    for _ in range(1000):
+        if hub.reads:
+            break
         threading.Event().wait(0.01)
+    assert hub.reads, 'the first read never began'
     threads.append(threading.Thread(target=seed, args=(b, 'b')))
     threads[1].start()
     gate.set()
@@ -86,11 +90,33 @@ def test_a_seed_waits_for_the_read_in_flight_of_its_page():
     assert hub.reads == [('user', None)]
 
 
+def test_a_seed_that_starts_while_a_read_is_in_flight_does_not_take_it():
+    """The read began before seed b took its position: b waits for
+    nothing and reads the page itself."""
+    gate = threading.Event()
+    hub = Hub(gate=gate)
+    pages = _shared(hub)
+    a = pages.begin()
+    got = {}
+    reader = threading.Thread(
+        target=lambda: got.update(a=pages.page(a, 'role', None)))
+    reader.start()
+    for _ in range(1000):
+        if hub.reads:
+            break
+        threading.Event().wait(0.01)
+    b = pages.begin()
+    gate.set()
+    got['b'] = pages.page(b, 'role', None)
+    reader.join(10)
+    assert (got['a']['read'], got['b']['read']) == (1, 2)
+
+
 def test_a_failed_read_reaches_its_waiters_and_is_read_again_later():
     hub = Hub(fail={1})
     pages = _shared(hub)
     a, b = pages.begin(), pages.begin()
-    with pytest.raises(RuntimeError, match='read 1 failed'):
+    with pytest.raises(client.SiteError, match='read 1 failed'):
         pages.page(a, 'group', None)
     # The failure is not kept: the next ask reads again.
     assert pages.page(b, 'group', None)['read'] == 2
@@ -114,3 +140,37 @@ def test_nothing_is_kept_for_a_seed_that_ended_or_past_the_bound():
     pages.end(a)
     pages.end(c)
     assert not pages._pages
+
+
+def test_every_seed_waiting_for_a_failed_read_gets_the_error():
+    gate = threading.Event()
+    hub = Hub(gate=gate, fail={1})
+    pages = _shared(hub)
+    a, b = pages.begin(), pages.begin()
+    errors = {}
+
+    def seed(token, name):
+        try:
+            pages.page(token, 'user', None)
+        except client.SiteError as e:
+            errors[name] = e
+
+    threads = [threading.Thread(target=seed, args=(a, 'a'))]
+    threads[0].start()
+    for _ in range(1000):
+        if hub.reads:
+            break
+        threading.Event().wait(0.01)
+    threads.append(threading.Thread(target=seed, args=(b, 'b')))
+    threads[1].start()
+    threading.Event().wait(0.2)   # b is waiting for a's read
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert str(errors['a']) == str(errors['b']) == 'hub: read 1 failed'
+    assert type(errors['b']) is client.SiteError
+    assert (errors['b'].site, errors['b'].status) == ('hub', 503)
+    # Each its own: one object raised in two threads would carry both
+    # tracebacks.
+    assert errors['a'] is not errors['b']
+    assert hub.reads == [('user', None)]
