@@ -182,9 +182,10 @@ def test_two_refusals_of_one_resource_in_a_pass_keep_the_latest(
 def test_a_pass_costs_the_same_statements_however_many_changes_it_holds(
         state_url):
     """Recording a pass is a few statements, not one per change (one
-    more per 500 resources of a type written, to find those placed): a seed records thousands at a time, and a DELETE per change
-    (built and run one by one) was the agent's largest CPU cost in a
-    seed's profile (doc/benchmarks.md). What was pending still goes."""
+    more per 500 resources of a type written, to find those placed): a
+    seed records thousands at a time, and a DELETE per change (built and
+    run one by one) was the agent's largest CPU cost in a seed's profile
+    (doc/benchmarks.md). What was pending still goes."""
     st = _emptied(state_url)
     st.set_hub('hubcloud', 'hub-site', None)
     st.restart_feed('c0')
