@@ -29,6 +29,15 @@ class Hub:
         return {'read': n, 'items': [f'{type_name}-{marker}']}
 
 
+def _until_a_read_began(hub):
+    """Wait (10 s at most) until the hub's first read has begun."""
+    for _ in range(1000):
+        if hub.reads:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError('the first read never began')
+
+
 def _shared(hub):
     return seed_pages.SharedPages(hub.listing)
 
@@ -76,11 +85,7 @@ def test_a_seed_waits_for_the_read_in_flight_of_its_page():
 
     threads = [threading.Thread(target=seed, args=(a, 'a'))]
     threads[0].start()
-    for _ in range(1000):
-        if hub.reads:
-            break
-        threading.Event().wait(0.01)
-    assert hub.reads, 'the first read never began'
+    _until_a_read_began(hub)
     threads.append(threading.Thread(target=seed, args=(b, 'b')))
     threads[1].start()
     gate.set()
@@ -101,10 +106,7 @@ def test_a_seed_that_starts_while_a_read_is_in_flight_does_not_take_it():
     reader = threading.Thread(
         target=lambda: got.update(a=pages.page(a, 'role', None)))
     reader.start()
-    for _ in range(1000):
-        if hub.reads:
-            break
-        threading.Event().wait(0.01)
+    _until_a_read_began(hub)
     b = pages.begin()
     gate.set()
     got['b'] = pages.page(b, 'role', None)
@@ -157,10 +159,7 @@ def test_every_seed_waiting_for_a_failed_read_gets_the_error():
 
     threads = [threading.Thread(target=seed, args=(a, 'a'))]
     threads[0].start()
-    for _ in range(1000):
-        if hub.reads:
-            break
-        threading.Event().wait(0.01)
+    _until_a_read_began(hub)
     threads.append(threading.Thread(target=seed, args=(b, 'b')))
     threads[1].start()
     threading.Event().wait(0.2)   # b is waiting for a's read
