@@ -120,6 +120,25 @@ def free_port() -> int:
             return port
 
 
+class SecondPatientPassword(v3.Password):
+    """A password login that, after a 401, asks for its new token in the
+    next whole second of the clock.
+
+    Keystone revokes a user's tokens to the whole second: a revocation
+    event (a password or role change, a user written by the agent) is
+    dated with its microseconds cut off, and a token's issue time has
+    none either, so a token issued in the same second as the event is
+    refused. keystoneauth answers a 401 by authenticating again at once,
+    which is in that second too. Right after a sync wrote the bootstrap
+    admin at a spoke, the tests' admin sessions met exactly that (401s
+    in CI); the agent waits for the same reason (``retries.REAUTH_DELAY``).
+    """
+
+    def invalidate(self):
+        time.sleep(1.05 - time.time() % 1)
+        return super().invalidate()
+
+
 class Site:
     """One Keystone deployment under ``workdir``.
 
@@ -391,9 +410,10 @@ class Site:
         by default (project scoped to 'admin' otherwise)."""
         scope = ({'system_scope': 'all'} if system else
                  {'project_name': 'admin', 'project_domain_id': 'default'})
-        auth = v3.Password(auth_url=self.url, username=ADMIN_USER,
-                           password=self.admin_password,
-                           user_domain_id='default', **scope)
+        auth = SecondPatientPassword(auth_url=self.url,
+                                     username=ADMIN_USER,
+                                     password=self.admin_password,
+                                     user_domain_id='default', **scope)
         # uWSGI's http-socket closes a connection after each answer
         # without saying so, as deployments serve it: a reused one fails
         # and is retried on a fresh one, as every client of such a site

@@ -14,7 +14,6 @@ mid-run is covered in tests/unit/agent/test_retries.py.)
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -43,9 +42,8 @@ def world(secret_scan, make_site, tmp_path_factory):
             json={'user': {'password': hub.admin_password}}) \
         .raise_for_status()
     spoke.admin_password = hub.admin_password
-    # The change revoked the admin's tokens, by the second: a token issued
-    # within that second would be refused too.
-    time.sleep(1.1)
+    # The change revoked the admin's tokens, by the second: the new
+    # session's login waits that second out if it falls in it.
     # A service user of the spoke's own, left alone by join.
     s = spoke.admin_session()
     s.post(spoke.url + '/users', json={'user': {
@@ -80,17 +78,10 @@ def world(secret_scan, make_site, tmp_path_factory):
 
 def _ids(site, collection, name):
     """The ids of ``collection``'s resources named ``name`` at ``site``,
-    as its bootstrap admin reads them. The sync that just ran wrote that
-    admin's user at the spoke, and Keystone revokes a user's tokens to
-    the second: a token issued in that second is refused (401, seen in
-    CI), so the read is made again, with a new token, a second later."""
-    for _attempt in (1, 2):
-        resp = site.admin_session().get(f'{site.url}/{collection}',
-                                        params={'name': name},
-                                        raise_exc=False)
-        if resp.status_code != 401:
-            break
-        time.sleep(1.1)
+    as its bootstrap admin reads them (right after a sync that wrote
+    that admin: ``Site.admin_session`` waits out the revocation second)."""
+    resp = site.admin_session().get(f'{site.url}/{collection}',
+                                    params={'name': name}, raise_exc=False)
     assert resp.status_code == 200, resp.text
     return [r['id'] for r in resp.json()[collection]]
 
