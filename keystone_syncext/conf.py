@@ -121,6 +121,19 @@ freeze_loaded_objects = cfg.BoolOpt(
     'Off, Python\'s collector is left as it is.',
 )
 
+max_decompressed_batch_size = cfg.IntOpt(
+    'max_decompressed_batch_size',
+    default=8 * 1024 * 1024,
+    min=65536,
+    max=256 * 1024 * 1024,
+    help='Largest body, in bytes, that a gzip-compressed `POST '
+    '/v3/sync/batch` may decompress to; larger ones are refused with 413 '
+    'as they are read. `[oslo_middleware] max_request_body_size` limits '
+    'the body as sent, compressed; this limits what it may take in memory '
+    'once decompressed. Only requests whose token Keystone has validated '
+    'are decompressed. A batch also carries at most max_page_size items.',
+)
+
 GROUP_OPTS = [
     site_id,
     hub_site_id,
@@ -130,6 +143,7 @@ GROUP_OPTS = [
     max_wait_seconds,
     max_page_size,
     max_digests_per_request,
+    max_decompressed_batch_size,
     sqlite_request_connections,
     freeze_loaded_objects,
 ]

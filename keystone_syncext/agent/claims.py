@@ -92,12 +92,13 @@ def fence_headers(site) -> dict:
     return {protocol.FENCE_HEADER: '%s:%d' % fence} if fence else {}
 
 
-def fenced_batch(site, items, origin=None) -> list[dict]:
+def fenced_batch(site, items, origin=None, max_bytes=None) -> list[dict]:
     """``site.batch`` with the fencing header; :class:`Fenced` when the
     spoke refuses its generation."""
     headers = fence_headers(site)
     try:
-        return site.batch(items, origin=origin, headers=headers)
+        return site.batch(items, origin=origin, headers=headers,
+                          max_bytes=max_bytes)
     except client.SiteError as e:
         if headers and e.status == 409:
             raise Fenced(e.site, str(e)[len(e.site) + 2:], status=409,

@@ -41,6 +41,7 @@ import urllib.parse
 from keystoneauth1 import adapter
 from keystoneauth1 import exceptions as ks_exc
 
+from keystone_syncext.agent import batch_body
 from keystone_syncext.agent import passes
 from keystone_syncext.agent import retries
 from keystone_syncext.common import protocol
@@ -169,7 +170,7 @@ class Site:
     def __init__(self, name: str, timeout: float = 120.0, cloud=None,
                  connections: int = DEFAULT_CONNECTIONS,
                  connect_retries: int = 0, busy_retries: int = 0,
-                 busy_wait_max: float = 60.0):
+                 busy_wait_max: float = 60.0, compress_batches: bool = True):
         self.name = name
         self.timeout = timeout
         self.busy_retries = busy_retries
@@ -195,6 +196,8 @@ class Site:
         self.tombstone_lookup = False
         # Ids one request may carry (the site's max_page_size).
         self.max_page_size = 1000
+        # How batches go to it (gzip where it takes them).
+        self.compression = batch_body.Compression(compress_batches)
         # Body bytes sent and received, requests made: for the figures
         # of a reconcile or a benchmark.
         self.bytes_transferred = 0
@@ -222,9 +225,9 @@ class Site:
     # -- plumbing -----------------------------------------------------
 
     def _request(self, method, path, json_body=None, params=None,
-                 headers=None, timeout=None, ok=(200,)):
+                 headers=None, timeout=None, ok=(200,), data=None):
         resp = self._answer(method, path, json_body, params, headers,
-                            timeout or self.timeout)
+                            timeout or self.timeout, data)
         if resp.status_code in ok:
             return resp.json() if resp.content else None
         try:
@@ -244,19 +247,23 @@ class Site:
                         f'{message}', status=resp.status_code,
                         transient=transient, body=err)
 
-    def _answer(self, method, path, json_body, params, headers, timeout):
+    def _answer(self, method, path, json_body, params, headers, timeout,
+                data=None):
         """The site's answer once the 503s are waited out (bounded) and a
-        401 retried once with a fresh token (:mod:`retries`)."""
+        401 retried once with a fresh token (:mod:`retries`). ``data``:
+        a body already encoded, in place of ``json_body``."""
         return retries.answer(
             self, method, path, LOG,
             lambda: self._send(method, path, json_body, params, headers,
-                               timeout))
+                               timeout, data))
 
-    def _send(self, method, path, json_body, params, headers, timeout):
+    def _send(self, method, path, json_body, params, headers, timeout,
+              data=None):
         start = time.monotonic()
+        extra = {} if data is None else {'data': data}
         try:
             resp = self.adapter.request(
-                path, method, json=json_body, params=params,
+                path, method, json=json_body, params=params, **extra,
                 headers=headers, raise_exc=False, log=False,
                 timeout=timeout, global_request_id=passes.pass_id())
         except ks_exc.ConnectTimeout:
@@ -310,6 +317,7 @@ class Site:
         self.max_page_size = (size if isinstance(size, int)
                               and not isinstance(size, bool) and size > 0
                               else 1000)
+        self.compression.read(caps)
         return caps
 
     def changes(self, since=None, limit=500, wait=0, types=None) -> dict:
@@ -385,11 +393,28 @@ class Site:
             found |= {t['id'] for t in got['tombstones']}
         return found
 
-    def batch(self, items, origin=None, headers=()) -> list[dict]:
+    def batch(self, items, origin=None, headers=(),
+              max_bytes=None) -> list[dict]:
+        """``POST /sync/batch`` of ``items``: the results. To a site that
+        takes compressed batches the body goes gzip-compressed, and a
+        batch of several items whose compressed body is over
+        ``max_bytes`` is refused here, unsent, as the site would refuse
+        it (413): the writer sends it in halves."""
         headers = dict(headers, **({ORIGIN_HEADER: origin} if origin else {}))
-        return self._request('POST', '/sync/batch',
-                             json_body={'items': items},
-                             headers=headers or None)['results']
+        if not self.compression.used:
+            return self._request('POST', '/sync/batch',
+                                 json_body={'items': items},
+                                 headers=headers or None)['results']
+        packed = self.compression.pack(items)
+        if max_bytes and len(items) > 1 and len(packed) > max_bytes:
+            raise SiteError(self.name, f'POST /sync/batch: {len(items)} '
+                            f'items compress to {len(packed)} bytes, over '
+                            f'batch_bytes ({max_bytes}); not sent',
+                            status=413, transient=False)
+        headers.update({'Content-Type': 'application/json',
+                        'Content-Encoding': 'gzip'})
+        return self._request('POST', '/sync/batch', data=packed,
+                             headers=headers)['results']
 
     def rekey(self, type_name, old_id, new_id, origin=None) -> dict:
         headers = {ORIGIN_HEADER: origin} if origin else None
@@ -414,7 +439,8 @@ def from_conf(conf, name: str, connections: int = DEFAULT_CONNECTIONS,
                 connections=connections,
                 connect_retries=conf.connect_retries,
                 busy_retries=conf.busy_retries,
-                busy_wait_max=conf.busy_wait_max)
+                busy_wait_max=conf.busy_wait_max,
+                compress_batches=conf.compress_batches)
 
 
 def every_resource(site, type_name: str) -> list[dict]:

@@ -41,12 +41,22 @@ TUNING_OPTS = [
                     '(long-poll; the hub caps it by its max_wait_seconds).'),
     cfg.IntOpt('feed_page_size', default=500, min=1, max=10000,
                help='Changes asked for per read of the hub\'s feed.'),
-    cfg.IntOpt('batch_items', default=500, min=1, max=10000,
-               help='Most items sent in one batch request.'),
+    cfg.IntOpt('batch_items', default=1000, min=1, max=10000,
+               help='Most items sent in one batch request (and no more '
+                    'than the site\'s max_page_size, 1000 by default).'),
     cfg.IntOpt('batch_bytes', default=100000, min=1024,
-               help='Largest batch body, in bytes. Keep it under the '
-                    'spokes\' [oslo_middleware] max_request_body_size '
-                    '(114688 by default).'),
+               help='Largest batch body, in bytes, as sent (compressed, '
+                    'see compress_batches). Keep it under the sites\' '
+                    '[oslo_middleware] max_request_body_size (114688 by '
+                    'default).'),
+    cfg.BoolOpt('compress_batches', default=True,
+                help='Send batches gzip-compressed to sites that accept it '
+                     '(their capabilities list gzip in '
+                     'batch_content_encodings). batch_bytes then limits '
+                     'the compressed body, which holds several times as '
+                     'many items, up to batch_items and the site\'s '
+                     'max_decompressed_batch_size: fewer requests, each '
+                     'validating the agent\'s token at the site.'),
     cfg.IntOpt('max_parallel_spokes', default=16, min=1,
                help='Spokes written to at the same time.'),
     cfg.FloatOpt('retry_initial', default=0.5, min=0.01,

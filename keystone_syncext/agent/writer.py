@@ -195,9 +195,11 @@ class Writer:
         from (the hub's by default)."""
         ok, bad, stale = [], [], []
         origin = origin or self.state.hub().site_id
+        # Uncompressed bytes per batch: batch_bytes, or for a site that
+        # takes compressed batches what compresses to about that.
+        budget = site.compression.budget(self.ctx.conf.batch_bytes)
         for chunk in client.chunks(order(changes), self.max_items(site),
-                                   self.ctx.conf.batch_bytes,
-                                   as_item=state_mod.Change.item):
+                                   budget, as_item=state_mod.Change.item):
             self.ctx.check_stop()
             self._write_chunk(site, chunk, origin, ok, bad, stale)
         self.ctx.metrics.applied(site.name, len(ok))
@@ -216,7 +218,8 @@ class Writer:
         self.ctx.check_lease(site)
         try:
             results = claims_mod.fenced_batch(
-                site, [c.item() for c in chunk], origin=origin)
+                site, [c.item() for c in chunk], origin=origin,
+                max_bytes=self.ctx.conf.batch_bytes)
         except client.SiteError as e:
             if not item_may_be_at_fault(e):
                 raise

@@ -335,6 +335,16 @@ capabilities_response_body = _under('sync', {
         'tombstone_lookup': {
             'type': 'boolean', 'description': 'POST /v3/sync/tombstones '
             'is served. Absent at a site from before that route.'},
+        'batch_content_encodings': {
+            **_strings, 'description': 'The Content-Encoding values a '
+            'POST /v3/sync/batch body may be sent in besides none '
+            '(gzip). Absent at a site from before compressed batches: '
+            'send them as they are.'},
+        'max_decompressed_batch_size': {
+            'type': 'integer', 'description': 'The most bytes a '
+            'compressed batch body may decompress to ([sync] '
+            'max_decompressed_batch_size); the body as sent is limited '
+            'by the site\'s max_request_body_size.'},
     },
 })
 

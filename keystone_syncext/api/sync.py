@@ -133,6 +133,9 @@ class SyncResource(flask_restful.Resource):
             'rekey_types': rekey.rekeyable(),
             'max_digests_per_request': CONF.sync.max_digests_per_request,
             'tombstone_lookup': True,
+            'batch_content_encodings': list(protocol.BATCH_CONTENT_ENCODINGS),
+            'max_decompressed_batch_size':
+                CONF.sync.max_decompressed_batch_size,
         }}
 
 

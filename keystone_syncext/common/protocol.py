@@ -36,6 +36,11 @@ SITE_ID_FORM = ('letters, digits, "_", "." and "-", at most 64 '
 # than the highest it recorded for the group; no header: no fencing.
 FENCE_HEADER = 'OpenStack-Sync-Fence'
 FENCE_PATTERN = r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}:[0-9]{1,18}$'
+# The Content-Encoding values a ``POST /v3/sync/batch`` body may be sent
+# in besides none; a site lists those it accepts in its capabilities
+# (``batch_content_encodings``), and the agent compresses a batch only
+# for a site that lists gzip.
+BATCH_CONTENT_ENCODINGS = ('gzip',)
 
 
 def canonical_json(value) -> bytes:

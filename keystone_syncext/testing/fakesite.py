@@ -110,6 +110,10 @@ class FakeSite:
         self.keystone_version = 'fake'
         self.unstorable: dict[str, set] = {}
         self.received: list[tuple[str, str]] = []
+        # Set: batches are taken gzip-compressed, decompressing to at
+        # most this many bytes; (bytes sent, bytes decompressed) of each.
+        self.gzip_limit: int | None = None
+        self.compressed: list[tuple[int, int]] = []
         self.port = None
 
     # -- data ------------------------------------------------------------
@@ -211,6 +215,9 @@ class FakeSite:
             caps['max_digests_per_request'] = self.max_digests
         if self.tombstones is not None:
             caps['tombstone_lookup'] = True
+        if self.gzip_limit:
+            caps['batch_content_encodings'] = ['gzip']
+            caps['max_decompressed_batch_size'] = self.gzip_limit
         return 200, {'sync': caps}, {}
 
     def _changes(self, query, body, headers):
@@ -456,9 +463,14 @@ class _InMemory:
         self.token = fakesite_http.Token(site)
 
     def request(self, path, method, json=None, params=None, headers=None,
-                timeout=None, **kwargs):
-        sent = _json_mod.dumps(json).encode() if json is not None else None
-        body = _json_mod.loads(sent) if sent is not None else None
+                timeout=None, data=None, **kwargs):
+        sent = _json_mod.dumps(json).encode() if json is not None else data
+        body = None
+        if sent is not None:
+            body, refused = fakesite_http.decoded(
+                self.site, sent, (headers or {}).get('Content-Encoding'))
+            if refused:
+                return _Response(*refused, {}, sent)
         url = urllib.parse.urlsplit('/v3' + path)
         query = {k: str(v) for k, v in (params or {}).items()}
         query.update(urllib.parse.parse_qsl(url.query))

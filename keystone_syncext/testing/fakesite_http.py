@@ -3,12 +3,30 @@ HTTP on loopback, and what the agent's client logs in to it with: the
 request handler, a token per authentication, and the ``cloud`` a
 :class:`keystone_syncext.agent.client.Site` takes."""
 
+import gzip
 import http.server
 import json
 import urllib.parse
 
 from keystoneauth1 import plugin
 from keystoneauth1 import session as ks_session
+
+
+def decoded(site, sent: bytes, encoding: str | None):
+    """The JSON body of a request to ``site`` sent as ``sent`` in
+    ``encoding``, and None; or None and the (status, body) of its
+    refusal, as the extension refuses a compressed batch over its limit
+    (``site.gzip_limit``) or an encoding it does not take."""
+    if not encoding:
+        return json.loads(sent), None
+    if encoding != 'gzip' or not site.gzip_limit:
+        return None, (415, {'error': {'code': 415}})
+    body = gzip.decompress(sent)
+    if len(body) > site.gzip_limit:
+        return None, (413, {'error': {'code': 413}})
+    with site.lock:
+        site.compressed.append((len(sent), len(body)))
+    return json.loads(body), None
 
 
 def handler(site):
@@ -20,9 +38,12 @@ def handler(site):
             url = urllib.parse.urlsplit(self.path)
             query = dict(urllib.parse.parse_qsl(url.query))
             size = int(self.headers.get('Content-Length') or 0)
-            body = json.loads(self.rfile.read(size)) if size else None
-            status, out, extra = site.answer(method, url.path, query, body,
-                                             self.headers)
+            body, refused = (decoded(
+                site, self.rfile.read(size),
+                self.headers.get('Content-Encoding'))
+                if size else (None, None))
+            status, out, extra = refused + ({},) if refused else \
+                site.answer(method, url.path, query, body, self.headers)
             if status == 'hang':
                 site.released.wait()
                 status = 'drop'

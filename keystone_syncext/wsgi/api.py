@@ -18,6 +18,7 @@ from oslo_log import log
 from keystone_syncext import api
 from keystone_syncext import conf
 from keystone_syncext.wsgi import auth_busy
+from keystone_syncext.wsgi import compressed_batches
 from keystone_syncext.wsgi import request_pool
 
 LOG = log.getLogger(__name__)
@@ -31,11 +32,15 @@ def build_application() -> flask.Flask:
     """
     conf.register_opts(keystone.conf.CONF)
     # Ours in place of Keystone's token validation middleware: the same,
-    # but a busy database answers a /v3/sync request with 503.
+    # but a busy database answers a /v3/sync request with 503. After it,
+    # innermost, the decompression of batches (once a token is
+    # validated, within Keystone's size limit).
     flask_core._KEYSTONE_MIDDLEWARE = tuple(
         auth_busy.AuthContextMiddleware
         if mw is auth_context.AuthContextMiddleware else mw
-        for mw in flask_core._KEYSTONE_MIDDLEWARE)
+        for mw in flask_core._KEYSTONE_MIDDLEWARE
+        if mw is not compressed_batches.CompressedBatches) + (
+        compressed_batches.CompressedBatches,)
     app = ks_wsgi.initialize_public_application()
     for api_cls in api.APIs:
         api_cls.instantiate_and_register_to_app(app)

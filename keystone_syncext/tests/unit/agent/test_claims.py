@@ -191,7 +191,7 @@ class _Site:
     def __init__(self, status=None):
         self.fence, self.sent, self.status = None, [], status
 
-    def batch(self, items, origin=None, headers=()):
+    def batch(self, items, origin=None, headers=(), max_bytes=None):
         self.sent.append(dict(headers))
         if self.status:
             raise client.SiteError(self.name, 'POST /sync/batch: 409 '
