@@ -7,7 +7,7 @@ sent as they are, and each request costs the site a fixed amount (the
 validation of the agent's token above all). A site whose capabilities
 list ``gzip`` in ``batch_content_encodings`` decompresses a batch body
 itself, to at most its ``max_decompressed_batch_size``; identity data
-compresses to about a fifth at gzip's fastest level, so the same
+compresses to an eighth or so at gzip's fastest level, so the same
 ``batch_bytes`` then carries several times as many items (up to
 ``batch_items`` and the site's ``max_page_size``). ``compress_batches =
 false`` sends every batch as it is.
