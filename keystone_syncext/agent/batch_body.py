@@ -20,6 +20,9 @@ import json
 # batch to a site is sized by, and the least any later one is sized by.
 FIRST_GZIP_RATIO = 0.4
 MIN_GZIP_RATIO = 0.05
+# A body shorter than this goes as it is: it fits one packet anyway (a
+# change propagated alone is a few hundred bytes).
+SMALLEST_COMPRESSED = 1400
 
 
 class Compression:
@@ -51,9 +54,30 @@ class Compression:
         return max(max_bytes,
                    min(self.limit, int(0.9 * max_bytes / self.ratio)))
 
-    def pack(self, items) -> bytes:
-        """The gzip-compressed JSON body of a batch of ``items``."""
+    def pack(self, items) -> tuple[bytes, str | None]:
+        """The JSON body of a batch of ``items`` and its Content-Encoding:
+        gzip-compressed, or as it is (None) when short."""
         body = json.dumps({'items': items}, separators=(',', ':')).encode()
+        if len(body) < SMALLEST_COMPRESSED:
+            return body, None
         packed = gzip.compress(body, compresslevel=1, mtime=0)
         self.ratio = max(len(packed) / len(body), MIN_GZIP_RATIO)
-        return packed
+        return packed, 'gzip'
+
+
+def chunks(things, max_items, max_bytes, as_item=lambda thing: thing):
+    """Split ``things`` (in order) into lists whose batch bodies
+    (``as_item`` of each, as JSON) stay under both limits. ``max_bytes``
+    is a number, or a function that gives it as each list begins: after
+    the list before it was sent, when read as the writer reads them."""
+    limit = max_bytes if callable(max_bytes) else lambda: max_bytes
+    batch, size, most = [], 20, limit()
+    for thing in things:
+        n = len(json.dumps(as_item(thing), separators=(',', ':'))) + 1
+        if batch and (len(batch) >= max_items or size + n > most):
+            yield batch
+            batch, size, most = [], 20, limit()
+        batch.append(thing)
+        size += n
+    if batch:
+        yield batch

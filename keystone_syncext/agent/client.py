@@ -32,7 +32,6 @@ path, status and time taken are logged here.
 """
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -405,14 +404,15 @@ class Site:
             return self._request('POST', '/sync/batch',
                                  json_body={'items': items},
                                  headers=headers or None)['results']
-        packed = self.compression.pack(items)
+        packed, encoding = self.compression.pack(items)
         if max_bytes and len(items) > 1 and len(packed) > max_bytes:
             raise SiteError(self.name, f'POST /sync/batch: {len(items)} '
                             f'items compress to {len(packed)} bytes, over '
                             f'batch_bytes ({max_bytes}); not sent',
                             status=413, transient=False)
-        headers.update({'Content-Type': 'application/json',
-                        'Content-Encoding': 'gzip'})
+        headers['Content-Type'] = 'application/json'
+        if encoding:
+            headers['Content-Encoding'] = encoding
         return self._request('POST', '/sync/batch', data=packed,
                              headers=headers)['results']
 
@@ -482,18 +482,3 @@ def negotiate(site: str, caps: dict, speaks=PROTOCOL_VERSIONS,
 
 def _versions(versions) -> str:
     return ', '.join(str(v) for v in sorted(versions)) or 'none'
-
-
-def chunks(things, max_items, max_bytes, as_item=lambda thing: thing):
-    """Split ``things`` (in order) into lists whose batch bodies
-    (``as_item`` of each) stay under both limits."""
-    batch, size = [], 20
-    for thing in things:
-        n = len(json.dumps(as_item(thing), separators=(',', ':'))) + 1
-        if batch and (len(batch) >= max_items or size + n > max_bytes):
-            yield batch
-            batch, size = [], 20
-        batch.append(thing)
-        size += n
-    if batch:
-        yield batch

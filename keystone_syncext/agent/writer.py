@@ -11,6 +11,7 @@ down to the item, which is returned as refused (the caller parks it as
 pending) while the rest goes in.
 """
 
+from keystone_syncext.agent import batch_body
 from keystone_syncext.agent import claims as claims_mod
 from keystone_syncext.agent import client
 from keystone_syncext.agent import conflicts as conflicts_mod
@@ -196,10 +197,13 @@ class Writer:
         ok, bad, stale = [], [], []
         origin = origin or self.state.hub().site_id
         # Uncompressed bytes per batch: batch_bytes, or for a site that
-        # takes compressed batches what compresses to about that.
-        budget = site.compression.budget(self.ctx.conf.batch_bytes)
-        for chunk in client.chunks(order(changes), self.max_items(site),
-                                   budget, as_item=state_mod.Change.item):
+        # takes compressed batches what compresses to about that at the
+        # ratio of the batch sent before it.
+        def budget():
+            return site.compression.budget(self.ctx.conf.batch_bytes)
+        for chunk in batch_body.chunks(order(changes), self.max_items(site),
+                                       budget,
+                                       as_item=state_mod.Change.item):
             self.ctx.check_stop()
             self._write_chunk(site, chunk, origin, ok, bad, stale)
         self.ctx.metrics.applied(site.name, len(ok))

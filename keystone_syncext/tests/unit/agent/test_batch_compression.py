@@ -115,3 +115,14 @@ def test_the_writer_splits_what_compresses_too_little(world, capsys):
     assert rc == 0, lines
     assert {f'h{n:02d}' for n in range(40)} <= set(spoke.data['role'])
     assert max(s for s, _ in spoke.compressed) <= 2048
+
+
+def test_a_short_batch_goes_as_it_is(world):
+    spoke = world.spokes[0]
+    spoke.gzip_limit = 1 << 20
+    site = spoke.client(fakeworld.make_conf())
+    site.capabilities()
+    assert site.batch(_items(1, 16))[0]['status'] < 300
+    assert spoke.compressed == []
+    assert site.batch(_items(4, 512))[0]['status'] < 300
+    assert len(spoke.compressed) == 1

@@ -10,7 +10,7 @@ import os
 import pytest
 import sqlalchemy as sa
 
-from keystone_syncext.agent import client
+from keystone_syncext.agent import batch_body
 from keystone_syncext.agent import join
 from keystone_syncext.agent import state as state_mod
 from keystone_syncext.agent import writer
@@ -384,9 +384,9 @@ def test_order_dependencies_first_and_latest_change_wins():
 def test_chunks_respect_items_and_bytes():
     items = [{'op': 'upsert', 'type': 'role', 'id': str(n),
               'resource': {'name': 'x' * 100}} for n in range(10)]
-    by_count = list(client.chunks(items, 3, 10 ** 6))
+    by_count = list(batch_body.chunks(items, 3, 10 ** 6))
     assert [len(c) for c in by_count] == [3, 3, 3, 1]
-    by_bytes = list(client.chunks(items, 100, 400))
+    by_bytes = list(batch_body.chunks(items, 100, 400))
     assert all(len(c) <= 2 for c in by_bytes)
     assert sum(len(c) for c in by_bytes) == 10
     assert [i['id'] for c in by_bytes for i in c] == [str(n)
