@@ -130,8 +130,9 @@ max_decompressed_batch_size = cfg.IntOpt(
     '/v3/sync/batch` may decompress to; larger ones are refused with 413 '
     'as they are read. `[oslo_middleware] max_request_body_size` limits '
     'the body as sent, compressed; this limits what it may take in memory '
-    'once decompressed. Only requests whose token Keystone has validated '
-    'are decompressed. A batch also carries at most max_page_size items.',
+    'once decompressed. A body is decompressed only after the route\'s '
+    'policy allowed the caller. A batch also carries at most '
+    'max_page_size items.',
 )
 
 GROUP_OPTS = [

@@ -82,6 +82,10 @@ class PreconditionFailed(SyncError):
     code = 412
 
 
+class TooLarge(SyncError):
+    code = 413
+
+
 class Gone(SyncError):
     code = 410
 

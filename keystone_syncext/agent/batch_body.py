@@ -51,8 +51,8 @@ class Compression:
         at the last batch's ratio, within the site's limit."""
         if not self.used:
             return max_bytes
-        return max(max_bytes,
-                   min(self.limit, int(0.9 * max_bytes / self.ratio)))
+        return min(self.limit,
+                   max(max_bytes, int(0.9 * max_bytes / self.ratio)))
 
     def pack(self, items) -> tuple[bytes, str | None]:
         """The JSON body of a batch of ``items`` and its Content-Encoding:

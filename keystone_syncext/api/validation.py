@@ -30,6 +30,7 @@ import flask
 from keystone_syncext import enforcement
 from keystone_syncext import exception
 from keystone_syncext.resources import base
+from keystone_syncext.wsgi import compressed_batches
 
 
 def enforced(action: str):
@@ -65,10 +66,27 @@ def request_body_schema(schema: dict):
 
 
 def json_body():
-    body = flask.request.get_json(silent=True, force=True)
+    """The request's JSON body; for a batch sent compressed, its body
+    decompressed now, after the route's policy
+    (:mod:`keystone_syncext.wsgi.compressed_batches`), once."""
+    environ = flask.request.environ
+    body = environ.get(_DECOMPRESSED)
+    if body is None:
+        raw = compressed_batches.decompressed(environ)
+        if raw is None:
+            body = flask.request.get_json(silent=True, force=True)
+        else:
+            try:
+                body = flask.json.loads(raw)
+            except ValueError:
+                body = None
+            environ[_DECOMPRESSED] = body
     if body is None:
         raise exception.BadRequest('the request body must be a JSON document')
     return body
+
+
+_DECOMPRESSED = 'keystone_syncext.gzip_body.json'
 
 
 def _typed(schema: dict, value: str):

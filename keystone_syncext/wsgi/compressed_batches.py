@@ -8,28 +8,30 @@ seed cost each spoke a fifth more CPU per resource than with batches of
 1,000 items (doc/benchmarks.md). Identity data compresses several times
 over, so the agent sends a batch gzip-compressed (``Content-Encoding:
 gzip``) to a site whose capabilities list ``gzip`` in
-``batch_content_encodings``, and as many items fit in the same size limit
-as in several times that limit uncompressed.
+``batch_content_encodings``, and a page of 1,000 items fits the limit.
 
-This middleware sits inside Keystone's own, after the token's
-validation (the last of ``keystone.server.flask.core.
-_KEYSTONE_MIDDLEWARE``):
+A small gzip body can inflate to any size, and Keystone parses a
+request's JSON body (``json_body_before_request``) before the route's
+policy is enforced. So nothing is decompressed before the policy has
+allowed the caller:
 
-- Keystone's size limit has judged the body as sent, compressed;
-- a body is decompressed only for a request whose token Keystone has
-  just validated (``X-Identity-Status: Confirmed``, a header the token
-  middleware removes from what the client sent and sets itself);
-  without one, 401, and the body is not read;
-- at most ``[sync] max_decompressed_batch_size`` bytes come out of it
-  (413 beyond: a small body that inflates without end costs no more
-  memory than that), and a body that is not one whole gzip stream is
+- this middleware sits inside Keystone's own (the last of
+  ``keystone.server.flask.core._KEYSTONE_MIDDLEWARE``), where Keystone's
+  size limit has judged the body as sent; it reads that body, sets it
+  aside in the request's environment, and leaves the request an empty
+  body, which Keystone's JSON check lets through;
+- the route enforces its policy (``identity:sync:batch``, system admins
+  by default) first, as every route does, and only then does
+  :func:`keystone_syncext.api.validation.json_body` decompress the body
+  set aside (:func:`decompressed`), to at most ``[sync]
+  max_decompressed_batch_size`` bytes (413 beyond, as soon as more would
+  come out), and parse it; a body that is not one whole gzip stream is
   refused with 400;
-- the route then reads the decompressed body as any other (the JSON
-  check of Keystone's, the batch's schema, the policy), so what a batch
-  may do does not depend on how it was sent.
+- after that the batch is checked and applied as one sent as it is.
 
 Any other request, and a batch sent without ``Content-Encoding`` (or
-``identity``), passes untouched; a batch in another encoding gets 415.
+``identity``), passes untouched; a batch in another encoding gets 415,
+and a compressed one without ``Content-Length`` 411.
 """
 
 import io
@@ -39,17 +41,20 @@ import zlib
 import keystone.conf
 
 from keystone_syncext import conf as conf_mod
+from keystone_syncext import exception
 from keystone_syncext.common import protocol
 
 CONF = keystone.conf.CONF
 BATCH_PATH = '/v3/sync/batch'
 ENCODINGS = protocol.BATCH_CONTENT_ENCODINGS
+# Where the body as sent waits for the route.
+ENVIRON_KEY = 'keystone_syncext.gzip_body'
 _READ = 65536
 
 
 class CompressedBatches:
-    """WSGI middleware: decompresses the gzip body of an authenticated
-    ``POST /v3/sync/batch`` (see the module's docstring)."""
+    """WSGI middleware: sets the gzip body of a ``POST /v3/sync/batch``
+    aside for the route (see the module's docstring)."""
 
     def __init__(self, application):
         self.application = application
@@ -58,7 +63,7 @@ class CompressedBatches:
         encoding = environ.get('HTTP_CONTENT_ENCODING', '').strip().lower()
         if encoding in ('', 'identity') or not _is_batch(environ):
             return self.application(environ, start_response)
-        refusal = _decompress(environ, encoding)
+        refusal = _set_aside(environ, encoding)
         if refusal is not None:
             return _answer(start_response, *refusal)
         return self.application(environ, start_response)
@@ -69,40 +74,51 @@ def _is_batch(environ) -> bool:
             environ.get('PATH_INFO', '').rstrip('/') == BATCH_PATH)
 
 
-def _decompress(environ, encoding) -> tuple[int, str, str] | None:
-    """Replace the request's body with its decompressed form; or (status,
-    title, message) of the refusal, the body left as it was."""
+def _set_aside(environ, encoding) -> tuple[int, str, str] | None:
+    """Move the request's body to ``environ[ENVIRON_KEY]``, the request
+    left with an empty one; or (status, title, message) of the refusal."""
     if encoding not in ENCODINGS:
         return (415, 'Unsupported Media Type',
                 f'a batch body encoded as {encoding[:40]!r} is not '
                 f'accepted; send it as is or as {", ".join(ENCODINGS)}')
-    if environ.get('HTTP_X_IDENTITY_STATUS') != 'Confirmed':
-        return (401, 'Unauthorized', 'The request you have made requires '
-                'authentication.')
     try:
         length = int(environ.get('CONTENT_LENGTH') or '')
     except ValueError:
         return (411, 'Length Required', 'a compressed batch body needs a '
                 'Content-Length')
-    sent = _read(environ['wsgi.input'], length)
+    environ[ENVIRON_KEY] = _read(environ['wsgi.input'], length), length
+    environ['wsgi.input'] = io.BytesIO(b'')
+    environ['CONTENT_LENGTH'] = '0'
+    del environ['HTTP_CONTENT_ENCODING']
+    return None
+
+
+def decompressed(environ) -> bytes | None:
+    """The body set aside for this request, decompressed; None when the
+    request's body was not compressed. Raises 413 when it decompresses
+    to more than ``[sync] max_decompressed_batch_size`` bytes, 400 when
+    it is not one whole gzip stream. Called by the route, after its
+    policy."""
+    found = environ.get(ENVIRON_KEY)
+    if found is None:
+        return None
+    sent, length = found
     limit = CONF[conf_mod.GROUP_NAME].max_decompressed_batch_size
     stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip only
     try:
         body = stream.decompress(sent, limit + 1)
     except zlib.error as e:
-        return (400, 'Bad Request', f'the batch body is not a gzip stream '
-                f'({e})')
+        raise exception.BadRequest(
+            f'the batch body is not a gzip stream ({e})') from None
     if len(body) > limit:
-        return (413, 'Request Entity Too Large', 'the batch body '
-                f'decompresses to more than {limit} bytes ([sync] '
-                'max_decompressed_batch_size); send fewer items in each')
+        raise exception.TooLarge(
+            f'the batch body decompresses to more than {limit} bytes '
+            '([sync] max_decompressed_batch_size); send fewer items in '
+            'each batch')
     if not stream.eof or stream.unused_data or len(sent) < length:
-        return (400, 'Bad Request', 'the batch body is not one whole gzip '
-                'stream')
-    environ['wsgi.input'] = io.BytesIO(body)
-    environ['CONTENT_LENGTH'] = str(len(body))
-    del environ['HTTP_CONTENT_ENCODING']
-    return None
+        raise exception.BadRequest(
+            'the batch body is not one whole gzip stream')
+    return body
 
 
 def _read(stream, length: int) -> bytes:

@@ -126,3 +126,14 @@ def test_a_short_batch_goes_as_it_is(world):
     assert spoke.compressed == []
     assert site.batch(_items(4, 512))[0]['status'] < 300
     assert len(spoke.compressed) == 1
+
+
+def test_the_budget_stays_within_the_sites_limit(world):
+    spoke = world.spokes[0]
+    spoke.gzip_limit = 65536
+    site = spoke.client(fakeworld.make_conf())
+    site.capabilities()
+    assert site.compression.budget(100000) == 65536
+    spoke.gzip_limit = 1 << 20
+    site.capabilities()
+    assert site.compression.budget(100000) == int(0.9 * 100000 / 0.4)
