@@ -13,6 +13,7 @@ BY_STATUS = {
                         'DatabaseConflict'],
     (410, 'Gone'): ['Gone'],
     (412, 'Precondition Failed'): ['PreconditionFailed'],
+    (413, 'Request Entity Too Large'): ['TooLarge'],
     (503, 'Service Unavailable'): ['Unavailable', 'CaptureIncomplete'],
 }
 EXPECTED = {name: status for status, names in BY_STATUS.items()
