@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from keystone_syncext import exception
 from keystone_syncext.common import protocol
 from keystone_syncext.common import types
+from keystone_syncext.resources import compiled
 from keystone_syncext.resources import ids
 
 PROTOCOL_VERSION = protocol.PROTOCOL_VERSION
@@ -40,6 +41,10 @@ ID_PATTERN = r'^[^/\s]{1,255}$'
 # The canonical bytes and content hash of a representation (protocol v1).
 canonical_json = protocol.canonical_json
 content_hash = protocol.content_hash
+
+
+def _never(value) -> bool:
+    return False
 
 
 def first_line(exc) -> str:
@@ -71,19 +76,26 @@ def unstorable(what: str, fields) -> exception.BadRequest:
         'is made')
 
 
-# Keystone's validator of each request-body schema, built on first use.
-_body_validators: dict[int, validators.SchemaValidator] = {}
+# The compiled check and Keystone's validator of each request-body
+# schema, built on first use.
+_body_validators: dict[int, tuple] = {}
 
 
 def check_body(schema: dict, body, what: str) -> None:
     """Check a request ``body`` against ``schema`` (a module-level
-    constant), or raise 400 ``invalid <what>: <why>``. The validator is
-    built once per schema: building one makes a new jsonschema class,
-    which costs more than a batch item's whole write."""
-    validator = _body_validators.get(id(schema))
-    if validator is None:
-        validator = _body_validators.setdefault(
-            id(schema), validators.SchemaValidator(schema))
+    constant), or raise 400 ``invalid <what>: <why>``. A body the compiled
+    check accepts is accepted; Keystone's validator judges any other
+    (``compiled``). Both are built once per schema: building a validator
+    makes a new jsonschema class, which costs more than a batch item's
+    whole write."""
+    checks = _body_validators.get(id(schema))
+    if checks is None:
+        checks = _body_validators.setdefault(id(schema), (
+            compiled.accepter(schema) or _never,
+            validators.SchemaValidator(schema)))
+    accepts, validator = checks
+    if accepts(body):
+        return
     try:
         validator.validate(body)
     except ks_exception.ValidationError as e:
@@ -355,14 +367,20 @@ class ResourceType:
             unknown = set(resource) - set(props)
             if unknown:
                 raise unstorable(f'{self.name} {id_}', unknown)
-        problem = (schema_problem(self.validator, resource, self.secrets)
-                   or nul_problem(resource))
+        problem = (None if self.accepts(resource) else schema_problem(
+            self.validator, resource, self.secrets)) or nul_problem(resource)
         if problem is not None:
             raise exception.BadRequest(f'invalid {self.name} {id_}: {problem}')
         if self.id_of(resource) != id_:
             raise exception.BadRequest(
                 f'the {self.name} representation names id '
                 f'{self.id_of(resource)!r}, not {id_!r}')
+
+    @functools.cached_property
+    def accepts(self):
+        """True of a representation ``schema`` accepts (``compiled``);
+        False means Keystone's validator has to judge it."""
+        return compiled.accepter(self.schema) or _never
 
     @functools.cached_property
     def validator(self) -> validators.SchemaValidator:

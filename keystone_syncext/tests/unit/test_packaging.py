@@ -98,6 +98,9 @@ def test_the_agent_dependency_set_has_no_keystone():
         assert needed in extras['agent'], needed
     for needed in ('oslo.config', 'oslo.log', 'sqlalchemy', 'alembic'):
         assert needed in base, needed
+    # The extension's own import beyond what Keystone brings
+    # (resources.compiled).
+    assert 'fastjsonschema' in extras['keystone']
 
 
 def test_no_data_files_guessing_the_migrations():
