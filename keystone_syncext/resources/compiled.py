@@ -25,9 +25,15 @@ differ only by the compiled check accepting less:
   array, which JSON never decodes to);
 - ``pattern``: both use Python's ``re.search``; fastjsonschema reads ``$``
   as the very end of the string (``\\Z``), so it refuses ``"a\\n"`` for
-  ``^a$``, which jsonschema accepts;
-- ``format``: the compiled check calls Keystone's own format checker;
-- ``enum`` and ``uniqueItems`` tell ``true`` from ``1`` in both.
+  ``^a$``, which jsonschema accepts. That narrows what a pattern matches
+  only where nothing negates it: a pattern with a lookaround (``(?!a$)``
+  would then match ``"a\\n"``), or any other ``(?`` construct but a plain
+  group ``(?:``, gets no compiled check;
+- ``format``: the compiled check calls Keystone's own format checker, for
+  strings only; jsonschema calls it for every value, and each of its
+  checkers passes what is not a string;
+- ``enum`` and ``uniqueItems`` tell ``true`` from ``1`` in both (in
+  fastjsonschema since 2.22, the least release this package takes).
 
 A schema with any other keyword (``$ref``, ``anyOf``, ``prefixItems``...)
 gets no compiled check, and Keystone's validator checks every value.
@@ -36,7 +42,6 @@ libraries, value by value, for every schema this package checks.
 """
 
 import functools
-import re
 
 import fastjsonschema
 from keystone.common.validation import validators
@@ -64,13 +69,24 @@ def _plain(schema) -> bool:
     types = schema.get('type', 'null')
     if not set(types if isinstance(types, list) else [types]) <= _TYPES:
         return False
-    if not all(_plain(s) for s in schema.get('properties', {}).values()):
+    if 'pattern' in schema and not _monotone(schema['pattern']):
+        return False
+    props = schema.get('properties', {})
+    if not isinstance(props, dict) or not all(
+            _plain(s) for s in props.values()):
         return False
     extra = schema.get('additionalProperties', True)
     if not isinstance(extra, bool) and not _plain(extra):
         return False
     # A list under "items" is Draft 7's tuple form (2020-12's prefixItems).
     return 'items' not in schema or _plain(schema['items'])
+
+
+def _monotone(pattern) -> bool:
+    """Whether making its ``$`` into ``\\Z`` can only make ``pattern``
+    match less: no lookaround, no other ``(?`` construct than ``(?:``."""
+    return isinstance(pattern, str) and all(
+        rest.startswith(':') for rest in pattern.split('(?')[1:])
 
 
 def _formats(schema) -> set[str]:
@@ -98,9 +114,10 @@ def accepter(schema: dict):
             formats={name: functools.partial(_conforms, name)
                      for name in _formats(schema)},
             use_default=False)
-    except (fastjsonschema.JsonSchemaDefinitionException, re.error):
+    except Exception:  # noqa: BLE001 -- Keystone's validator checks all
         # A pattern Python's re cannot compile once fastjsonschema made
-        # "$" into "\Z" (inside a set): no compiled check.
+        # "$" into "\Z" (inside a set), a schema it cannot read: no
+        # compiled check.
         return None
 
     def accepts(value) -> bool:

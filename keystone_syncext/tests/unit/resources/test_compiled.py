@@ -37,6 +37,8 @@ _HOSTILE = [
     float('inf'), '', ' ', 'x', '\n', 'a\n', '\x00', '\x1c', 'a/b',
     'x' * 255, 'x' * 256, 'x' * 70000, '2026-12-08T02:30:00Z',
     '2026-12-08T02:30:00.000000Z', '2026-13-45T99:99:99Z', 'not a time',
+    '2026-13-45T99:99:99.000000Z', '2026-02-30T00:00:00.000000Z', '$',
+    'a$', 'admin\n', '\U0001f600' * 255, '\U0001f600' * 256, [1, 1.0],
     _HEX, _HEX + '\n', 'ab' * 32 + '\n', 'upsert', 'delete', 'UPSERT',
     [], [1], [True, 1], ['a', 'a'], [{'a': 1}, {'a': 1}], [None], {},
     {'a': 1}, {'resource': {}}]
@@ -83,6 +85,10 @@ def _mutants(schema, value):
                     yield dict(value, **{name: changed})
     if isinstance(value, list) and value:
         yield value + value
+        # One item more than maxItems, all different where they can be.
+        more = schema.get('maxItems', 1) + 1
+        yield [f'{value[0]}{n}' if isinstance(value[0], str) else value[0]
+               for n in range(more)]
         for changed in _mutants(schema.get('items', {}), value[0]):
             yield [changed] + value[1:]
 
@@ -111,7 +117,44 @@ def test_what_the_compiled_check_accepts_keystone_accepts(name):
     assert counts['accepted'] and counts['refused'] > 20, counts
 
 
+# Schemas made up to reach where the two libraries could part: numbers and
+# booleans in enums (fastjsonschema before 2.22 took true for 1), a length
+# kept from one item for the next (before 2.22), and values at each side.
+MADE_UP = [
+    ({'enum': [1]}, [True, 1, 1.0, False, 0, '1']),
+    ({'enum': [0, 'x']}, [False, 0, 0.0, 'x', None]),
+    ({'enum': [True]}, [True, 1, 1.0]),
+    ({'type': 'array', 'items': {'enum': [[1]]}}, [[[True]], [[1]], [[1.0]]]),
+    ({'type': 'array', 'items': {'type': ['string', 'array'],
+                                 'minLength': 0, 'maxItems': 1}},
+     [['', [1, 2]], ['', [1]], ['abc', [1, 2]]]),
+    ({'type': 'array', 'uniqueItems': True},
+     [[1, True], [1, 1.0], [0, False], [[1], [True]], [{'a': 1}, {'a': True}],
+      [{'a': 1}, {'a': 1.0}], ['True', True]]),
+    ({'type': 'integer', 'maximum': 3}, [3, 3.0, 4, 2 ** 64, True, 1.5]),
+    ({'type': 'string', 'maxLength': 2}, ['\U0001f600\U0001f600',
+                                          '\U0001f600' * 3]),
+]
+
+
+@pytest.mark.parametrize('schema,values', MADE_UP)
+def test_made_up_schemas_where_the_libraries_could_part(schema, values):
+    accepts = compiled.accepter(schema)
+    assert accepts is not None
+    for value in values:
+        if accepts(value):
+            assert _keystone_accepts(schema, value), (
+                f'the compiled check accepts {value!r}, Keystone does not')
+
+
 @pytest.mark.parametrize('schema', [
+    # A lookaround: "$" made "\Z" under a negation matches more.
+    {'type': 'string', 'pattern': '^(?!admin$)'},
+    {'type': 'string', 'pattern': '^(?!.*[. ]$)'},
+    {'type': 'string', 'pattern': '(?<!a)$'},
+    {'type': 'string', 'pattern': '(?i)^a$'},
+    {'type': 'string', 'format': 'a"b'},
+    {'type': 'object', 'properties': []},
     {'anyOf': [{'type': 'string'}, {'type': 'null'}]},
     {'type': 'object', 'properties': {'a': {'$ref': '#/$defs/a'}},
      '$defs': {'a': {'type': 'string'}}},
