@@ -71,15 +71,23 @@ def _plain(schema) -> bool:
         return False
     if 'pattern' in schema and not _monotone(schema['pattern']):
         return False
-    props = schema.get('properties', {})
-    if not isinstance(props, dict) or not all(
-            _plain(s) for s in props.values()):
-        return False
-    extra = schema.get('additionalProperties', True)
-    if not isinstance(extra, bool) and not _plain(extra):
+    if not isinstance(schema.get('properties', {}), dict):
         return False
     # A list under "items" is Draft 7's tuple form (2020-12's prefixItems).
-    return 'items' not in schema or _plain(schema['items'])
+    if 'items' in schema and not isinstance(schema['items'], dict):
+        return False
+    if not isinstance(schema.get('additionalProperties', True),
+                      (bool, dict)):
+        return False
+    return all(_plain(sub) for sub in _subschemas(schema))
+
+
+def _subschemas(schema: dict):
+    """The schemas ``schema`` applies to parts of a value."""
+    yield from schema.get('properties', {}).values()
+    for key in ('items', 'additionalProperties'):
+        if isinstance(schema.get(key), dict):
+            yield schema[key]
 
 
 def _monotone(pattern) -> bool:
@@ -91,11 +99,7 @@ def _monotone(pattern) -> bool:
 
 def _formats(schema) -> set[str]:
     found = {schema['format']} if 'format' in schema else set()
-    for sub in list(schema.get('properties', {}).values()) + [
-            schema.get('items'), schema.get('additionalProperties')]:
-        if isinstance(sub, dict):
-            found |= _formats(sub)
-    return found
+    return found.union(*(_formats(sub) for sub in _subschemas(schema)))
 
 
 def _conforms(format_name: str, value) -> bool:
